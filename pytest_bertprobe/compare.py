@@ -1,0 +1,149 @@
+"""The one comparison every assertion uses, and its torch.testing-style message."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Allowed difference: |actual - expected| <= atol + rtol * |expected|."""
+
+    atol: float
+    rtol: float
+
+
+@dataclass(frozen=True)
+class Gap:
+    """How far two tensors are apart, and where: the metrics a report or a message needs."""
+
+    shape: tuple[int, ...]
+    elements: int
+    mismatched: int
+    nonfinite: int
+    max_abs: float
+    max_abs_index: tuple[int, ...]
+    max_rel: float
+    max_rel_index: tuple[int, ...]
+    atol: float
+    rtol: float
+
+    def metrics(self) -> dict[str, Any]:
+        """Plain-JSON view for reports."""
+        return asdict(self)
+
+
+class Mismatch(AssertionError):
+    """An assertion failure that carries its `Gap`, so reports can show the numbers."""
+
+    def __init__(self, message: str, gap: Gap) -> None:
+        super().__init__(message)
+        self.gap = gap
+
+
+def measure(actual: torch.Tensor, expected: torch.Tensor, tolerance: Tolerance) -> Gap:
+    """Compare elementwise in float64 and locate the greatest absolute and relative differences."""
+    import torch
+
+    if actual.shape != expected.shape:
+        raise AssertionError(f"The values for shapes do not match: {tuple(actual.shape)} != {tuple(expected.shape)}.")
+    actual64 = actual.detach().to("cpu", torch.float64)
+    expected64 = expected.detach().to("cpu", torch.float64)
+    finite = torch.isfinite(actual64) & torch.isfinite(expected64)
+    same_nonfinite = (actual64 == expected64) & ~finite
+    abs_diff = torch.where(finite, (actual64 - expected64).abs(), torch.full_like(actual64, float("inf")))
+    abs_diff = torch.where(same_nonfinite, torch.zeros_like(abs_diff), abs_diff)
+    rel_diff = abs_diff / expected64.abs().clamp_min(torch.finfo(torch.float64).tiny)
+    rel_diff = torch.where(abs_diff == 0, torch.zeros_like(rel_diff), rel_diff)
+    allowed = tolerance.atol + tolerance.rtol * expected64.abs()
+    mismatched = ~(abs_diff <= allowed) & ~same_nonfinite
+    if actual64.numel() == 0:
+        return Gap(tuple(actual.shape), 0, 0, 0, 0.0, (), 0.0, (), tolerance.atol, tolerance.rtol)
+    return Gap(
+        shape=tuple(actual.shape),
+        elements=actual64.numel(),
+        mismatched=int(mismatched.sum()),
+        nonfinite=int((~finite & ~same_nonfinite).sum()),
+        max_abs=float(abs_diff.max()),
+        max_abs_index=_unravel(int(abs_diff.argmax()), actual64.shape),
+        max_rel=float(rel_diff.max()),
+        max_rel_index=_unravel(int(rel_diff.argmax()), actual64.shape),
+        atol=tolerance.atol,
+        rtol=tolerance.rtol,
+    )
+
+
+def _unravel(flat: int, shape: Sequence[int]) -> tuple[int, ...]:
+    index = []
+    for size in reversed(shape):
+        index.append(flat % size)
+        flat //= size
+    return tuple(reversed(index))
+
+
+def _row_label(index: tuple[int, ...], sentences: Sequence[str] | None) -> str:
+    if not index or not sentences or index[0] >= len(sentences):
+        return ""
+    return f" (sentence {index[0]}: {_quote(sentences[index[0]])})"
+
+
+def _quote(sentence: str, limit: int = 80) -> str:
+    return repr(sentence if len(sentence) <= limit else sentence[:limit] + "…")
+
+
+def assert_close(
+    actual: torch.Tensor,
+    expected: torch.Tensor,
+    tolerance: Tolerance,
+    *,
+    claim: str,
+    sentences: Sequence[str] | None = None,
+    hint: str = "",
+) -> Gap:
+    """Fail like `torch.testing.assert_close` when `actual` strays from `expected`; return the gap."""
+    __tracebackhide__ = True
+    gap = measure(actual, expected, tolerance)
+    if gap.mismatched:
+        lines = [
+            f"{claim}: tensors are not close!",
+            "",
+            f"Mismatched elements: {gap.mismatched} / {gap.elements} ({gap.mismatched / gap.elements:.1%})",
+        ]
+        if gap.nonfinite:
+            lines.append(f"Non-finite values (NaN or inf) where the other side differs: {gap.nonfinite}")
+        lines += [
+            f"Greatest absolute difference: {gap.max_abs:.6g} at index {gap.max_abs_index}"
+            f"{_row_label(gap.max_abs_index, sentences)} (up to {tolerance.atol:g} allowed)",
+            f"Greatest relative difference: {gap.max_rel:.6g} at index {gap.max_rel_index}"
+            f"{_row_label(gap.max_rel_index, sentences)} (up to {tolerance.rtol:g} allowed)",
+        ]
+        raise Mismatch("\n".join(lines + ([f"Hint: {hint}"] if hint else [])), gap)
+    return gap
+
+
+def assert_apart(
+    actual: torch.Tensor,
+    other: torch.Tensor,
+    min_abs: float,
+    *,
+    claim: str,
+    sentences: Sequence[str] | None = None,
+    hint: str = "",
+) -> Gap:
+    """Fail when two tensors are the same within `min_abs`: the mirror image of `assert_close`."""
+    __tracebackhide__ = True
+    gap = measure(actual, other, Tolerance(atol=min_abs, rtol=0.0))
+    if gap.max_abs <= min_abs:
+        lines = [
+            f"{claim}: tensors are the same, but should differ!",
+            "",
+            f"Greatest absolute difference: {gap.max_abs:.6g} at index {gap.max_abs_index}"
+            f"{_row_label(gap.max_abs_index, sentences)} (more than {min_abs:g} required)",
+        ]
+        raise Mismatch("\n".join(lines + ([f"Hint: {hint}"] if hint else [])), gap)
+    return gap

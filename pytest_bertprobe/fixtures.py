@@ -1,0 +1,70 @@
+"""Session-scoped fixtures, parametrized over every `--bert-model`; torch loads only when one is used."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_bertprobe import loading, probes
+from pytest_bertprobe.anatomy import PoolerAnatomy, describe_pooler
+from pytest_bertprobe.sentences import SEED_SENTENCES
+from pytest_bertprobe.session import probe_session
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+NO_MODEL_REASON = "no checkpoint to audit: pass --bert-model=PATH_OR_HUB_ID or set bert_models in your ini"
+
+
+@pytest.fixture(scope="session")
+def bert_checkpoint(request: pytest.FixtureRequest) -> Iterator[loading.Checkpoint]:
+    """The checkpoint under audit, loaded once; released before the next `--bert-model` loads."""
+    source: loading.Source | None = getattr(request, "param", None)
+    if source is None:
+        pytest.skip(NO_MODEL_REASON)
+    session = probe_session(request.config)
+    checkpoint_id = session.ids[session.sources.index(source)]
+    try:
+        checkpoint = loading.load_checkpoint(source, checkpoint_id, session.settings)
+    except loading.CheckpointError as error:
+        pytest.exit(str(error), returncode=pytest.ExitCode.USAGE_ERROR)
+    record = session.record(checkpoint_id)
+    record.loads += 1
+    record.load_seconds += checkpoint.load_seconds
+    record.model_type = checkpoint.model_type
+    probes.share_forward_passes(checkpoint.model)
+    yield checkpoint
+    record.forward_passes += probes.forward_passes(checkpoint.model)
+    probes.stop_sharing(checkpoint.model)
+    del checkpoint
+    gc.collect()
+
+
+@pytest.fixture(scope="session")
+def bert_model(bert_checkpoint: loading.Checkpoint) -> PreTrainedModel:
+    """The model under audit, in eval mode on `--bert-device` with `--bert-dtype`; treat it as read-only."""
+    return bert_checkpoint.model
+
+
+@pytest.fixture(scope="session")
+def bert_tokenizer(bert_checkpoint: loading.Checkpoint) -> PreTrainedTokenizerBase:
+    """The tokenizer saved with the checkpoint."""
+    return bert_checkpoint.tokenizer
+
+
+@pytest.fixture(scope="session")
+def bert_seed_inputs(bert_checkpoint: loading.Checkpoint) -> Any:
+    """The seed's five sentences, tokenized as the seed did (padded, truncated)."""
+    return probes.encode(bert_checkpoint.tokenizer, SEED_SENTENCES, bert_checkpoint.device)
+
+
+@pytest.fixture(scope="session")
+def bert_anatomy(request: pytest.FixtureRequest, bert_checkpoint: loading.Checkpoint, bert_seed_inputs: Any) -> PoolerAnatomy:
+    """Where the pooler lives: kind, dense layer, activation (found numerically), what it reads."""
+    anatomy = describe_pooler(bert_checkpoint.model, probes.run(bert_checkpoint.model, bert_seed_inputs))
+    record = probe_session(request.config).record(bert_checkpoint.id)
+    record.pooler_kind, record.pooler_activation = anatomy.kind.value, anatomy.activation
+    return anatomy

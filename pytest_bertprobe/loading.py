@@ -1,0 +1,153 @@
+"""Find a checkpoint (local folder or hub id) and load it once, keeping what loading reported."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pytest_bertprobe.options import Settings
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+_GENERIC_FOLDER_NAMES = {"model", "models", "checkpoint", "final", "snapshot", "weights", "."}
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be audited; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a `--bert-model` value points: a local folder or a hub id."""
+
+    spec: str
+    local_path: Path | None
+    hub_id: str | None
+    revision: str | None
+
+    @property
+    def location(self) -> str:
+        """What `from_pretrained` is given."""
+        return str(self.local_path) if self.local_path is not None else str(self.hub_id)
+
+
+@dataclass
+class LoadingInfo:
+    """What transformers reported while loading: keys it had to invent or could not place."""
+
+    missing_keys: set[str] = field(default_factory=set)
+    unexpected_keys: set[str] = field(default_factory=set)
+    mismatched_keys: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: the model in eval mode, its tokenizer and the loading report."""
+
+    id: str
+    source: Source
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    loading_info: LoadingInfo
+    device: torch.device
+    load_seconds: float
+
+    @property
+    def model_type(self) -> str:
+        """The config's `model_type` (bert, roberta, ...)."""
+        return str(self.model.config.model_type)
+
+
+def resolve_source(spec: str, revision: str | None = None) -> Source:
+    """Decide whether `spec` is a local checkpoint folder or a hub id, or fail with one line."""
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise CheckpointError(f"--bert-model {spec!r}: folder has no config.json, so it is not a checkpoint")
+        return Source(spec, path.resolve(), None, revision)
+    if path.exists():
+        raise CheckpointError(f"--bert-model {spec!r}: is a file; give the checkpoint's folder")
+    if not _HUB_ID.match(spec) or spec.startswith((".", "~")):
+        raise CheckpointError(f"--bert-model {spec!r}: no such folder")
+    _fetch_hub_config(spec, revision)
+    return Source(spec, None, spec, revision)
+
+
+def _fetch_hub_config(hub_id: str, revision: str | None) -> None:
+    """Reach the hub for `config.json` only, so an unreachable id fails before any test runs."""
+    from huggingface_hub import hf_hub_download
+
+    try:
+        hf_hub_download(hub_id, "config.json", revision=revision)
+    except Exception as error:  # noqa: BLE001 - every hub failure becomes one usage line
+        reason = str(error).strip().split(". ")[0] or type(error).__name__
+        raise CheckpointError(
+            f"--bert-model {hub_id!r}: no such local folder, and the hub id could not be fetched "
+            f"({type(error).__name__}: {reason}); check the path, or run where the Hugging Face Hub is reachable"
+        ) from None
+
+
+def checkpoint_ids(sources: list[Source]) -> list[str]:
+    """Short, deterministic, unique test ids: folder or hub name, widened only where needed."""
+    names = [_short_name(source) for source in sources]
+    seen: dict[str, int] = {}
+    unique = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        unique.append(name if names.count(name) == 1 else f"{name}-{seen[name]}")
+    return unique
+
+
+def _short_name(source: Source) -> str:
+    if source.hub_id is not None:
+        return source.hub_id
+    assert source.local_path is not None
+    name = source.local_path.name
+    if name.lower() in _GENERIC_FOLDER_NAMES and source.local_path.parent.name:
+        name = f"{source.local_path.parent.name}-{name}"
+    return name
+
+
+def resolve_device(requested: str) -> torch.device:
+    """Turn `auto`/`cpu`/`cuda[:N]` into a device that exists here."""
+    import torch
+
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise CheckpointError(f"--bert-device={requested}: CUDA is not available on this machine; use cpu or auto")
+    return torch.device(requested)
+
+
+def load_checkpoint(source: Source, checkpoint_id: str, settings: Settings) -> Checkpoint:
+    """Load model and tokenizer with the requested dtype and device, in eval mode."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    device = resolve_device(settings.device)
+    started = time.perf_counter()
+    kwargs: dict[str, Any] = {"revision": source.revision, "trust_remote_code": False}
+    model, info = AutoModel.from_pretrained(
+        source.location, dtype=getattr(torch, settings.dtype), output_loading_info=True, **kwargs
+    )
+    model.to(device).eval()
+    tokenizer = AutoTokenizer.from_pretrained(source.location, **kwargs)
+    return Checkpoint(
+        id=checkpoint_id,
+        source=source,
+        model=model,
+        tokenizer=tokenizer,
+        loading_info=LoadingInfo(
+            missing_keys=set(info.get("missing_keys", ())),
+            unexpected_keys=set(info.get("unexpected_keys", ())),
+            mismatched_keys={str(key) for key in info.get("mismatched_keys", ())},
+        ),
+        device=device,
+        load_seconds=time.perf_counter() - started,
+    )

@@ -1,0 +1,73 @@
+"""pytest-bertprobe's hooks and options. Heavy imports (torch, transformers) happen inside fixtures."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from pathlib import Path
+
+import pytest
+
+from pytest_bertprobe import loading, options
+from pytest_bertprobe import report as reporting
+from pytest_bertprobe.fixtures import (  # noqa: F401 - fixtures are found by their presence here
+    bert_anatomy,
+    bert_checkpoint,
+    bert_model,
+    bert_seed_inputs,
+    bert_tokenizer,
+)
+from pytest_bertprobe.session import SESSION_KEY, ProbeSession, probe_session
+
+AUDIT_DIR = Path(__file__).parent / "audit"
+AUDIT_PREFIX = "bertprobe_audit_"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Add the `bertprobe` option group."""
+    options.add_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Validate every `--bert-model` (one usage line if wrong) and queue the built-in audit."""
+    config.addinivalue_line("markers", "bertprobe_audit: a check of the built-in checkpoint audit")
+    settings = options.read_settings(config)
+    try:
+        sources = [loading.resolve_source(spec, settings.revision) for spec in settings.models]
+    except loading.CheckpointError as error:
+        raise pytest.UsageError(str(error)) from None
+    session = ProbeSession(settings, sources, loading.checkpoint_ids(sources))
+    config.stash[SESSION_KEY] = session
+    config.pluginmanager.register(reporting.Collector(session), "bertprobe-collector")
+    if sources and settings.audit and str(AUDIT_DIR) not in config.args:
+        config.args.append(str(AUDIT_DIR))
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Module | None:
+    """Collect the audit modules, whatever the user's `python_files` says."""
+    if file_path.parent == AUDIT_DIR and file_path.name.startswith(AUDIT_PREFIX) and file_path.suffix == ".py":
+        return pytest.Module.from_parent(parent, path=file_path)
+    return None
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run every test that uses a bert fixture once per `--bert-model`."""
+    session = probe_session(metafunc.config)
+    if "bert_checkpoint" in metafunc.fixturenames and session.sources:
+        metafunc.parametrize("bert_checkpoint", session.sources, ids=session.ids, indirect=True, scope="session")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Put the model, the check and its numbers on each audit test's report."""
+    reporting.annotate(item, call, probe_session(item.config))
+    return (yield)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Name the checkpoints under audit and how they run."""
+    return reporting.header_lines(probe_session(config))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    """Add the `bertprobe` section: one row per checkpoint."""
+    reporting.write_summary(terminalreporter, probe_session(config))

@@ -1,0 +1,65 @@
+"""Per-run state kept on the pytest config: the checkpoints asked for, and what happened to them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from pytest_bertprobe.loading import Source
+from pytest_bertprobe.options import Settings
+
+
+@dataclass
+class CheckResult:
+    """One audit check's outcome on one checkpoint, with the metrics that back it."""
+
+    nodeid: str
+    check: str
+    outcome: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ModelRecord:
+    """One checkpoint's life in this run: loads, time, forward passes, pooler anatomy, check results."""
+
+    id: str
+    source: Source
+    model_type: str = ""
+    loads: int = 0
+    load_seconds: float = 0.0
+    forward_passes: int = 0
+    pooler_kind: str = ""
+    pooler_activation: str | None = None
+    checks: dict[str, CheckResult] = field(default_factory=dict)
+
+
+@dataclass
+class ProbeSession:
+    """Everything the hooks and fixtures share for one pytest run."""
+
+    settings: Settings
+    sources: list[Source]
+    ids: list[str]
+    records: dict[str, ModelRecord] = field(default_factory=dict)
+
+    def record(self, checkpoint_id: str) -> ModelRecord:
+        """The record for `checkpoint_id`, created on first use."""
+        if checkpoint_id not in self.records:
+            source = self.sources[self.ids.index(checkpoint_id)]
+            self.records[checkpoint_id] = ModelRecord(checkpoint_id, source)
+        return self.records[checkpoint_id]
+
+    def id_of(self, source: Source) -> str:
+        """The test id of a `--bert-model` source."""
+        return self.ids[self.sources.index(source)]
+
+
+SESSION_KEY = pytest.StashKey[ProbeSession]()
+
+
+def probe_session(config: pytest.Config) -> ProbeSession:
+    """The run's `ProbeSession` (set up in `pytest_configure`)."""
+    return config.stash[SESSION_KEY]

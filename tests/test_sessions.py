@@ -1,0 +1,60 @@
+"""Fixtures load each checkpoint once per session, and release it before the next one loads."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+COUNTING_CONFTEST = """
+import gc, weakref
+import pytest_bertprobe.loading as loading
+
+LOADS = []
+LIVE = []
+_real_load = loading.load_checkpoint
+
+def counting_load(source, checkpoint_id, settings):
+    gc.collect()
+    alive = [name for name, ref in LIVE if ref() is not None]
+    checkpoint = _real_load(source, checkpoint_id, settings)
+    LOADS.append(checkpoint_id)
+    LIVE.append((checkpoint_id, weakref.ref(checkpoint.model)))
+    print(f"LOAD {checkpoint_id} while alive: {alive}")
+    return checkpoint
+
+loading.load_checkpoint = counting_load
+
+def pytest_sessionfinish(session):
+    print("LOADS", sorted(LOADS))
+"""
+
+
+def test_each_checkpoint_loads_once_across_modules_and_is_released_before_the_next(
+    pytester: pytest.Pytester, tiny_checkpoint: Callable[..., Path]
+) -> None:
+    bert, roberta = tiny_checkpoint("bert"), tiny_checkpoint("roberta")
+    pytester.makeconftest(COUNTING_CONFTEST)
+    for module in ("test_one", "test_two", "test_three"):
+        pytester.makepyfile(**{module: "def test_model(bert_model, bert_tokenizer):\n    assert not bert_model.training\n"})
+    result = pytester.runpytest("-s", f"--bert-model={bert}", f"--bert-model={roberta}")
+    result.assert_outcomes(passed=6 + 2 * 2)  # three modules and the two-test audit, per checkpoint
+    result.stdout.fnmatch_lines([
+        f"*LOAD {bert.name} while alive: [[][]]",
+        f"*LOAD {roberta.name} while alive: [[][]]",
+        "*LOADS [[]'bert', 'roberta'[]]",
+    ])
+
+
+def test_summary_shows_one_row_per_model_with_its_loads(pytester: pytest.Pytester, tiny_checkpoint: Callable[..., Path]) -> None:
+    bert = tiny_checkpoint("bert")
+    result = pytester.runpytest(f"--bert-model={bert}")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines([
+        "*= bertprobe =*",
+        "model*type*pooler*activation*loads*load s*forward passes",
+        f"{bert.name}*bert*standard*tanh*1*1",
+        f"{bert.name}: pooler_relation: passed (greatest |difference| 0, tolerance 1e-06)",
+        f"{bert.name}: cls_differs_from_pooler: passed (greatest |difference| *, tolerance 0.001)",
+    ])
