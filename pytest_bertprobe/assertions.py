@@ -81,7 +81,7 @@ def assert_cls_differs_from_pooler(
     return compare.assert_apart(
         forward.pooler_output,
         forward.last_hidden_state[:, 0],
-        min_diff if min_diff is not None else tolerance_for("cls_differs", _dtype(model)).atol,
+        min_diff if min_diff is not None else tolerance_for("cls_differs_from_pooler", _dtype(model)).atol,
         claim="pooler_output differs from last_hidden_state[:, 0]",
         sentences=sentences,
         hint="a pooler that returns the [CLS] state unchanged is an identity pooler; "

@@ -52,11 +52,12 @@ class Checkpoint:
 
     id: str
     source: Source
-    model: PreTrainedModel
+    model: PreTrainedModel  # the bare encoder (`base_model`): hidden states and pooler
     tokenizer: PreTrainedTokenizerBase
     loading_info: LoadingInfo
     device: torch.device
     load_seconds: float
+    head_model: PreTrainedModel | None = None  # the saved architecture when it has heads (BertForPreTraining, ...)
 
     @property
     def model_type(self) -> str:
@@ -128,20 +129,23 @@ def resolve_device(requested: str) -> torch.device:
 def load_checkpoint(source: Source, checkpoint_id: str, settings: Settings) -> Checkpoint:
     """Load model and tokenizer with the requested dtype and device, in eval mode."""
     import torch
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
 
     device = resolve_device(settings.device)
     started = time.perf_counter()
     kwargs: dict[str, Any] = {"revision": source.revision, "trust_remote_code": False}
-    model, info = AutoModel.from_pretrained(
-        source.location, dtype=getattr(torch, settings.dtype), output_loading_info=True, **kwargs
+    config = AutoConfig.from_pretrained(source.location, **kwargs)
+    full_model, info = _saved_architecture(config).from_pretrained(
+        source.location, config=config, dtype=getattr(torch, settings.dtype), output_loading_info=True, **kwargs
     )
-    model.to(device).eval()
+    full_model.to(device).eval()
     tokenizer = AutoTokenizer.from_pretrained(source.location, **kwargs)
+    model = full_model.base_model
     return Checkpoint(
         id=checkpoint_id,
         source=source,
         model=model,
+        head_model=full_model if full_model is not model else None,
         tokenizer=tokenizer,
         loading_info=LoadingInfo(
             missing_keys=set(info.get("missing_keys", ())),
@@ -151,3 +155,14 @@ def load_checkpoint(source: Source, checkpoint_id: str, settings: Settings) -> C
         device=device,
         load_seconds=time.perf_counter() - started,
     )
+
+
+def _saved_architecture(config: Any) -> Any:
+    """The class named in `config.architectures` (so heads load too), else `AutoModel`."""
+    import transformers
+
+    for name in getattr(config, "architectures", None) or ():
+        candidate = getattr(transformers, name, None)
+        if isinstance(candidate, type) and issubclass(candidate, transformers.PreTrainedModel):
+            return candidate
+    return transformers.AutoModel

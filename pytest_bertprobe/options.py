@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import pytest
 
 DTYPES = ("float32", "bfloat16", "float16")
+EMBEDDINGS = ("auto", "cls", "pooler", "mean")
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
@@ -20,6 +21,8 @@ class Settings:
     dtype: str
     revision: str | None
     audit: bool
+    embedding: str = "auto"
+    languages: tuple[str, ...] = ()
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -56,7 +59,29 @@ def add_options(parser: pytest.Parser) -> None:
         default=False,
         help="run only your own tests, not the built-in audit (default: the audit runs when a model is given)",
     )
+    group.addoption(
+        "--bert-embedding",
+        default=None,
+        metavar="KIND",
+        help="sentence embedding the checkpoint's consumers use: auto, cls, pooler or mean "
+        "(default: ini bert_embedding, else auto: sentence-transformers' pooling config, else cls)",
+    )
+    group.addoption(
+        "--bert-languages",
+        default=None,
+        metavar="zh,en,...",
+        help="scripts the checkpoint must cover; [UNK] rates past the threshold fail only for these "
+        "(default: ini bert_languages, else none: rates are reported, not enforced)",
+    )
     parser.addini("bert_models", type="linelist", default=[], help="checkpoints to audit, one per line")
+    parser.addini("bert_embedding", default="auto", help="default for --bert-embedding")
+    parser.addini("bert_languages", default="", help="default for --bert-languages")
+    parser.addini(
+        "bert_tolerances",
+        type="linelist",
+        default=[],
+        help="tolerance overrides, one 'CHECK = ATOL RTOL' per line (e.g. padding_invariance = 1e-3 1e-3)",
+    )
 
 
 def read_settings(config: pytest.Config) -> Settings:
@@ -68,10 +93,17 @@ def read_settings(config: pytest.Config) -> Settings:
         raise pytest.UsageError(f"--bert-device={device}: not a device; use auto, cpu, cuda or cuda:N")
     if dtype not in DTYPES:
         raise pytest.UsageError(f"--bert-dtype={dtype}: not a dtype; use one of {', '.join(DTYPES)}")
+    embedding = config.getoption("bert_embedding") or config.getini("bert_embedding")
+    if embedding not in EMBEDDINGS:
+        raise pytest.UsageError(f"--bert-embedding={embedding}: use one of {', '.join(EMBEDDINGS)}")
+    languages_text = config.getoption("bert_languages") or config.getini("bert_languages")
+    languages = tuple(code.strip().lower() for code in languages_text.split(",") if code.strip())
     return Settings(
         models=tuple(dict.fromkeys(str(model) for model in models)),
         device=device,
         dtype=dtype,
         revision=config.getoption("bert_revision"),
         audit=not config.getoption("bert_no_audit"),
+        embedding=embedding,
+        languages=languages,
     )

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bertprobe import loading, options
+from pytest_bertprobe import loading, options, tolerances
 from pytest_bertprobe import report as reporting
 from pytest_bertprobe.fixtures import (  # noqa: F401 - fixtures are found by their presence here
     bert_anatomy,
@@ -32,8 +32,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "bertprobe_audit: a check of the built-in checkpoint audit")
     settings = options.read_settings(config)
     try:
+        tolerances.set_overrides(config.getini("bert_tolerances"))
         sources = [loading.resolve_source(spec, settings.revision) for spec in settings.models]
-    except loading.CheckpointError as error:
+    except (loading.CheckpointError, ValueError) as error:
         raise pytest.UsageError(str(error)) from None
     session = ProbeSession(settings, sources, loading.checkpoint_ids(sources))
     config.stash[SESSION_KEY] = session

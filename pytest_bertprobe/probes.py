@@ -67,8 +67,31 @@ def accepted_inputs(model: PreTrainedModel, inputs: Mapping[str, Any]) -> dict[s
     return {name: value for name, value in inputs.items() if name in parameters}
 
 
+def require_eval_mode(model: Any) -> None:
+    """Fail when any module is in training mode: dropout would make every comparison noise."""
+    __tracebackhide__ = True
+    import torch
+
+    # A stateless leaf (Tanh, Identity) swapped in after .eval() trains nothing; flag what can act on the flag.
+    training = [
+        name or type(model).__name__
+        for name, module in model.named_modules()
+        if module.training
+        and (isinstance(module, torch.nn.Dropout) or next(module.children(), None) is not None
+             or next(module.parameters(recurse=False), None) is not None)
+    ]
+    if training:
+        raise AssertionError(
+            f"{type(model).__name__} is in training mode ({len(training)} modules, first: {training[0]!r}): "
+            "dropout is on, so outputs are random.\nHint: call model.eval() before auditing, and return "
+            "models in eval mode from fixtures (from_config and .train() leave them in training mode)"
+        )
+
+
 def run(model: PreTrainedModel, inputs: Mapping[str, torch.Tensor]) -> Forward:
     """Run (or recall) one forward pass of `inputs` with hidden states and the pooler input."""
+    __tracebackhide__ = True
+    require_eval_mode(model)
     memo = _memos.get(model)
     if memo is None:
         return _execute(model, inputs)

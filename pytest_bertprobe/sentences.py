@@ -5,6 +5,20 @@ from __future__ import annotations
 # The seed's experiment (bge-large-zh): happy, glad, sad, weather, "will there be a big typhoon today?"
 SEED_SENTENCES: tuple[str, ...] = ("开心", "快乐", "难过", "天气", "今天会有大大的台风吗?")
 
-ENGLISH_SENTENCES: tuple[str, ...] = ("hello world", "the weather is sad today")
+ENGLISH_SENTENCES: tuple[str, ...] = ("hello world", "the weather is sad today", "Will there be a big typhoon?")
 
-PROBE_SENTENCES: tuple[str, ...] = SEED_SENTENCES + ENGLISH_SENTENCES
+EDGE_SENTENCES: tuple[str, ...] = (
+    "",  # only the special tokens
+    "café naïve résumé",  # accents
+    "good day 😀🌧️",  # emoji
+    "  hello \t  world  ",  # whitespace runs
+    "?!.,;:",  # punctuation only
+)
+
+# Distinct lengths on purpose: padding-dependent checks need rows of different lengths.
+PROBE_SENTENCES: tuple[str, ...] = SEED_SENTENCES + ENGLISH_SENTENCES + EDGE_SENTENCES
+
+PAIRS: tuple[tuple[str, str], ...] = (
+    ("今天会有大大的台风吗?", "天气"),
+    ("hello world", "the weather is sad today"),
+)

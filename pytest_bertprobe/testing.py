@@ -18,9 +18,10 @@ import torch
 import transformers
 from transformers import PreTrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
+from pytest_bertprobe.sentences import SEED_SENTENCES
+
 __all__ = ["ARCHITECTURES", "SEED_SENTENCES", "make_tiny_checkpoint"]
 
-SEED_SENTENCES: tuple[str, ...] = ("开心", "快乐", "难过", "天气", "今天会有大大的台风吗?")
 
 _ENGLISH_WORDS: tuple[str, ...] = (
     "the", "a", "an", "is", "are", "was", "be", "will", "there", "it", "this", "that", "what", "how",
