@@ -30,6 +30,7 @@ class Source:
     local_path: Path | None
     hub_id: str | None
     revision: str | None
+    config_file: Path | None = None  # the config.json read before loading (downloaded for hub ids)
 
     @property
     def location(self) -> str:
@@ -69,29 +70,35 @@ def resolve_source(spec: str, revision: str | None = None) -> Source:
     """Decide whether `spec` is a local checkpoint folder or a hub id, or fail with one line."""
     path = Path(spec).expanduser()
     if path.is_dir():
+        if not any(path.iterdir()):
+            raise CheckpointError(f"--bert-model {spec!r}: folder is empty; give a checkpoint folder (config.json, weights, tokenizer)")
         if not (path / "config.json").is_file():
             raise CheckpointError(f"--bert-model {spec!r}: folder has no config.json, so it is not a checkpoint")
-        return Source(spec, path.resolve(), None, revision)
+        return Source(spec, path.resolve(), None, revision, path.resolve() / "config.json")
     if path.exists():
         raise CheckpointError(f"--bert-model {spec!r}: is a file; give the checkpoint's folder")
     if not _HUB_ID.match(spec) or spec.startswith((".", "~")):
         raise CheckpointError(f"--bert-model {spec!r}: no such folder")
-    _fetch_hub_config(spec, revision)
-    return Source(spec, None, spec, revision)
+    return Source(spec, None, spec, revision, _fetch_hub_config(spec, revision))
 
 
-def _fetch_hub_config(hub_id: str, revision: str | None) -> None:
+def _fetch_hub_config(hub_id: str, revision: str | None) -> Path:
     """Reach the hub for `config.json` only, so an unreachable id fails before any test runs."""
     from huggingface_hub import hf_hub_download
 
     try:
-        hf_hub_download(hub_id, "config.json", revision=revision)
+        return Path(hf_hub_download(hub_id, "config.json", revision=revision))
     except Exception as error:  # noqa: BLE001 - every hub failure becomes one usage line
-        reason = str(error).strip().split(". ")[0] or type(error).__name__
         raise CheckpointError(
             f"--bert-model {hub_id!r}: no such local folder, and the hub id could not be fetched "
-            f"({type(error).__name__}: {reason}); check the path, or run where the Hugging Face Hub is reachable"
+            f"({_first_line(error)}); check the path, or run where the Hugging Face Hub is reachable"
         ) from None
+
+
+def _first_line(error: BaseException) -> str:
+    """`Type: first sentence` of an exception, for one-line messages."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{type(error).__name__}: {text.split('. ')[0]}" if text else type(error).__name__
 
 
 def checkpoint_ids(sources: list[Source]) -> list[str]:
@@ -133,11 +140,19 @@ def load_checkpoint(source: Source, checkpoint_id: str, settings: Settings) -> C
 
     device = resolve_device(settings.device)
     started = time.perf_counter()
-    kwargs: dict[str, Any] = {"revision": source.revision, "trust_remote_code": False}
+    kwargs: dict[str, Any] = {"revision": source.revision, "trust_remote_code": settings.trust_remote_code}
     config = AutoConfig.from_pretrained(source.location, **kwargs)
-    full_model, info = _saved_architecture(config).from_pretrained(
-        source.location, config=config, dtype=getattr(torch, settings.dtype), output_loading_info=True, **kwargs
-    )
+    try:
+        full_model, info = _saved_architecture(config).from_pretrained(
+            source.location,
+            config=config,
+            dtype=getattr(torch, settings.dtype),
+            output_loading_info=True,
+            use_safetensors=None if settings.allow_pickle else True,
+            **kwargs,
+        )
+    except (OSError, ValueError, RuntimeError) as error:
+        raise CheckpointError(f"--bert-model {source.spec!r}: could not be loaded ({_first_line(error)})") from None
     full_model.to(device).eval()
     tokenizer = AutoTokenizer.from_pretrained(source.location, **kwargs)
     model = full_model.base_model

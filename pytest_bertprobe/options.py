@@ -23,6 +23,8 @@ class Settings:
     audit: bool
     embedding: str = "auto"
     languages: tuple[str, ...] = ()
+    trust_remote_code: bool = False
+    allow_pickle: bool = False
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -52,6 +54,18 @@ def add_options(parser: pytest.Parser) -> None:
         default=None,
         metavar="REV",
         help="hub revision (branch, tag or commit) for hub ids (default: the hub's default branch)",
+    )
+    group.addoption(
+        "--bert-trust-remote-code",
+        action="store_true",
+        default=False,
+        help="allow checkpoints whose config asks for custom code (auto_map) to run it (default: refused)",
+    )
+    group.addoption(
+        "--bert-allow-pickle",
+        action="store_true",
+        default=False,
+        help="allow pickle-only weights (pytorch_model.bin), which can run code when loaded (default: refused)",
     )
     group.addoption(
         "--bert-no-audit",
@@ -106,4 +120,6 @@ def read_settings(config: pytest.Config) -> Settings:
         audit=not config.getoption("bert_no_audit"),
         embedding=embedding,
         languages=languages,
+        trust_remote_code=config.getoption("bert_trust_remote_code"),
+        allow_pickle=config.getoption("bert_allow_pickle"),
     )

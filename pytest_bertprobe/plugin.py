@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bertprobe import loading, options, tolerances
+from pytest_bertprobe import loading, options, preflight, tolerances
 from pytest_bertprobe import report as reporting
 from pytest_bertprobe.fixtures import (  # noqa: F401 - fixtures are found by their presence here
     bert_anatomy,
@@ -34,6 +34,12 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         tolerances.set_overrides(config.getini("bert_tolerances"))
         sources = [loading.resolve_source(spec, settings.revision) for spec in settings.models]
+        for source in sources:
+            preflight.check_source(
+                source, trust_remote_code=settings.trust_remote_code, allow_pickle=settings.allow_pickle
+            )
+        if sources:
+            preflight.check_device(settings.device)
     except (loading.CheckpointError, ValueError) as error:
         raise pytest.UsageError(str(error)) from None
     session = ProbeSession(settings, sources, loading.checkpoint_ids(sources))

@@ -22,3 +22,13 @@ PAIRS: tuple[tuple[str, str], ...] = (
     ("今天会有大大的台风吗?", "天气"),
     ("hello world", "the weather is sad today"),
 )
+
+# Text that has crashed tokenizers and audits elsewhere; the audit must take all of it in stride.
+ADVERSARIAL_SENTENCES: tuple[str, ...] = (
+    "\x00\x01\x07\x1b[31m\x7f control",  # control characters and an ANSI escape
+    "zero\u200bwidth\u200c\u200d\ufeff joiners",  # zero-width space, joiners, BOM
+    "\u202eRTL override\u202c \u200fmark",  # right-to-left override and mark
+    "\u0301\u0308 lone combining marks",  # combining marks with nothing to combine with
+    "[CLS] [SEP] [MASK] [PAD] [UNK] <s> </s> <pad> <mask>",  # special-token text
+    "长" * 100_000,  # far past any model's maximum length: the truncation path
+)

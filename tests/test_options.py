@@ -1,8 +1,6 @@
-"""Options parse as documented, and a bad --bert-model is one usage line with exit code 4."""
+"""Options and ini keys parse as documented (bad values: tests/test_bad_input.py)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 
@@ -48,33 +46,17 @@ def test_the_same_folder_twice_loads_once(pytester: pytest.Pytester, tiny_checkp
     result.assert_outcomes(passed=1)
 
 
-@pytest.mark.parametrize(
-    ("argument", "message"),
-    [
-        ("--bert-dtype=float64", "--bert-dtype=float64: not a dtype; use one of float32, bfloat16, float16"),
-        ("--bert-device=gpu", "--bert-device=gpu: not a device; use auto, cpu, cuda or cuda:N"),
-    ],
-)
-def test_invalid_dtype_or_device_is_a_usage_error(pytester: pytest.Pytester, argument: str, message: str) -> None:
-    assert_usage_error(pytester.runpytest(argument), message)
+def test_ini_tolerance_override_is_applied(pytester: pytest.Pytester, tiny_checkpoint: object) -> None:
+    bert = tiny_checkpoint("bert")  # type: ignore[operator]
+    pytester.makeini("[pytest]\nbert_tolerances =\n    cls_differs_from_pooler = 100 0\n")
+    result = pytester.runpytest(f"--bert-model={bert}", "-k", "cls_is_not_the_pooler")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*Greatest absolute difference: * (more than 100 required)*"])
 
 
-def test_missing_path_is_a_usage_error(pytester: pytest.Pytester, tmp_path: Path) -> None:
-    missing = tmp_path / "no" / "such" / "checkpoint"
-    assert_usage_error(pytester.runpytest(f"--bert-model={missing}"), f"--bert-model '{missing}': no such folder")
-
-
-def test_folder_without_config_is_a_usage_error(pytester: pytest.Pytester, tmp_path: Path) -> None:
+def test_bad_tolerance_line_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nbert_tolerances =\n    no_such_check = 1 2\n")
     assert_usage_error(
-        pytester.runpytest(f"--bert-model={tmp_path}"),
-        f"--bert-model '{tmp_path}': folder has no config.json, so it is not a checkpoint",
-    )
-
-
-def test_unreachable_hub_id_is_a_usage_error(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert_usage_error(
-        pytester.runpytest_subprocess("--bert-model=bertprobe-tests/does-not-exist"),
-        "--bert-model 'bertprobe-tests/does-not-exist': no such local folder, and the hub id could not be fetched *"
-        "; check the path, or run where the Hugging Face Hub is reachable",
+        pytester.runpytest(),
+        "bert_tolerances line 'no_such_check = 1 2': use 'CHECK = ATOL RTOL' with CHECK one of pooler_relation, *",
     )

@@ -1,0 +1,177 @@
+"""Bad input and untrusted checkpoints: one clear line, exit code 4, nothing executed that was not allowed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import assert_usage_error
+
+Factory = Callable[..., Path]
+
+
+@pytest.fixture
+def bert_copy(tiny_checkpoint: Factory, tmp_path: Path) -> Path:
+    """A private copy of the tiny BERT checkpoint, free to break."""
+    return Path(shutil.copytree(tiny_checkpoint("bert"), tmp_path / "bert-copy"))
+
+
+def _edit_json(path: Path, **changes: object) -> None:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data.update(changes)
+    path.write_text(json.dumps(data), encoding="utf-8")
+
+
+def test_missing_path(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    missing = tmp_path / "no" / "such" / "checkpoint"
+    assert_usage_error(pytester.runpytest(f"--bert-model={missing}"), f"--bert-model '{missing}': no such folder")
+
+
+def test_empty_folder(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    assert_usage_error(pytester.runpytest(f"--bert-model={tmp_path}"), f"--bert-model '{tmp_path}': folder is empty; *")
+
+
+def test_folder_without_config(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("not a checkpoint", encoding="utf-8")
+    assert_usage_error(
+        pytester.runpytest(f"--bert-model={tmp_path}"),
+        f"--bert-model '{tmp_path}': folder has no config.json, so it is not a checkpoint",
+    )
+
+
+def test_folder_without_tokenizer(pytester: pytest.Pytester, bert_copy: Path) -> None:
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        (bert_copy / name).unlink(missing_ok=True)
+    assert_usage_error(pytester.runpytest(f"--bert-model={bert_copy}"), "*: folder has no tokenizer (none of *")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_corrupt_safetensors(pytester: pytest.Pytester, bert_copy: Path, damage: str) -> None:
+    weights = bert_copy / "model.safetensors"
+    content = weights.read_bytes()
+    weights.write_bytes(content[: len(content) // 2] if damage == "truncated" else b"\x00garbage" * 100)
+    assert_usage_error(
+        pytester.runpytest(f"--bert-model={bert_copy}"),
+        "*: model.safetensors is corrupt (*); re-download or re-save the checkpoint",
+    )
+
+
+def test_unreachable_hub_id(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert_usage_error(
+        pytester.runpytest_subprocess("--bert-model=bertprobe-tests/does-not-exist"),
+        "--bert-model 'bertprobe-tests/does-not-exist': no such local folder, and the hub id could not be fetched *"
+        "; check the path, or run where the Hugging Face Hub is reachable",
+    )
+
+
+def test_not_an_encoder(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50)).save_pretrained(tmp_path / "gpt2")
+    assert_usage_error(
+        pytester.runpytest(f"--bert-model={tmp_path / 'gpt2'}"),
+        "*: model_type 'gpt2' is not a BERT-family encoder; *",
+    )
+
+
+@pytest.mark.parametrize(
+    ("argument", "message"),
+    [
+        ("--bert-dtype=float64", "--bert-dtype=float64: not a dtype; use one of float32, bfloat16, float16"),
+        ("--bert-device=gpu", "--bert-device=gpu: not a device; use auto, cpu, cuda or cuda:N"),
+        ("--bert-embedding=max", "--bert-embedding=max: use one of auto, cls, pooler, mean"),
+    ],
+)
+def test_invalid_option_values(pytester: pytest.Pytester, argument: str, message: str) -> None:
+    assert_usage_error(pytester.runpytest(argument), message)
+
+
+def test_cuda_where_there_is_none(pytester: pytest.Pytester, tiny_checkpoint: Factory) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert_usage_error(
+        pytester.runpytest(f"--bert-model={tiny_checkpoint('bert')}", "--bert-device=cuda"),
+        "--bert-device=cuda: CUDA is not available on this machine; use cpu or auto",
+    )
+
+
+ANNOUNCING_MODULE = """
+import pathlib
+pathlib.Path({marker!r}).write_text("imported")
+raise SystemExit("custom code ran")
+"""
+
+
+@pytest.mark.parametrize("config_name", ["config.json", "tokenizer_config.json"])
+def test_remote_code_is_refused_before_it_is_imported(
+    pytester: pytest.Pytester, bert_copy: Path, tmp_path: Path, config_name: str
+) -> None:
+    marker = tmp_path / "custom-code-was-imported"
+    (bert_copy / "modeling_planted.py").write_text(ANNOUNCING_MODULE.format(marker=str(marker)), encoding="utf-8")
+    key = "AutoModel" if config_name == "config.json" else "AutoTokenizer"
+    _edit_json(bert_copy / config_name, auto_map={key: "modeling_planted.PlantedModel"})
+    result = pytester.runpytest_subprocess(f"--bert-model={bert_copy}")
+    assert_usage_error(
+        result,
+        f"*: {config_name} asks for custom code (auto_map); it was not imported. "
+        "Pass --bert-trust-remote-code if you trust this checkpoint",
+    )
+    assert not marker.exists()
+
+
+def test_pickle_only_weights_are_refused_without_unpickling(
+    pytester: pytest.Pytester, bert_copy: Path, tmp_path: Path
+) -> None:
+    marker = tmp_path / "pickle-was-loaded"
+    (bert_copy / "model.safetensors").unlink()
+    # A pickle whose loading would leave a marker file behind.
+    payload = f"cos\nsystem\n(S'touch {marker}'\ntR.".encode()
+    (bert_copy / "pytorch_model.bin").write_bytes(payload)
+    result = pytester.runpytest_subprocess(f"--bert-model={bert_copy}")
+    assert_usage_error(
+        result,
+        "*: weights are pickle only (pytorch_model.bin), which can run code when loaded; it was not opened. "
+        "Convert to safetensors, or pass --bert-allow-pickle if you trust it",
+    )
+    assert not marker.exists()
+
+
+def test_pickle_weights_load_when_allowed(pytester: pytest.Pytester, tiny_checkpoint: Factory, tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import load_file
+
+    folder = Path(shutil.copytree(tiny_checkpoint("bert"), tmp_path / "pickled"))
+    # transformers 5 only writes safetensors, so write the legacy pickle by hand.
+    torch.save(load_file(folder / "model.safetensors"), folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink()
+    assert (folder / "pytorch_model.bin").is_file() and not list(folder.glob("*.safetensors"))
+    result = pytester.runpytest(f"--bert-model={folder}", "--bert-allow-pickle", "-k", "pooler_is_dense")
+    result.assert_outcomes(passed=1)
+
+
+def test_broken_but_loadable_checkpoint_is_not_a_usage_error(pytester: pytest.Pytester, bert_copy: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(bert_copy / "model.safetensors")
+    name = next(key for key in tensors if "pooler.dense.weight" in key)
+    tensors[name][0, 0] = float("nan")
+    save_file(tensors, bert_copy / "model.safetensors", metadata={"format": "pt"})
+    result = pytester.runpytest(f"--bert-model={bert_copy}", "-k", "pooler_is_dense")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.assert_outcomes(failed=1)
+
+
+def test_weights_that_do_not_fit_the_config_stop_the_run_with_one_line(pytester: pytest.Pytester, bert_copy: Path) -> None:
+    _edit_json(bert_copy / "config.json", intermediate_size=40)
+    result = pytester.runpytest(f"--bert-model={bert_copy}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stdout.fnmatch_lines([f"*Exit: --bert-model '{bert_copy}': could not be loaded (RuntimeError: *"])
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+    result.assert_outcomes()
