@@ -7,7 +7,7 @@ torch nor transformers.
 from __future__ import annotations
 
 from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
@@ -16,28 +16,39 @@ pytest.register_assert_rewrite("pytest_bertprobe.audit", "pytest_bertprobe.asser
 
 __version__ = "0.1.0"
 
-_LAZY = {
-    "assert_pooler_is_dense_tanh_of_cls": "pytest_bertprobe.assertions",
-    "assert_cls_differs_from_pooler": "pytest_bertprobe.assertions",
-    "NoPoolerError": "pytest_bertprobe.anatomy",
-    "PoolerAnatomy": "pytest_bertprobe.anatomy",
-    "PoolerKind": "pytest_bertprobe.anatomy",
-    "locate_pooler": "pytest_bertprobe.anatomy",
-    "Gap": "pytest_bertprobe.compare",
-    "Tolerance": "pytest_bertprobe.compare",
-    "SEED_SENTENCES": "pytest_bertprobe.sentences",
-}
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "pytest_bertprobe.assertions": ("assert_pooler_is_dense_tanh_of_cls", "assert_cls_differs_from_pooler"),
+    "pytest_bertprobe.provenance": (
+        "PoolerProvenance", "inspect_pooler_provenance", "assert_pooler_trained", "assert_pooler_not_degenerate",
+        "assert_outputs_finite", "assert_pooler_in_tanh_range",
+    ),
+    "pytest_bertprobe.invariances": (
+        "assert_hidden_states_consistent", "assert_padding_invariant", "assert_masked_content_invariant",
+        "assert_permutation_equivariant",
+    ),
+    "pytest_bertprobe.consistency": ("assert_deterministic", "assert_eager_matches_sdpa", "assert_save_load_round_trip"),
+    "pytest_bertprobe.tokenizer_contract": (
+        "assert_special_tokens_in_place", "assert_pads_on_the_right", "assert_input_names_accepted",
+        "assert_token_ids_fit_embeddings", "assert_token_types_fit", "assert_max_length_fits", "assert_pad_ids_agree",
+    ),
+    "pytest_bertprobe.coverage": ("assert_language_coverage", "assert_casing_consistent", "LANGUAGES"),
+    "pytest_bertprobe.heads": ("assert_nsp_head_reads_pooler", "assert_mlm_head_reads_last_hidden_state"),
+    "pytest_bertprobe.embedding": ("assert_embedding_contract", "resolve_embedding", "sentence_embedding"),
+    "pytest_bertprobe.anatomy": ("NoPoolerError", "PoolerAnatomy", "PoolerKind", "locate_pooler", "describe_pooler"),
+    "pytest_bertprobe.compare": ("Gap", "Tolerance", "Mismatch", "NotApplicable"),
+    "pytest_bertprobe.sentences": ("SEED_SENTENCES", "PROBE_SENTENCES"),
+}  # fmt: skip
+_LAZY = {name: module for module, names in _EXPORTS.items() for name in names}
 
 __all__ = ["__version__", *_LAZY]
 
-if TYPE_CHECKING:
-    from pytest_bertprobe.anatomy import NoPoolerError, PoolerAnatomy, PoolerKind, locate_pooler
-    from pytest_bertprobe.assertions import assert_cls_differs_from_pooler, assert_pooler_is_dense_tanh_of_cls
-    from pytest_bertprobe.compare import Gap, Tolerance
-    from pytest_bertprobe.sentences import SEED_SENTENCES
-
 
 def __getattr__(name: str) -> Any:
+    """Import public helpers on first use (PEP 562), so `import pytest_bertprobe` stays light."""
     if name in _LAZY:
         return getattr(import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'pytest_bertprobe' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from typing import TYPE_CHECKING
 
+from pytest_bertprobe.compare import NotApplicable
 from pytest_bertprobe.probes import Forward
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ class PoolerAnatomy:
         return self.kind is PoolerKind.STANDARD
 
 
-class NoPoolerError(ValueError):
+class NoPoolerError(NotApplicable):
     """Raised by pooler assertions on a model whose pooler checks do not apply; says why."""
 
 
@@ -87,6 +88,16 @@ def locate_pooler(model: PreTrainedModel) -> PoolerAnatomy:
             f"{architecture}'s pooler has {len(linears)} linear layers, not one dense layer",
         )
     return PoolerAnatomy(model_type, PoolerKind.STANDARD, pooler, linears[0])
+
+
+def require_checkable_pooler(model: PreTrainedModel, forward: Forward) -> PoolerAnatomy:
+    """The pooler's anatomy, or `NoPoolerError` saying why pooler checks do not apply to `model`."""
+    anatomy = locate_pooler(model)
+    if not anatomy.checkable:
+        raise NoPoolerError(anatomy.reason)
+    if forward.pooler_output is None:
+        raise NoPoolerError(f"{type(model).__name__} returned pooler_output=None")
+    return anatomy
 
 
 def cls_vector(pooler_input: torch.Tensor) -> torch.Tensor:

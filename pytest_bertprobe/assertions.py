@@ -6,24 +6,11 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pytest_bertprobe import compare, probes
-from pytest_bertprobe.anatomy import NoPoolerError, PoolerAnatomy, identify_activation, locate_pooler
-from pytest_bertprobe.tolerances import dtype_name, tolerance_for
+from pytest_bertprobe.anatomy import identify_activation, require_checkable_pooler
+from pytest_bertprobe.tolerances import model_dtype, tolerance_for
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
-
-
-def _checkable_pooler(model: PreTrainedModel, forward: probes.Forward) -> PoolerAnatomy:
-    anatomy = locate_pooler(model)
-    if not anatomy.checkable:
-        raise NoPoolerError(anatomy.reason)
-    if forward.pooler_output is None:
-        raise NoPoolerError(f"{type(model).__name__} returned pooler_output=None")
-    return anatomy
-
-
-def _dtype(model: PreTrainedModel) -> str:
-    return dtype_name(next(model.parameters()).dtype)
 
 
 def assert_pooler_is_dense_tanh_of_cls(
@@ -43,7 +30,7 @@ def assert_pooler_is_dense_tanh_of_cls(
     import torch
 
     forward = probes.run(model, inputs)
-    anatomy = _checkable_pooler(model, forward)
+    anatomy = require_checkable_pooler(model, forward)
     assert anatomy.dense is not None and forward.pooler_output is not None
     with torch.inference_mode():
         expected = torch.tanh(anatomy.dense(forward.last_hidden_state[:, 0]))
@@ -56,7 +43,7 @@ def assert_pooler_is_dense_tanh_of_cls(
     return compare.assert_close(
         forward.pooler_output,
         expected,
-        tolerance_for("pooler_relation", _dtype(model), atol=atol, rtol=rtol),
+        tolerance_for("pooler_relation", model_dtype(model), atol=atol, rtol=rtol),
         claim="pooler_output == tanh(pooler.dense(last_hidden_state[:, 0]))",
         sentences=sentences,
         hint=hint,
@@ -76,12 +63,12 @@ def assert_cls_differs_from_pooler(
     """
     __tracebackhide__ = True
     forward = probes.run(model, inputs)
-    _checkable_pooler(model, forward)
+    require_checkable_pooler(model, forward)
     assert forward.pooler_output is not None
     return compare.assert_apart(
         forward.pooler_output,
         forward.last_hidden_state[:, 0],
-        min_diff if min_diff is not None else tolerance_for("cls_differs_from_pooler", _dtype(model)).atol,
+        min_diff if min_diff is not None else tolerance_for("cls_differs_from_pooler", model_dtype(model)).atol,
         claim="pooler_output differs from last_hidden_state[:, 0]",
         sentences=sentences,
         hint="a pooler that returns the [CLS] state unchanged is an identity pooler; "

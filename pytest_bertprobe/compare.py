@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -32,10 +32,18 @@ class Gap:
     max_rel_index: tuple[int, ...]
     atol: float
     rtol: float
+    relation: str = "close"  # "apart" when the tensors were required to differ
 
     def metrics(self) -> dict[str, Any]:
         """Plain-JSON view for reports."""
         return asdict(self)
+
+
+class NotApplicable(ValueError):
+    """A check that does not apply to this model (no pooler, no heads, one attention kernel); says why.
+
+    The audit turns it into a skip with the message as the reason.
+    """
 
 
 class Mismatch(AssertionError):
@@ -89,10 +97,10 @@ def _unravel(flat: int, shape: Sequence[int]) -> tuple[int, ...]:
 def _row_label(index: tuple[int, ...], sentences: Sequence[str] | None) -> str:
     if not index or not sentences or index[0] >= len(sentences):
         return ""
-    return f" (sentence {index[0]}: {_quote(sentences[index[0]])})"
+    return f" (sentence {index[0]}: {quote(sentences[index[0]])})"
 
 
-def _quote(sentence: str, limit: int = 80) -> str:
+def quote(sentence: str, limit: int = 80) -> str:
     return repr(sentence if len(sentence) <= limit else sentence[:limit] + "…")
 
 
@@ -137,7 +145,7 @@ def assert_apart(
 ) -> Gap:
     """Fail when two tensors are the same within `min_abs`: the mirror image of `assert_close`."""
     __tracebackhide__ = True
-    gap = measure(actual, other, Tolerance(atol=min_abs, rtol=0.0))
+    gap = replace(measure(actual, other, Tolerance(atol=min_abs, rtol=0.0)), relation="apart")
     if gap.max_abs <= min_abs:
         lines = [
             f"{claim}: tensors are the same, but should differ!",

@@ -37,7 +37,7 @@ def bert_checkpoint(request: pytest.FixtureRequest) -> Iterator[loading.Checkpoi
     record.model_type = checkpoint.model_type
     probes.share_forward_passes(checkpoint.model)
     yield checkpoint
-    record.forward_passes += probes.forward_passes(checkpoint.model)
+    record.forward_passes = probes.forward_passes(checkpoint.model)
     probes.stop_sharing(checkpoint.model)
     del checkpoint
     gc.collect()
@@ -62,9 +62,11 @@ def bert_seed_inputs(bert_checkpoint: loading.Checkpoint) -> Any:
 
 
 @pytest.fixture(scope="session")
-def bert_anatomy(request: pytest.FixtureRequest, bert_checkpoint: loading.Checkpoint, bert_seed_inputs: Any) -> PoolerAnatomy:
+def bert_anatomy(
+    request: pytest.FixtureRequest, bert_checkpoint: loading.Checkpoint, bert_model: PreTrainedModel, bert_seed_inputs: Any
+) -> PoolerAnatomy:
     """Where the pooler lives: kind, dense layer, activation (found numerically), what it reads."""
-    anatomy = describe_pooler(bert_checkpoint.model, probes.run(bert_checkpoint.model, bert_seed_inputs))
+    anatomy = describe_pooler(bert_model, probes.run(bert_model, bert_seed_inputs))
     record = probe_session(request.config).record(bert_checkpoint.id)
     record.pooler_kind, record.pooler_activation = anatomy.kind.value, anatomy.activation
     return anatomy

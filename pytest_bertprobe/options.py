@@ -25,6 +25,9 @@ class Settings:
     languages: tuple[str, ...] = ()
     trust_remote_code: bool = False
     allow_pickle: bool = False
+    report_json: str | None = None
+    report_markdown: str | None = None
+    audit_only: bool = False
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -66,6 +69,24 @@ def add_options(parser: pytest.Parser) -> None:
         action="store_true",
         default=False,
         help="allow pickle-only weights (pytorch_model.bin), which can run code when loaded (default: refused)",
+    )
+    group.addoption(
+        "--bert-report-json",
+        default=None,
+        metavar="PATH",
+        help="write a machine-readable report of models, pooler verdicts and checks (default: none)",
+    )
+    group.addoption(
+        "--bert-report-markdown",
+        default=None,
+        metavar="PATH",
+        help="append the summary table as Markdown, e.g. to $GITHUB_STEP_SUMMARY (default: none)",
+    )
+    group.addoption(
+        "--bert-audit-only",
+        action="store_true",
+        default=False,
+        help="run only the built-in audit, not the tests in the current folder (default: both)",
     )
     group.addoption(
         "--bert-no-audit",
@@ -112,6 +133,8 @@ def read_settings(config: pytest.Config) -> Settings:
         raise pytest.UsageError(f"--bert-embedding={embedding}: use one of {', '.join(EMBEDDINGS)}")
     languages_text = config.getoption("bert_languages") or config.getini("bert_languages")
     languages = tuple(code.strip().lower() for code in languages_text.split(",") if code.strip())
+    if config.getoption("bert_audit_only") and config.getoption("bert_no_audit"):
+        raise pytest.UsageError("--bert-audit-only and --bert-no-audit exclude each other; pick one")
     return Settings(
         models=tuple(dict.fromkeys(str(model) for model in models)),
         device=device,
@@ -122,4 +145,7 @@ def read_settings(config: pytest.Config) -> Settings:
         languages=languages,
         trust_remote_code=config.getoption("bert_trust_remote_code"),
         allow_pickle=config.getoption("bert_allow_pickle"),
+        report_json=config.getoption("bert_report_json"),
+        report_markdown=config.getoption("bert_report_markdown"),
+        audit_only=config.getoption("bert_audit_only"),
     )

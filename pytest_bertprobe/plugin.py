@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bertprobe import loading, options, preflight, tolerances
+from pytest_bertprobe import coverage, loading, options, preflight, report_files, tolerances
 from pytest_bertprobe import report as reporting
 from pytest_bertprobe.fixtures import (  # noqa: F401 - fixtures are found by their presence here
     bert_anatomy,
@@ -29,9 +29,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     """Validate every `--bert-model` (one usage line if wrong) and queue the built-in audit."""
-    config.addinivalue_line("markers", "bertprobe_audit: a check of the built-in checkpoint audit")
+    config.addinivalue_line("markers", "bertprobe_audit(check): a check of the built-in checkpoint audit")
+    config.addinivalue_line("markers", "xdist_group(name): pytest-xdist loadgroup (set per checkpoint by bertprobe)")
+    if getattr(config.option, "dist", None) == "load":
+        config.option.dist = "loadgroup"  # same as load for ungrouped tests; keeps each checkpoint on one worker
     settings = options.read_settings(config)
     try:
+        coverage.validate_languages(settings.languages)
         tolerances.set_overrides(config.getini("bert_tolerances"))
         sources = [loading.resolve_source(spec, settings.revision) for spec in settings.models]
         for source in sources:
@@ -45,12 +49,18 @@ def pytest_configure(config: pytest.Config) -> None:
     session = ProbeSession(settings, sources, loading.checkpoint_ids(sources))
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(reporting.Collector(session), "bertprobe-collector")
-    if sources and settings.audit and str(AUDIT_DIR) not in config.args:
+    if settings.audit_only and not sources:
+        raise pytest.UsageError("--bert-audit-only needs a checkpoint: pass --bert-model=PATH_OR_HUB_ID")
+    if settings.audit_only:
+        config.args[:] = [str(AUDIT_DIR)]
+    elif sources and settings.audit and str(AUDIT_DIR) not in config.args:
         config.args.append(str(AUDIT_DIR))
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Module | None:
     """Collect the audit modules, whatever the user's `python_files` says."""
+    if parent.session.isinitpath(file_path):
+        return None  # named on the command line: pytest's own collector takes it
     if file_path.parent == AUDIT_DIR and file_path.name.startswith(AUDIT_PREFIX) and file_path.suffix == ".py":
         return pytest.Module.from_parent(parent, path=file_path)
     return None
@@ -67,7 +77,29 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """Put the model, the check and its numbers on each audit test's report."""
     reporting.annotate(item, call, probe_session(item.config))
-    return (yield)
+    report = yield
+    reporting.shorten_failure(item, call, report)
+    return report
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Group tests by checkpoint for pytest-xdist's loadgroup, so each worker loads only its own."""
+    session = probe_session(config)
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and "bert_checkpoint" in callspec.params:
+            item.add_marker(pytest.mark.xdist_group(name=f"bertprobe-{session.id_of(callspec.params['bert_checkpoint'])}"))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Write the report files once, on the controller."""
+    if hasattr(session.config, "workerinput"):
+        return
+    probe = probe_session(session.config)
+    if probe.settings.report_json:
+        report_files.write_json(probe, Path(probe.settings.report_json))
+    if probe.settings.report_markdown:
+        report_files.write_markdown(probe, Path(probe.settings.report_markdown))
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

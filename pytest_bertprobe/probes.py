@@ -94,10 +94,10 @@ def run(model: PreTrainedModel, inputs: Mapping[str, torch.Tensor]) -> Forward:
     require_eval_mode(model)
     memo = _memos.get(model)
     if memo is None:
-        return _execute(model, inputs)
+        return execute(model, inputs)
     key = _batch_key(inputs)
     if key not in memo.entries:
-        memo.entries[key] = _execute(model, inputs)
+        memo.entries[key] = execute(model, inputs)
         memo.passes += 1
         if len(memo.entries) > _CACHE_SIZE:
             memo.entries.popitem(last=False)
@@ -114,7 +114,8 @@ def _batch_key(inputs: Mapping[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def _execute(model: PreTrainedModel, inputs: Mapping[str, torch.Tensor]) -> Forward:
+def execute(model: PreTrainedModel, inputs: Mapping[str, torch.Tensor]) -> Forward:
+    """Always run a fresh forward pass, bypassing the memo (determinism and kernel comparisons need one)."""
     import torch
 
     captured: list[torch.Tensor] = []

@@ -1,4 +1,8 @@
-"""What the run tells people: per-test properties, the header line and the `bertprobe` summary."""
+"""Audit results: properties on each test report, folded into per-model records, and the terminal table.
+
+Everything a report needs travels on `TestReport.user_properties`, so it reaches the controller under
+pytest-xdist and lands on JUnit testcases as properties.
+"""
 
 from __future__ import annotations
 
@@ -7,31 +11,57 @@ from typing import Any
 
 import pytest
 
+from pytest_bertprobe import probes
 from pytest_bertprobe.compare import Gap, Mismatch
-from pytest_bertprobe.session import CheckResult, ProbeSession
+from pytest_bertprobe.session import CheckResult, ModelRecord, ProbeSession
 
 MODEL_PROPERTY = "bertprobe.model"
 CHECK_PROPERTY = "bertprobe.check"
 METRICS_PROPERTY = "bertprobe.metrics"
+STATE_PROPERTY = "bertprobe.state"
+_STATE_FIELDS = ("model_type", "pooler_kind", "pooler_activation", "loads", "load_seconds", "forward_passes")
 
 
 def attach_metrics(item: pytest.Item, metrics: Gap | dict[str, Any]) -> None:
-    """Put a passing check's numbers on its test report (and so on the JUnit testcase)."""
+    """Put a check's numbers on its test report (and so on the JUnit testcase)."""
     values = metrics.metrics() if isinstance(metrics, Gap) else metrics
-    item.user_properties.append((METRICS_PROPERTY, json.dumps(values, default=str)))
+    item.user_properties.append((METRICS_PROPERTY, json.dumps(values, default=str, ensure_ascii=False)))
 
 
 def annotate(item: pytest.Item, call: pytest.CallInfo[None], session: ProbeSession) -> None:
-    """Name the model and check on every audit test, and keep a failure's numbers."""
+    """Name the model and check on every audit test; keep a failure's numbers and the model's state."""
     marker = item.get_closest_marker("bertprobe_audit")
     callspec = getattr(item, "callspec", None)
     if marker is None or callspec is None or "bert_checkpoint" not in callspec.params:
         return
+    checkpoint_id = session.id_of(callspec.params["bert_checkpoint"])
     if call.when == "setup":
-        item.user_properties.append((MODEL_PROPERTY, session.id_of(callspec.params["bert_checkpoint"])))
+        item.user_properties.append((MODEL_PROPERTY, checkpoint_id))
         item.user_properties.append((CHECK_PROPERTY, marker.kwargs.get("check", item.originalname)))
     if call.excinfo is not None and isinstance(call.excinfo.value, Mismatch):
         attach_metrics(item, call.excinfo.value.gap)
+    checkpoint = getattr(item, "funcargs", {}).get("bert_checkpoint")
+    if call.when == "call" and checkpoint is not None:
+        record = session.record(checkpoint_id)
+        record.forward_passes = probes.forward_passes(checkpoint.model)
+        state = {name: getattr(record, name) for name in _STATE_FIELDS}
+        item.user_properties.append((STATE_PROPERTY, json.dumps(state)))
+
+
+def shorten_failure(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport) -> None:
+    """Show an audit failure as its message (and Hypothesis' notes), not a traceback full of model reprs.
+
+    The messages are complete on their own; `--tb=long` or `--full-trace` keeps pytest's traceback.
+    """
+    if item.get_closest_marker("bertprobe_audit") is None or call.excinfo is None or call.when != "call":
+        return
+    if not isinstance(call.excinfo.value, AssertionError) or item.config.getoption("tbstyle", "auto") == "long":
+        return
+    if item.config.getoption("fulltrace", False):
+        return
+    error = call.excinfo.value
+    lines = [f"{type(error).__name__}: {error}", *getattr(error, "__notes__", ())]
+    report.longrepr = "\n".join(f"E   {line}" if line else "E" for text in lines for line in str(text).splitlines())
 
 
 class Collector:
@@ -50,12 +80,27 @@ def collect(report: pytest.TestReport, session: ProbeSession) -> None:
     properties = dict(report.user_properties)
     if MODEL_PROPERTY not in properties or not (report.when == "call" or report.outcome != "passed"):
         return
+    record = session.record(str(properties[MODEL_PROPERTY]))
+    if STATE_PROPERTY in properties:
+        for name, value in json.loads(properties[STATE_PROPERTY]).items():
+            if value not in (None, "", 0):
+                setattr(record, name, value)
     outcome = "error" if report.failed and report.when != "call" else report.outcome
     metrics = json.loads(properties[METRICS_PROPERTY]) if METRICS_PROPERTY in properties else {}
     if report.skipped and isinstance(report.longrepr, tuple):
         metrics["reason"] = str(report.longrepr[2]).removeprefix("Skipped: ")
+    elif report.failed:
+        metrics["message"] = _first_lines(report)
     check = str(properties[CHECK_PROPERTY])
-    session.record(str(properties[MODEL_PROPERTY])).checks[check] = CheckResult(report.nodeid, check, outcome, metrics)
+    record.checks.append(CheckResult(report.nodeid, check, outcome, metrics))
+    if "verdict" in metrics and check == "pooler_provenance":
+        record.pooler_verdict, record.pooler_evidence = str(metrics["verdict"]), dict(metrics.get("evidence", {}))
+
+
+def _first_lines(report: pytest.TestReport, count: int = 3) -> str:
+    crash = getattr(report.longrepr, "reprcrash", None)
+    text = crash.message if crash is not None else str(report.longrepr)
+    return "\n".join(line.removeprefix("E   ") for line in text.splitlines()[:count])
 
 
 def header_lines(session: ProbeSession) -> list[str]:
@@ -66,34 +111,67 @@ def header_lines(session: ProbeSession) -> list[str]:
     return [f"bertprobe: device={session.settings.device} dtype={session.settings.dtype} models: {models}"]
 
 
-def _describe(result: CheckResult) -> str:
-    metrics = result.metrics
-    if "max_abs" in metrics:
-        return f"{result.outcome} (greatest |difference| {metrics['max_abs']:.3g}, tolerance {metrics['atol']:g})"
-    if "reason" in metrics:
-        return f"{result.outcome}: {metrics['reason']}"
-    return result.outcome
+def worst_metric(record: ModelRecord) -> str:
+    """The check furthest past (or closest to) its tolerance, as `check: |Δ| x (tol y)`."""
+    graded = [
+        (_ratio(check.metrics["max_abs"], check.metrics.get("atol") or 0.0), check)
+        for check in record.checks
+        if isinstance(check.metrics.get("max_abs"), (int, float)) and check.metrics.get("relation", "close") == "close"
+    ]
+    if not graded or max(ratio for ratio, _ in graded) == 0:
+        return "-" if not graded else "all exact"
+    _, check = max(graded, key=lambda pair: pair[0])
+    return f"{check.check}: |Δ| {check.metrics['max_abs']:.3g} (tol {check.metrics.get('atol', 0):g})"
 
 
-def write_summary(terminal: pytest.TerminalReporter, session: ProbeSession) -> None:
-    """One row per checkpoint, then each check's verdict with its greatest difference."""
-    if not session.records:
-        return
-    terminal.write_sep("=", "bertprobe")
-    rows = [("model", "type", "pooler", "activation", "loads", "load s", "forward passes")]
+def _ratio(difference: float, tolerance: float) -> float:
+    if difference == 0:
+        return 0.0
+    return difference / tolerance if tolerance > 0 else float("inf")
+
+
+def summary_rows(session: ProbeSession) -> list[tuple[str, ...]]:
+    """The table shared by the terminal and Markdown reports: header row first."""
+    rows = [("model", "type", "pooler", "verdict", "passed", "failed", "skipped", "loads", "forward passes", "worst")]
     for record in session.records.values():
+        verdicts = list(record.verdicts().values())
         rows.append((
             record.id,
             record.model_type or "-",
-            record.pooler_kind or "-",
-            record.pooler_activation or "-",
+            "/".join(part for part in (record.pooler_kind, record.pooler_activation) if part) or "-",
+            record.pooler_verdict or "-",
+            str(verdicts.count("passed")),
+            str(verdicts.count("failed") + verdicts.count("error")),
+            str(verdicts.count("skipped")),
             str(record.loads),
-            f"{record.load_seconds:.2f}",
             str(record.forward_passes),
+            worst_metric(record),
         ))
+    return rows
+
+
+def write_summary(terminal: pytest.TerminalReporter, session: ProbeSession) -> None:
+    """The `bertprobe` section: one row per model, then each failed check's first line."""
+    if not session.records:
+        return
+    terminal.write_sep("=", "bertprobe")
+    rows = summary_rows(session)
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
     for row in rows:
         terminal.write_line("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    verbose = terminal.config.get_verbosity() > 0
     for record in session.records.values():
-        for result in record.checks.values():
-            terminal.write_line(f"{record.id}: {result.check}: {_describe(result)}")
+        for check in record.checks:
+            if verbose or check.outcome in ("failed", "error"):
+                terminal.write_line(f"{record.id}: {check.check}: {_describe(check)}")
+
+
+def _describe(result: CheckResult) -> str:
+    metrics = result.metrics
+    if "max_abs" in metrics and result.outcome == "passed":
+        return f"{result.outcome} (greatest |difference| {metrics['max_abs']:.3g}, tolerance {metrics.get('atol', 0):g})"
+    if "reason" in metrics:
+        return f"{result.outcome}: {metrics['reason']}"
+    if "message" in metrics:
+        return f"{result.outcome}: {metrics['message'].splitlines()[0]}"
+    return result.outcome

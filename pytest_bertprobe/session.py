@@ -33,7 +33,26 @@ class ModelRecord:
     forward_passes: int = 0
     pooler_kind: str = ""
     pooler_activation: str | None = None
-    checks: dict[str, CheckResult] = field(default_factory=dict)
+    pooler_verdict: str | None = None
+    pooler_evidence: dict[str, Any] = field(default_factory=dict)
+    checks: list[CheckResult] = field(default_factory=list)
+
+    @property
+    def outcome(self) -> str:
+        """failed if any check failed or errored, else passed (or skipped when nothing ran)."""
+        outcomes = {check.outcome for check in self.checks}
+        if outcomes & {"failed", "error"}:
+            return "failed"
+        return "passed" if "passed" in outcomes else "skipped"
+
+    def verdicts(self) -> dict[str, str]:
+        """One outcome per check name: error > failed > passed > skipped across its tests."""
+        rank = {"error": 3, "failed": 2, "passed": 1, "skipped": 0}
+        merged: dict[str, str] = {}
+        for check in self.checks:
+            if rank[check.outcome] >= rank.get(merged.get(check.check, "skipped"), 0):
+                merged[check.check] = check.outcome
+        return merged
 
 
 @dataclass

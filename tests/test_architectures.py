@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -39,11 +40,16 @@ def test_audit_passes_every_architecture_or_skips_saying_why(
     pytester: pytest.Pytester, tiny_checkpoint: Callable[..., Path]
 ) -> None:
     arguments = [f"--bert-model={tiny_checkpoint(arch)}" for arch in ARCHITECTURES]
-    result = pytester.runpytest(*arguments, "-rs", "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=2 * len(WITH_POOLER), skipped=2 * len(WITHOUT_POOLER))
-    result.stdout.fnmatch_lines([
-        "*SKIPPED [[]2[]]*ElectraModel (electra) has no pooler: use last_hidden_state",
-        "*SKIPPED [[]2[]]*DistilBertModel (distilbert) has no pooler: use last_hidden_state",
-        "*SKIPPED [[]2[]]*DebertaV2Model (deberta-v2) has no pooler: use last_hidden_state",
-        "*SKIPPED [[]2[]]*ModernBertModel (modernbert) has no pooler: use last_hidden_state",
-    ])
+    result = pytester.runpytest(*arguments, "--bert-report-json=report.json", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    report = json.loads((pytester.path / "report.json").read_text(encoding="utf-8"))
+    assert {model["id"]: model["outcome"] for model in report["models"]} == {arch: "passed" for arch in ARCHITECTURES}
+    pooler_checks = [check for check in report["checks"] if check["check"] in ("pooler_relation", "cls_differs_from_pooler")]
+    assert len(pooler_checks) == 2 * len(ARCHITECTURES)
+    for check in pooler_checks:
+        if check["model"] in WITH_POOLER:
+            assert check["outcome"] == "passed", check
+        else:
+            assert check["outcome"] == "skipped" and check["metrics"]["reason"].endswith("has no pooler: use last_hidden_state")
+    verdicts = {model["id"]: model["pooler"]["verdict"] for model in report["models"]}
+    assert verdicts == {arch: "trained" if arch in WITH_POOLER else "absent" for arch in ARCHITECTURES}

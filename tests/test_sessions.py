@@ -38,8 +38,10 @@ def test_each_checkpoint_loads_once_across_modules_and_is_released_before_the_ne
     pytester.makeconftest(COUNTING_CONFTEST)
     for module in ("test_one", "test_two", "test_three"):
         pytester.makepyfile(**{module: "def test_model(bert_model, bert_tokenizer):\n    assert not bert_model.training\n"})
-    result = pytester.runpytest("-s", f"--bert-model={bert}", f"--bert-model={roberta}")
-    result.assert_outcomes(passed=6 + 2 * 2)  # three modules and the two-test audit, per checkpoint
+    # A subprocess: in-process, pytester's hook recorder keeps every CallInfo, and with it the models.
+    result = pytester.runpytest_subprocess("-s", f"--bert-model={bert}", f"--bert-model={roberta}")
+    assert result.ret == pytest.ExitCode.OK
+    assert result.parseoutcomes()["passed"] > 6  # three modules per checkpoint, and the audit
     result.stdout.fnmatch_lines([
         f"*LOAD {bert.name} while alive: [[][]]",
         f"*LOAD {roberta.name} while alive: [[][]]",
@@ -47,14 +49,22 @@ def test_each_checkpoint_loads_once_across_modules_and_is_released_before_the_ne
     ])
 
 
-def test_summary_shows_one_row_per_model_with_its_loads(pytester: pytest.Pytester, tiny_checkpoint: Callable[..., Path]) -> None:
-    bert = tiny_checkpoint("bert")
-    result = pytester.runpytest(f"--bert-model={bert}")
-    result.assert_outcomes(passed=2)
+def test_summary_shows_one_row_per_model_with_its_verdicts(pytester: pytest.Pytester, tiny_checkpoint: Callable[..., Path]) -> None:
+    bert, distilbert = tiny_checkpoint("bert"), tiny_checkpoint("distilbert")
+    result = pytester.runpytest(f"--bert-model={bert}", f"--bert-model={distilbert}", "-k", "not sdpa")
+    assert result.ret == pytest.ExitCode.OK
     result.stdout.fnmatch_lines([
         "*= bertprobe =*",
-        "model*type*pooler*activation*loads*load s*forward passes",
-        f"{bert.name}*bert*standard*tanh*1*1",
-        f"{bert.name}: pooler_relation: passed (greatest |difference| 0, tolerance 1e-06)",
-        f"{bert.name}: cls_differs_from_pooler: passed (greatest |difference| *, tolerance 0.001)",
+        "model*type*pooler*verdict*passed*failed*skipped*loads*forward passes*worst",
+        "bert *bert *standard/tanh *trained *[1-9]* 0 *[0-9]* 1 *[1-9]* *: |Δ| *(tol *)",
+        "distilbert *distilbert *absent *absent *[1-9]* 0 *[1-9]* 1 *[1-9]*",
     ])
+
+
+def test_verbose_summary_lists_every_check(pytester: pytest.Pytester, tiny_checkpoint: Callable[..., Path]) -> None:
+    bert = tiny_checkpoint("bert")
+    result = pytester.runpytest(f"--bert-model={bert}", "-v", "-k", "pooler")
+    result.stdout.fnmatch_lines([
+        "bert: pooler_relation: passed (greatest |difference| 0, tolerance 1e-06)",
+        "bert: cls_differs_from_pooler: passed (greatest |difference| *, tolerance 0.001)",
+    ], consecutive=True)

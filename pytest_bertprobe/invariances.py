@@ -1,0 +1,283 @@
+"""Invariances of one model's outputs (DESIGN §2 #6-#9): hidden states, padding, masked content, batch order."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from pytest_bertprobe import compare, probes
+from pytest_bertprobe.compare import NotApplicable
+from pytest_bertprobe.sentences import PROBE_SENTENCES
+from pytest_bertprobe.tolerances import model_dtype, tolerance_for
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+# DESIGN §4: funnel and canine return more than num_hidden_layers + 1 hidden states by design.
+_EXTRA_HIDDEN_STATES = {"funnel", "canine"}
+
+
+
+def attention_mask(inputs: Mapping[str, Any]) -> torch.Tensor:
+    """The batch's attention mask as the tokenizer produced it (all ones when it produced none)."""
+    import torch
+
+    mask = inputs.get("attention_mask")
+    return torch.ones_like(inputs["input_ids"]) if mask is None else mask
+
+
+def real_tokens(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """`[batch, length, hidden]` with each row's real (unmasked) tokens moved to the front, zeros after.
+
+    Row `i`, position 0 is then sentence `i`'s first real token ([CLS]) whichever side the tokenizer pads.
+    """
+    import torch
+
+    real = mask.to(hidden.device).bool()
+    order = torch.argsort((~real).to(torch.int8), dim=1, stable=True)
+    gathered = hidden.gather(1, order.unsqueeze(-1).expand_as(hidden))
+    keep = torch.arange(hidden.shape[1], device=hidden.device) < real.sum(dim=1, keepdim=True)
+    return torch.where(keep.unsqueeze(-1), gathered, torch.zeros((), dtype=hidden.dtype, device=hidden.device))
+
+
+def assert_outputs_agree(
+    actual: tuple[torch.Tensor, torch.Tensor | None],
+    expected: tuple[torch.Tensor, torch.Tensor | None],
+    tolerance: compare.Tolerance,
+    *,
+    claim: str,
+    sentences: Sequence[str] | None,
+    hint: str,
+) -> compare.Gap:
+    """Compare `(real tokens, pooler_output)` pairs: the [CLS] row, then the pooler, then every real token.
+
+    Both token tensors come from `real_tokens`, rows are sentences; returns the greatest gap of the three.
+    """
+    __tracebackhide__ = True
+    (tokens, pooled), (expected_tokens, expected_pooled) = actual, expected
+    parts = [("last_hidden_state[:, 0] ([CLS])", tokens[:, 0], expected_tokens[:, 0])]
+    if (pooled is None) != (expected_pooled is None):
+        raise AssertionError(f"{claim}: pooler_output is None on one side only\nHint: {hint}")
+    if pooled is not None and expected_pooled is not None:
+        parts.append(("pooler_output", pooled, expected_pooled))
+    parts.append(("last_hidden_state at real tokens", tokens, expected_tokens))
+    gaps = [
+        compare.assert_close(a, e, tolerance, claim=f"{claim}, {name}", sentences=sentences, hint=hint)
+        for name, a, e in parts
+    ]
+    return max(gaps, key=lambda gap: gap.max_abs)
+
+
+def forward_view(forward: probes.Forward, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """What consumers read from a pass: its real tokens (see `real_tokens`) and its pooler_output."""
+    return real_tokens(forward.last_hidden_state, mask), forward.pooler_output
+
+
+def assert_hidden_states_consistent(
+    model: PreTrainedModel,
+    inputs: Mapping[str, Any],
+    *,
+    atol: float | None = None,
+    rtol: float | None = None,
+    sentences: Sequence[str] | None = None,
+) -> compare.Gap:
+    """Assert `len(hidden_states) == num_hidden_layers + 1`, the last equals `last_hidden_state`, the first the embeddings.
+
+    Raises `NotApplicable` for funnel/canine, or when the embeddings module cannot be called on `inputs`.
+    """
+    __tracebackhide__ = True
+    import torch
+
+    forward = probes.run(model, inputs)
+    name, model_type = type(model).__name__, str(model.config.model_type)
+    if model_type in _EXTRA_HIDDEN_STATES:
+        raise NotApplicable(f"{name} ({model_type}) returns more than num_hidden_layers + 1 hidden states by design")
+    layers, count = int(model.config.num_hidden_layers), len(forward.hidden_states)
+    if count != layers + 1:
+        raise AssertionError(
+            f"len(hidden_states) == config.num_hidden_layers + 1: {count} != {layers + 1}\n"
+            f"{name} returned {count} hidden states (the embeddings and one per layer run), "
+            f"but its config declares num_hidden_layers={layers}\n"
+            "Hint: were layers pruned or added without updating config.num_hidden_layers? "
+            "Anything that indexes layers by the config (hidden_states[-k], layer-wise pooling) reads the wrong one"
+        )
+    tolerance = tolerance_for("hidden_states", model_dtype(model), atol=atol, rtol=rtol)
+    mask = attention_mask(inputs)
+    last, expected_last, claim = forward.hidden_states[-1], forward.last_hidden_state, "hidden_states[-1] == last_hidden_state"
+    final_norm = getattr(model, "final_norm", None)
+    if getattr(model.config, "tie_last_hidden_states", None) is False and isinstance(final_norm, torch.nn.Module):
+        # Untied on purpose (DESIGN §4): hidden_states[-1] is the state before the final norm.
+        with torch.inference_mode():
+            last = final_norm(last)
+        claim = "final_norm(hidden_states[-1]) == last_hidden_state"
+    gaps = [
+        compare.assert_close(
+            real_tokens(last, mask), real_tokens(expected_last, mask), tolerance, claim=claim, sentences=sentences,
+            hint="the last hidden state returned is not the encoder's output: a final norm or projection sits between them",
+        )
+    ]
+    embeddings = _embedding_output(model, forward.inputs, mask)
+    gaps.append(
+        compare.assert_close(
+            real_tokens(forward.hidden_states[0], mask), real_tokens(embeddings, mask), tolerance,
+            claim="hidden_states[0] == model.embeddings(inputs)", sentences=sentences,
+            hint="the first hidden state is not the embeddings' output: something changes it before layer 0",
+        )
+    )
+    return max(gaps, key=lambda gap: gap.max_abs)
+
+
+def _embedding_output(model: PreTrainedModel, inputs: Mapping[str, torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+    """Call `model.embeddings` with the inputs its signature names, then any projection to the hidden size."""
+    import torch
+
+    name = type(model).__name__
+    embeddings = getattr(model, "embeddings", None)
+    if not isinstance(embeddings, torch.nn.Module):
+        raise NotApplicable(f"{name} has no `embeddings` module to compare hidden_states[0] with")
+    available = {**inputs, "mask": mask.to(model.device)}  # DeBERTa's embeddings zero the pads with `mask`
+    parameters = inspect.signature(embeddings.forward).parameters
+    missing = [
+        parameter for parameter, spec in parameters.items()
+        if parameter not in available and spec.default is inspect.Parameter.empty
+        and spec.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    ]  # fmt: skip
+    if missing:
+        raise NotApplicable(f"{name}.embeddings needs {', '.join(missing)}, which the tokenizer does not produce")
+    with torch.inference_mode():
+        output = embeddings(**{key: value for key, value in available.items() if key in parameters})
+        width = int(model.config.hidden_size)
+        if output.shape[-1] != width:
+            output = _hidden_projection(model, int(output.shape[-1]), width)(output)
+    return output
+
+
+def _hidden_projection(model: PreTrainedModel, embedding_size: int, hidden_size: int) -> torch.nn.Linear:
+    """The one embedding-to-hidden Linear outside `model.embeddings` (ELECTRA `embeddings_project`, ALBERT's mapping)."""
+    import torch
+
+    candidates = [
+        module for path, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear) and "embedding" in path and not path.startswith("embeddings.")
+        and (module.in_features, module.out_features) == (embedding_size, hidden_size)
+    ]  # fmt: skip
+    if len(candidates) != 1:
+        raise NotApplicable(
+            f"{type(model).__name__}.embeddings returns width {embedding_size}, hidden states have {hidden_size}, "
+            f"and {len(candidates)} embedding projections match: cannot rebuild hidden_states[0]"
+        )
+    return candidates[0]
+
+
+def assert_padding_invariant(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    atol: float | None = None,
+    rtol: float | None = None,
+    sentences: Sequence[str] | None = None,
+) -> compare.Gap:
+    """Assert each sentence alone gives what its row of the padded batch gives: [CLS], pooler_output, real tokens.
+
+    `sentences` defaults to `PROBE_SENTENCES`; they should differ in length so that rows carry padding.
+    """
+    __tracebackhide__ = True
+    import torch
+
+    batch_sentences = list(PROBE_SENTENCES if sentences is None else sentences)
+    batch_inputs = probes.encode(tokenizer, batch_sentences, model.device)
+    batch_mask = attention_mask(batch_inputs)
+    batch = forward_view(probes.run(model, batch_inputs), batch_mask)
+    alone_tokens = torch.zeros_like(batch[0])
+    alone_pooled: list[torch.Tensor] = []
+    for row, sentence in enumerate(batch_sentences):
+        single_inputs = probes.encode(tokenizer, [sentence], model.device)
+        tokens, pooled = forward_view(probes.run(model, single_inputs), attention_mask(single_inputs))
+        length, batch_length = tokens.shape[1], int(batch_mask[row].sum())
+        if length != batch_length:
+            raise AssertionError(
+                f"sentence {row}: {sentence!r} has {length} tokens alone but {batch_length} in the padded batch\n"
+                "Hint: the tokenizer's truncation or special tokens depend on the batch"
+            )
+        alone_tokens[row, :length] = tokens[0]
+        if pooled is not None:
+            alone_pooled.append(pooled[0])
+    return assert_outputs_agree(
+        (alone_tokens, torch.stack(alone_pooled) if alone_pooled else None),
+        batch,
+        tolerance_for("padding_invariance", model_dtype(model), atol=atol, rtol=rtol),
+        claim="each sentence alone == its row of the padded batch",
+        sentences=batch_sentences,
+        hint=f"padding changes the outputs (the tokenizer pads on the {tokenizer.padding_side}): "
+        "does the model apply attention_mask? Some (yoso, fnet) ignore it, so batched results depend on the batch",
+    )
+
+
+def assert_masked_content_invariant(
+    model: PreTrainedModel,
+    inputs: Mapping[str, Any],
+    *,
+    atol: float | None = None,
+    rtol: float | None = None,
+    sentences: Sequence[str] | None = None,
+) -> compare.Gap:
+    """Assert that other token ids where `attention_mask == 0` change no real token, [CLS] or pooler_output.
+
+    For MobileBERT (trigram embeddings) the masked tokens next to real ones keep their ids: it reads them by design.
+    """
+    __tracebackhide__ = True
+    import torch
+
+    mask = attention_mask(inputs)
+    ids = inputs["input_ids"]
+    vocabulary = int(model.get_input_embeddings().num_embeddings)
+    position = torch.arange(ids.shape[1], device=ids.device).expand_as(ids)
+    other = (ids + 1 + position) % vocabulary
+    other = torch.where(other == ids, (ids + 1) % vocabulary, other)
+    keep = mask.to(ids.device).bool()
+    if getattr(model.config, "trigram_input", False):
+        # MobileBERT embeds each token with its neighbours' ids, so the pad next to a real token is visible by design.
+        keep = keep | torch.nn.functional.pad(keep[:, :-1], (1, 0)) | torch.nn.functional.pad(keep[:, 1:], (0, 1))
+    changed = {**inputs, "input_ids": torch.where(keep, ids, other)}
+    return assert_outputs_agree(
+        forward_view(probes.run(model, changed), mask),
+        forward_view(probes.run(model, inputs), mask),
+        tolerance_for("masked_content_invariance", model_dtype(model), atol=atol, rtol=rtol),
+        claim="outputs with other ids under attention_mask=0 == outputs of the padded batch",
+        sentences=sentences,
+        hint="tokens the attention mask hides still reach the real tokens: the mask is ignored or applied late",
+    )
+
+
+def assert_permutation_equivariant(
+    model: PreTrainedModel,
+    inputs: Mapping[str, Any],
+    *,
+    atol: float | None = None,
+    rtol: float | None = None,
+    sentences: Sequence[str] | None = None,
+) -> compare.Gap:
+    """Assert that shuffling the batch (each row moves one down, cyclically) shuffles the outputs the same way."""
+    __tracebackhide__ = True
+    import torch
+
+    mask = attention_mask(inputs)
+    size = int(inputs["input_ids"].shape[0])
+    order = torch.roll(torch.arange(size), 1)
+    undo = torch.argsort(order)
+    shuffled = {
+        key: value[order.to(value.device)] if hasattr(value, "shape") and value.shape[:1] == (size,) else value
+        for key, value in inputs.items()
+    }
+    tokens, pooled = forward_view(probes.run(model, shuffled), mask[order.to(mask.device)])
+    return assert_outputs_agree(
+        (tokens[undo.to(tokens.device)], None if pooled is None else pooled[undo.to(pooled.device)]),
+        forward_view(probes.run(model, inputs), mask),
+        tolerance_for("permutation_equivariance", model_dtype(model), atol=atol, rtol=rtol),
+        claim="outputs of the shuffled batch, put back in order == outputs of the batch",
+        sentences=sentences,
+        hint="a row's output depends on the other rows or on its place in the batch: "
+        "look for state shared across the batch (a mask taken from one row, batch statistics)",
+    )

@@ -1,0 +1,392 @@
+"""Where the pooler's weights came from, and whether its outputs can be used at all.
+
+Provenance (DESIGN §2 #5): were the pooler weights in the checkpoint, does the loaded pooler equal
+the file, and does it carry the fresh-init fingerprint (a bias identically zero in every unit: biases
+start at zero and only a gradient moves them). Then the output checks: the pooler is not constant
+over distinct sentences (#4), a tanh pooler stays in [-1, 1], and every output is finite (#3).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pytest_bertprobe import compare, probes
+from pytest_bertprobe.anatomy import (
+    NoPoolerError,
+    PoolerKind,
+    cls_vector,
+    identify_activation,
+    locate_pooler,
+    require_checkable_pooler,
+)
+from pytest_bertprobe.loading import Checkpoint
+from pytest_bertprobe.tolerances import model_dtype, tolerance_for
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel
+
+Verdict = Literal["trained", "untrained", "missing", "absent", "disabled"]
+VERDICTS: tuple[str, ...] = ("trained", "untrained", "missing", "absent", "disabled")
+_EXACT = compare.Tolerance(atol=0.0, rtol=0.0)
+
+
+@dataclass(frozen=True)
+class PoolerProvenance:
+    """A verdict on the pooler's weights, with the evidence that supports it (plain JSON)."""
+
+    verdict: Verdict
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def metrics(self) -> dict[str, Any]:
+        """The report's view: `{"verdict": ..., "evidence": ...}`."""
+        return {"verdict": self.verdict, "evidence": self.evidence}
+
+    def explain(self) -> str:
+        """What the evidence says, in the lines a failure message needs."""
+        evidence = self.evidence
+        lines = [evidence.get("why", f"pooler verdict: {self.verdict}")]
+        for name, layer in evidence.get("layers", {}).items():
+            ratio = layer["weight_std_ratio"]
+            scale = "" if ratio is None else f" = {ratio:.3g} x initializer_range {evidence['initializer_range']:g}"
+            bias = "no bias" if layer["bias_all_zero"] is None else (
+                "bias zero in every unit" if layer["bias_all_zero"] else f"bias max |value| {layer['bias_max_abs']:.3g}"
+            )  # fmt: skip
+            lines.append(f"{name}: weight std {layer['weight_std']:.4g}{scale}; {bias}")
+        missing = evidence.get("missing_at_load")
+        lines.append(f"missing at load: {'not known' if missing is None else ', '.join(missing) or 'none'}")
+        lines.append(f"checkpoint file: {evidence.get('file_evidence', 'not read')}")
+        return "\n".join(lines)
+
+
+_HINTS: dict[str, str] = {
+    "missing": "save the checkpoint with its pooler (the full model's state dict, add_pooling_layer=True), or build "
+    "the model with add_pooling_layer=False and use the [CLS] state or mean pooling; a head trained on top of a "
+    "random pooler cannot be reproduced",
+    "untrained": "pooler_output is tanh of a never-trained projection: use the [CLS] state or mean pooling "
+    "(as sentence-transformers does), or fine-tune the pooler before reading it",
+}
+
+
+def inspect_pooler_provenance(
+    source: Checkpoint | PreTrainedModel,
+    *,
+    model: PreTrainedModel | None = None,
+    missing_keys: Iterable[str] | None = None,
+    checkpoint_path: str | os.PathLike[str] | None = None,
+) -> PoolerProvenance:
+    """Judge the pooler's weights: trained, untrained (fresh-init fingerprint), missing, absent or disabled.
+
+    `source` is a loaded `Checkpoint` (its loading report and local folder are used) or a model; the keyword
+    parts override or supply what a bare model lacks. Hub ids have no local folder, so the comparison with
+    the file is reported as unavailable. When `model` is not the checkpoint's own load (an overridden
+    `bert_model` fixture), the file comparison does not apply to it and is skipped.
+    """
+    import torch
+
+    audited, missing, path, file_note = _parts(source, model, missing_keys, checkpoint_path)
+    anatomy = locate_pooler(audited)
+    if anatomy.kind is PoolerKind.DISABLED:
+        return PoolerProvenance("disabled", {"kind": anatomy.kind.value, "why": anatomy.reason})
+    pooler = anatomy.module
+    if pooler is None or next(pooler.parameters(), None) is None:
+        return PoolerProvenance("absent", {"kind": anatomy.kind.value, "why": anatomy.reason})
+
+    own = {id(parameter) for parameter in pooler.parameters()}
+    parameters = {name: p for name, p in audited.base_model.named_parameters() if id(p) in own}
+    evidence: dict[str, Any] = {"kind": anatomy.kind.value, "parameters": sorted(parameters)}
+    evidence["missing_at_load"] = (
+        None if missing is None else sorted(key for key in missing if any(_names(key, name) for name in parameters))
+    )
+    if path is not None:
+        evidence.update(_compare_with_file(Path(path), parameters))
+    else:
+        evidence["file_evidence"] = f"unavailable: {file_note}"
+    initializer_range = getattr(audited.config, "initializer_range", None)
+    evidence["initializer_range"] = initializer_range
+    with torch.no_grad():
+        layers = _linears(pooler, parameters)
+        evidence["layers"] = {prefix: _fingerprint(linear, initializer_range) for prefix, linear in layers}
+    verdict, evidence["why"] = _judge(evidence)
+    return PoolerProvenance(verdict, evidence)
+
+
+def _parts(
+    source: Checkpoint | PreTrainedModel,
+    model: PreTrainedModel | None,
+    missing_keys: Iterable[str] | None,
+    checkpoint_path: str | os.PathLike[str] | None,
+) -> tuple[PreTrainedModel, Collection[str] | None, str | os.PathLike[str] | None, str]:
+    """The model to judge, the loading report's missing keys, the folder to read, and why none."""
+    if not isinstance(source, Checkpoint):
+        audited = model if model is not None else source
+        known = None if missing_keys is None else set(missing_keys)
+        return audited, known, checkpoint_path, "no checkpoint folder given"
+    audited = model if model is not None else source.model
+    missing = set(source.loading_info.missing_keys if missing_keys is None else missing_keys)
+    if checkpoint_path is not None:
+        return audited, missing, checkpoint_path, ""
+    if audited is not source.model:
+        return audited, missing, None, "the audited model is not this checkpoint's own load (bert_model overridden)"
+    if source.source.local_path is None:
+        return audited, missing, None, f"{source.source.location} is a hub id, not a local folder"
+    return audited, missing, source.source.local_path, ""
+
+
+def _names(key: str, parameter: str) -> bool:
+    """A checkpoint key names a base-model parameter exactly or under a head model's prefix (`bert.`)."""
+    return key == parameter or key.endswith("." + parameter)
+
+
+def _linears(pooler: torch.nn.Module, parameters: Mapping[str, Any]) -> list[tuple[str, torch.nn.Linear]]:
+    import torch
+
+    ids = {id(p): name for name, p in parameters.items()}
+    found = []
+    for module in pooler.modules():
+        if isinstance(module, torch.nn.Linear):
+            found.append((ids[id(module.weight)].removesuffix(".weight"), module))
+    return found
+
+
+def _fingerprint(linear: torch.nn.Linear, initializer_range: float | None) -> dict[str, Any]:
+    """Fresh-init signs: a bias zero in every unit, a weight std near `initializer_range`."""
+    weight_std = float(linear.weight.detach().float().std())
+    bias = linear.bias
+    return {
+        "bias_all_zero": None if bias is None else bool((bias.detach() == 0).all()),
+        "bias_max_abs": None if bias is None else float(bias.detach().float().abs().max()),
+        "weight_std": weight_std,
+        "weight_std_ratio": weight_std / initializer_range if initializer_range else None,
+    }
+
+
+def _read_pooler_tensors(folder: Path, names: Iterable[str]) -> tuple[str, dict[str, torch.Tensor]]:
+    """Read only the named tensors from the folder's safetensors (sharded or not); say which file(s)."""
+    from safetensors import safe_open
+
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        weight_map: dict[str, str] = json.loads(index.read_text())["weight_map"]
+        label = f"{index.name} ({len(set(weight_map.values()))} shards)"
+    elif (folder / "model.safetensors").is_file():
+        with safe_open(str(folder / "model.safetensors"), framework="pt") as handle:
+            weight_map = dict.fromkeys(handle.keys(), "model.safetensors")
+        label = "model.safetensors"
+    else:
+        raise FileNotFoundError(f"no model.safetensors in {folder} (pickle weights are not read)")
+    found = {}
+    for name in names:
+        keys = sorted((key for key in weight_map if _names(key, name)), key=len)
+        if keys:
+            with safe_open(str(folder / weight_map[keys[0]]), framework="pt") as handle:
+                found[name] = handle.get_tensor(keys[0])
+    return label, found
+
+
+def _compare_with_file(folder: Path, parameters: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """Compare the loaded pooler with the file exactly (after casting the file to the loaded dtype)."""
+    import torch
+
+    try:
+        label, stored = _read_pooler_tensors(folder, parameters)
+    except Exception as error:  # noqa: BLE001 - unreadable weights make this evidence unavailable, not a crash
+        return {"file_evidence": f"unavailable: {type(error).__name__}: {error}"}
+    absent = sorted(set(parameters) - set(stored))
+    differing, worst = [], 0.0
+    for name, tensor in sorted(stored.items()):
+        here = parameters[name].detach().to("cpu")
+        if tensor.shape != here.shape:
+            differing.append(name)
+            worst = float("inf")
+        elif not torch.equal(tensor.to(here.dtype), here):
+            differing.append(name)
+            worst = max(worst, float((tensor.double() - here.double()).abs().max()))
+    notes = [f"{', '.join(absent)} not in {label}"] if absent else []
+    if differing:
+        notes.append(f"{', '.join(differing)} differ from {label} (max |diff| {worst:.3g})")
+    elif stored:
+        notes.append(f"loaded pooler identical to {label}" + (" where present" if absent else ""))
+    return {
+        "checkpoint_files": label,
+        "absent_from_file": absent,
+        "identical_to_file": not differing if stored else None,
+        "max_abs_diff_to_file": worst if stored else None,
+        "file_evidence": "; ".join(notes),
+    }
+
+
+def _judge(evidence: Mapping[str, Any]) -> tuple[Verdict, str]:
+    """Missing beats untrained beats trained: a random pooler's zero bias says nothing about training."""
+    missing = sorted(set(evidence.get("missing_at_load") or ()) | set(evidence.get("absent_from_file") or ()))
+    if missing:
+        return "missing", (
+            f"pooler weights missing from the checkpoint: {', '.join(missing)}; transformers initialises them "
+            "randomly on every load, so pooler_output changes from one load to the next"
+        )
+    if evidence.get("identical_to_file") is False:
+        return "missing", (
+            "the loaded pooler differs from the checkpoint's weights: something re-initialised or changed it "
+            "after loading, so it is not the pooler the checkpoint holds"
+        )
+    zero = [name for name, layer in evidence["layers"].items() if layer["bias_all_zero"]]
+    if zero:
+        return "untrained", (
+            f"pooler untrained: {', '.join(f'{name}.bias' for name in zero)} is zero in every unit; biases start "
+            "at zero and a layer that never received a gradient keeps it"
+        )
+    return "trained", "pooler trained: weights from the checkpoint, biases moved from their zero initialisation"
+
+
+def require_verdict(provenance: PoolerProvenance, accept: Collection[str], *, hint: str | None = None) -> None:
+    """Raise `NoPoolerError` for absent/disabled poolers, `AssertionError` for any verdict not in `accept`."""
+    __tracebackhide__ = True
+    if provenance.verdict in ("absent", "disabled"):
+        raise NoPoolerError(provenance.evidence.get("why", f"pooler {provenance.verdict}"))
+    if provenance.verdict not in accept:
+        advice = hint or _HINTS.get(provenance.verdict, "")
+        raise AssertionError(
+            f"pooler provenance is {provenance.verdict!r}, expected {' or '.join(map(repr, accept))}:\n"
+            f"{provenance.explain()}" + (f"\nHint: {advice}" if advice else "")
+        )
+
+
+def assert_pooler_trained(
+    source: Checkpoint | PreTrainedModel,
+    *,
+    model: PreTrainedModel | None = None,
+    missing_keys: Iterable[str] | None = None,
+    checkpoint_path: str | os.PathLike[str] | None = None,
+) -> PoolerProvenance:
+    """Assert the pooler's weights came from the checkpoint and were trained; return the provenance.
+
+    Raises `NoPoolerError` for models without a pooler (absent) or built without it (disabled).
+    """
+    __tracebackhide__ = True
+    provenance = inspect_pooler_provenance(
+        source, model=model, missing_keys=missing_keys, checkpoint_path=checkpoint_path
+    )
+    require_verdict(provenance, ("trained",))
+    return provenance
+
+
+def assert_pooler_not_degenerate(
+    model: PreTrainedModel,
+    inputs: Mapping[str, Any],
+    *,
+    min_spread: float | None = None,
+    sentences: Sequence[str] | None = None,
+) -> compare.Gap:
+    """Assert distinct sentences give distinct pooler outputs: some row differs from row 0 by more than `min_spread`.
+
+    The spread is max over rows i and dimensions d of |pooler_output[i, d] - pooler_output[0, d]|; `inputs`
+    must hold at least two distinct sentences. Raises `NoPoolerError` when the model has no such pooler.
+    """
+    __tracebackhide__ = True
+    forward = probes.run(model, inputs)
+    anatomy = require_checkable_pooler(model, forward)
+    output = forward.pooler_output
+    assert output is not None
+    if output.shape[0] < 2:
+        raise ValueError("assert_pooler_not_degenerate needs a batch of at least two distinct sentences")
+    limit = min_spread if min_spread is not None else tolerance_for("pooler_not_degenerate", model_dtype(model)).atol
+    return compare.assert_apart(
+        output,
+        output[:1].expand_as(output),
+        limit,
+        claim="pooler_output differs between distinct sentences (each row against row 0)",
+        sentences=sentences,
+        hint=_degenerate_hint(anatomy.dense, forward, limit),
+    )
+
+
+def _degenerate_hint(dense: torch.nn.Linear | None, forward: probes.Forward, limit: float) -> str:
+    import torch
+
+    if dense is not None and not bool(dense.weight.detach().any()):
+        return "the pooler's dense weight is all zero, so pooler_output is tanh(bias) for every input: it was zeroed"
+    if forward.pooler_input is not None:
+        cls = cls_vector(forward.pooler_input)
+        if float((cls - cls[:1]).abs().max()) <= limit:
+            return "the pooler's input (the [CLS] state) is already the same for every sentence: the encoder ignores it"
+    if forward.pooler_output is not None and bool((forward.pooler_output.abs() >= 1 - 1e-6).all()):
+        return "every value is +-1: tanh is saturated, the pooler weights are far too large"
+    return "pooler_output does not depend on the input: check the pooler's weights and what feeds it"
+
+
+def assert_outputs_finite(
+    model: PreTrainedModel, inputs: Mapping[str, Any], *, sentences: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """Assert every output (each hidden state, last_hidden_state, pooler_output) is finite; return counts.
+
+    The failure names the first tensor holding NaN/inf, how many values, the first position and sentence,
+    and the model parameters that hold non-finite values.
+    """
+    __tracebackhide__ = True
+    import torch
+
+    forward = probes.run(model, inputs)
+    named = [(f"hidden_states[{k}]", state) for k, state in enumerate(forward.hidden_states)]
+    named.append(("last_hidden_state", forward.last_hidden_state))
+    if forward.pooler_output is not None:
+        named.append(("pooler_output", forward.pooler_output))
+    for name, tensor in named:
+        if not bool(torch.isfinite(tensor).all()):
+            # Against itself with NaN/inf zeroed: every non-finite value mismatches, finite ones are equal,
+            # so the gap counts them and its greatest difference sits at the first one.
+            compare.assert_close(
+                tensor, torch.nan_to_num(tensor, nan=0.0, posinf=0.0, neginf=0.0), _EXACT,
+                claim=f"{name} holds only finite values", sentences=sentences,
+                hint=_nonfinite_hint(model, name, named),
+            )  # fmt: skip
+    return {"tensors": [name for name, _ in named], "elements": sum(t.numel() for _, t in named), "nonfinite": 0}
+
+
+def _nonfinite_hint(model: PreTrainedModel, first: str, named: Sequence[tuple[str, torch.Tensor]]) -> str:
+    import torch
+
+    bad = [name for name, tensor in named if not bool(torch.isfinite(tensor).all())]
+    layers = sum(name.startswith("hidden_states[") for name, _ in named)
+    where = {"hidden_states[0]": "the embedding output"}
+    where.update({f"hidden_states[{k}]": f"the output of encoder layer {k - 1}" for k in range(1, layers)})
+    parameters = [
+        f"{name} ({int((~torch.isfinite(p)).sum())} of {p.numel()} values)"
+        for name, p in model.named_parameters()
+        if not bool(torch.isfinite(p).all())
+    ]
+    source = (
+        f"parameters holding NaN/inf: {', '.join(parameters)}" if parameters
+        else "no parameter holds NaN/inf, so an operation overflows (try float32, or check layer-norm eps)"
+    )
+    return f"non-finite values start at {first} ({where.get(first, first)}) and reach {', '.join(bad)}; {source}"
+
+
+def assert_pooler_in_tanh_range(
+    model: PreTrainedModel, inputs: Mapping[str, Any], *, sentences: Sequence[str] | None = None
+) -> compare.Gap:
+    """Assert a standard pooler's output lies in tanh's range [-1, 1] (NaN is `assert_outputs_finite`'s to report).
+
+    Raises `NoPoolerError` when the model has no such pooler.
+    """
+    __tracebackhide__ = True
+    import torch
+
+    forward = probes.run(model, inputs)
+    anatomy = require_checkable_pooler(model, forward)
+    assert forward.pooler_output is not None
+    output = torch.where(torch.isnan(forward.pooler_output), 0.0, forward.pooler_output)
+    activation = identify_activation(anatomy, forward)
+    return compare.assert_close(
+        output,
+        output.clamp(-1.0, 1.0),
+        _EXACT,
+        claim="pooler_output within tanh's range [-1, 1] (difference = excess beyond it)",
+        sentences=sentences,
+        hint=f"the pooler's activation behaves like {activation}, not tanh: the BERT pooler is "
+        "tanh(dense(cls)); was the activation replaced or dropped in a conversion?",
+    )

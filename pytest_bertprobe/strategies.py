@@ -1,0 +1,140 @@
+"""Hypothesis strategies for sentences a BERT-family checkpoint meets: mixed scripts, edge cases, batches.
+
+Every strategy shrinks toward the simplest text (fewer fragments, then the first fragment of each
+kind: a plain ASCII word), so a failure reports the minimal sentence that still breaks the check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Union
+
+from hypothesis import strategies as st
+
+from pytest_bertprobe.sentences import SEED_SENTENCES
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+ASCII_WORDS = ("a", "the", "hello", "world", "weather", "today", "typhoon", "Model", "BERT", "x1")
+CJK_TEXT = ("开心", "快乐", "难过", "天气", "今天", "会有", "大大的", "台风", "吗", "中文", "模型", "句子")
+ACCENTED = ("café", "naïve", "résumé", "Ångström", "señor", "Übermaß")
+EMOJI = ("😀", "🌧️", "👍🏽", "🇨🇳", "❤️", "👨‍👩‍👧")
+PUNCTUATION = ("?", "!", ".", ",", "…", "，", "。", "？", "«»", "—", "'", '"')
+WHITESPACE = (" ", "  ", "\t", "\n", " \u3000 ", "\u00a0")
+
+_FRAGMENT_KINDS = (ASCII_WORDS, CJK_TEXT, ACCENTED, EMOJI, PUNCTUATION)
+
+
+def _fragments() -> st.SearchStrategy[str]:
+    return st.one_of([st.sampled_from(kind) for kind in _FRAGMENT_KINDS])
+
+
+def sentences(*, min_fragments: int = 0, max_fragments: int = 12) -> st.SearchStrategy[str]:
+    """Sentences mixing ASCII words, CJK, accents, emoji and punctuation, joined by whitespace runs.
+
+    The empty string is included (`min_fragments=0`): it tokenizes to special tokens only.
+    """
+    pieces = st.lists(st.tuples(_fragments(), st.sampled_from(WHITESPACE)), min_size=min_fragments, max_size=max_fragments)
+    return pieces.map(lambda parts: "".join(fragment + space for fragment, space in parts).rstrip(" "))
+
+
+def seed_like_sentences() -> st.SearchStrategy[str]:
+    """The seed's five sentences, and Chinese text built from their characters."""
+    characters = sorted(set("".join(SEED_SENTENCES)))
+    built = st.lists(st.sampled_from(characters), min_size=1, max_size=20).map("".join)
+    return st.one_of(st.sampled_from(SEED_SENTENCES), built)
+
+
+def vocabulary_sentences(tokenizer: PreTrainedTokenizerBase, *, max_words: int = 16) -> st.SearchStrategy[str]:
+    """Sentences built from the tokenizer's own pieces (WordPiece `##`, SentencePiece `▁`, BPE `Ġ` removed)."""
+    words = _vocabulary_words(tokenizer)
+    if not words:
+        return sentences()
+    return st.lists(st.sampled_from(words), min_size=1, max_size=max_words).map(" ".join)
+
+
+def _vocabulary_words(tokenizer: PreTrainedTokenizerBase) -> list[str]:
+    special = set(getattr(tokenizer, "all_special_tokens", ()))
+    cleaned = {
+        token.removeprefix("##").lstrip("▁Ġ").strip()
+        for token in tokenizer.get_vocab()
+        if token not in special and not (token[:1] in "<[" and token[-1:] in ">]")
+    }
+    # Sorted so the first (simplest) piece is stable and shrinking is deterministic.
+    return sorted((word for word in cleaned if word.isprintable() and word), key=lambda word: (len(word), word))
+
+
+def overlong_sentences(max_length: int) -> st.SearchStrategy[str]:
+    """Text longer than `max_length` tokens under any tokenizer: the truncation path."""
+    return st.sampled_from(("长", "a ", "😀")).flatmap(
+        lambda unit: st.integers(max_length + 1, 2 * max_length + 8).map(lambda count: unit * count)
+    )
+
+
+def batches(
+    elements: st.SearchStrategy[str] | None = None, *, min_size: int = 1, max_size: int = 8
+) -> st.SearchStrategy[list[str]]:
+    """Batches of 1–8 sentences; rows of different lengths make padding matter."""
+    return st.lists(elements if elements is not None else sentences(), min_size=min_size, max_size=max_size)
+
+
+def sentence_pairs(elements: st.SearchStrategy[str] | None = None) -> st.SearchStrategy[tuple[str, str]]:
+    """(first, second) pairs, the input shape of NSP and cross-encoders."""
+    element = elements if elements is not None else sentences(min_fragments=1)
+    return st.tuples(element, element)
+
+
+@dataclass(frozen=True)
+class VocabularyPick:
+    """A sentence of the tokenizer's own pieces, drawn before the tokenizer is known (as indices).
+
+    Audit strategies are built at import time, before a checkpoint loads; `materialize` turns the
+    indices into words of whichever tokenizer is under audit. Indices shrink toward 0, the simplest piece.
+    """
+
+    indices: tuple[int, ...]
+
+    def text(self, tokenizer: PreTrainedTokenizerBase) -> str:
+        """The words these indices pick from `tokenizer`'s vocabulary."""
+        words = _vocabulary_words(tokenizer) or list(ASCII_WORDS)
+        return " ".join(words[index % len(words)] for index in self.indices)
+
+
+def vocabulary_picks(*, max_words: int = 16) -> st.SearchStrategy[VocabularyPick]:
+    """Tokenizer-independent stand-ins for `vocabulary_sentences`."""
+    return st.lists(st.integers(0, 1 << 16), min_size=1, max_size=max_words).map(lambda found: VocabularyPick(tuple(found)))
+
+
+Sentence = Union[str, VocabularyPick]
+
+
+def audit_sentences() -> st.SearchStrategy[Sentence]:
+    """What the audit feeds a checkpoint: mixed scripts, the seed's Chinese, and its own vocabulary."""
+    return st.one_of(sentences(), seed_like_sentences(), vocabulary_picks())
+
+
+def materialize(batch: Sequence[Sentence], tokenizer: PreTrainedTokenizerBase) -> list[str]:
+    """Plain strings for a batch that may hold `VocabularyPick`s."""
+    return [item if isinstance(item, str) else item.text(tokenizer) for item in batch]
+
+
+def any_sentences(tokenizer: PreTrainedTokenizerBase | None = None) -> st.SearchStrategy[str]:
+    """Everything above in one strategy: mixed scripts, the seed's Chinese, the tokenizer's own pieces."""
+    options: list[st.SearchStrategy[str]] = [sentences(), seed_like_sentences()]
+    if tokenizer is not None:
+        options.append(vocabulary_sentences(tokenizer))
+    return st.one_of(options)
+
+
+def distinct(batch: Sequence[str]) -> list[str]:
+    """The batch without repeated sentences, order kept (checks that compare rows want them distinct)."""
+    return list(dict.fromkeys(batch))
+
+
+__all__ = [
+    "ASCII_WORDS", "CJK_TEXT", "ACCENTED", "EMOJI", "PUNCTUATION", "WHITESPACE", "sentences", "seed_like_sentences",
+    "vocabulary_sentences", "overlong_sentences", "batches", "sentence_pairs", "any_sentences", "distinct",
+    "VocabularyPick", "vocabulary_picks", "Sentence", "audit_sentences", "materialize",
+]  # fmt: skip

@@ -1,0 +1,335 @@
+"""The tokenizer contract (DESIGN §2 #13): whatever the tokenizer emits, the model must be able to read.
+
+Each `assert_*` helper takes `(model, tokenizer)`, returns the metrics that back its verdict, raises
+`ContractViolation` (an `AssertionError`) naming the fault, or `NotApplicable` saying why it does not apply.
+None of them runs a forward pass that could index past a table (on CUDA that poisons the context).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from pytest_bertprobe import probes
+from pytest_bertprobe.compare import NotApplicable, quote
+from pytest_bertprobe.sentences import PAIRS, PROBE_SENTENCES
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+# transformers stores "no limit" as int(1e30); anything this large was never set by a person.
+UNSET_MAX_LENGTH = 1_000_000
+_FALLBACK_LENGTH = 512
+_SHOWN_TOKENS = 12
+
+
+class ContractViolation(AssertionError):
+    """A broken contract; carries the metrics measured on the way, so reports keep them."""
+
+    def __init__(self, message: str, metrics: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.metrics = metrics
+
+
+def _violation(what: str, details: Sequence[str], hint: str, metrics: dict[str, Any]) -> ContractViolation:
+    return ContractViolation("\n".join([what, *details, f"Hint: {hint}"]), metrics)
+
+
+def _name(model: PreTrainedModel) -> str:
+    return type(model).__name__
+
+
+def _embeddings(model: PreTrainedModel) -> Any:
+    return getattr(model.base_model, "embeddings", None)
+
+
+def _table(model: PreTrainedModel, attribute: str) -> torch.nn.Embedding | None:
+    import torch
+
+    table = getattr(_embeddings(model), attribute, None)
+    return table if isinstance(table, torch.nn.Embedding) else None
+
+
+def uses_absolute_positions(model: PreTrainedModel) -> bool:
+    """True when the model adds a learned position table (or its config says `absolute`)."""
+    if _table(model, "position_embeddings") is not None:
+        return True
+    return getattr(model.config, "position_embedding_type", None) == "absolute"
+
+
+def position_offset(model: PreTrainedModel) -> int:
+    """Rows of the position table no token can use: RoBERTa-style models number from padding_idx + 1."""
+    table = _table(model, "position_embeddings")
+    return 0 if table is None or table.padding_idx is None else int(table.padding_idx) + 1
+
+
+def usable_positions(model: PreTrainedModel) -> int | None:
+    """The longest input the model can position: table rows minus the offset, else the config's maximum."""
+    table = _table(model, "position_embeddings")
+    if table is not None:
+        return int(table.num_embeddings) - position_offset(model)
+    maximum = getattr(model.config, "max_position_embeddings", None)
+    return int(maximum) if maximum else None
+
+
+def _declared_max_length(tokenizer: PreTrainedTokenizerBase) -> int | None:
+    length = getattr(tokenizer, "model_max_length", None)
+    return None if length is None or length >= UNSET_MAX_LENGTH else int(length)
+
+
+def _working_length(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> int:
+    """The longest input worth trying: the smaller of the tokenizer's and the model's limits."""
+    limits = [n for n in (_declared_max_length(tokenizer), usable_positions(model)) if n]
+    return min(limits) if limits else _FALLBACK_LENGTH
+
+
+def _long_text(length: int) -> str:
+    # Every word is at least one token, so this always reaches `length` tokens before truncation.
+    return " ".join(["hello world"] * length)
+
+
+def _show_tokens(tokenizer: PreTrainedTokenizerBase, ids: Sequence[int]) -> str:
+    tokens = tokenizer.convert_ids_to_tokens(list(ids))
+    if len(tokens) <= _SHOWN_TOKENS:
+        return repr(tokens)
+    half = _SHOWN_TOKENS // 2
+    head, tail = ", ".join(map(repr, tokens[:half])), ", ".join(map(repr, tokens[-half:]))
+    return f"[{head}, … {len(tokens) - _SHOWN_TOKENS} more …, {tail}]"
+
+
+def _label(text: str | tuple[str, str]) -> str:
+    if isinstance(text, tuple):
+        return f"pair ({quote(text[0])}, {quote(text[1])})"
+    return f"sentence {quote(text)}"
+
+
+def _boundary_tokens(tokenizer: PreTrainedTokenizerBase) -> tuple[str | None, str | None]:
+    """The token that must open every input ([CLS] or BOS) and the one that must close it ([SEP] or EOS)."""
+    first = tokenizer.cls_token if tokenizer.cls_token is not None else tokenizer.bos_token
+    last = tokenizer.sep_token if tokenizer.sep_token is not None else tokenizer.eos_token
+    return first, last
+
+
+def assert_special_tokens_in_place(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    sentences: Sequence[str] = PROBE_SENTENCES,
+    pairs: Sequence[tuple[str, str]] = PAIRS,
+) -> dict[str, Any]:
+    """Assert [CLS]/BOS opens and [SEP]/EOS closes every single sentence and pair, truncated ones too."""
+    __tracebackhide__ = True
+    first, last = _boundary_tokens(tokenizer)
+    if first is None and last is None:
+        raise NotApplicable(f"{type(tokenizer).__name__} defines neither [CLS]/BOS nor [SEP]/EOS")
+    length = _working_length(model, tokenizer)
+    inputs: list[str | tuple[str, str]] = [*sentences, *pairs, _long_text(length)]
+    wrong: list[tuple[str, int, str | tuple[str, str], list[int]]] = []
+    misplaced: set[int] = set()
+    for index, text in enumerate(inputs):
+        args = text if isinstance(text, tuple) else (text,)
+        ids = tokenizer(*args, truncation=True, max_length=length)["input_ids"]
+        for expected, position in ((first, 0), (last, len(ids) - 1)):
+            if expected is not None and ids[position] != tokenizer.convert_tokens_to_ids(expected):
+                wrong.append((expected, position, text, ids))
+                misplaced.add(index)
+    metrics = {"first_token": first, "last_token": last, "inputs_checked": len(inputs), "misplaced": len(misplaced)}
+    if not wrong:
+        return metrics
+    expected, position, text, ids = wrong[0]
+    expected_id = tokenizer.convert_tokens_to_ids(expected)
+    where = "position 0" if position == 0 else f"the last position ({position})"
+    found = [i for i, token_id in enumerate(ids) if token_id == expected_id]
+    raise _violation(
+        f"{expected} is not at {where}: found {tokenizer.convert_ids_to_tokens(ids[position])!r} (id {ids[position]}) there.",
+        [
+            f"Misplaced in {len(misplaced)} of {len(inputs)} inputs; first: {_label(text)} -> {_show_tokens(tokenizer, ids)}",
+            f"{expected} (id {expected_id}) is at position(s) {found or 'nowhere'} of {len(ids)}.",
+        ],
+        "BERT-family models read the sentence summary at position 0 (the pooler and CLS embeddings read "
+        "last_hidden_state[:, 0]): make the tokenizer's post-processor template '[CLS] $A [SEP]' / "
+        "'[CLS] $A [SEP] $B [SEP]' (tokenizer.json post_processor), or load the model's own tokenizer class",
+        metrics,
+    )
+
+
+def assert_pads_on_the_right(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, *, sentences: Sequence[str] = PROBE_SENTENCES
+) -> dict[str, Any]:
+    """Assert batches pad on the right when the model has absolute positions (left padding shifts them)."""
+    __tracebackhide__ = True
+    if not uses_absolute_positions(model):
+        raise NotApplicable(f"{_name(model)} has no absolute position table, so padding on either side is allowed")
+    if tokenizer.pad_token is None:
+        raise NotApplicable(f"{type(tokenizer).__name__} has no pad token, so it does not pad batches")
+    mask = probes.encode(tokenizer, sentences)["attention_mask"]
+    # A right-padded row is 1...1 0...0: its mask never rises.
+    left = [row for row in range(mask.shape[0]) if bool((mask[row, 1:] > mask[row, :-1]).any())]
+    metrics = {"padding_side": tokenizer.padding_side, "rows": int(mask.shape[0]), "left_padded_rows": len(left)}
+    if not left:
+        return metrics
+    row = left[0]
+    pads = int((mask[row] == 0).sum())
+    raise _violation(
+        f"Padding is on the left for an absolute-position model: {len(left)} of {mask.shape[0]} rows start with padding.",
+        [
+            f"Row {row} ({_label(sentences[row])}): {pads} pad tokens at positions 0..{pads - 1}, so its first real token "
+            f"sits at position {pads} (padding_side={tokenizer.padding_side!r}); {_name(model)} numbers positions from the left.",
+        ],
+        "with learned absolute positions, left padding shifts every real token's position id and puts a pad at "
+        "index 0, where [CLS] is read: set \"padding_side\": \"right\" in tokenizer_config.json",
+        metrics,
+    )
+
+
+def _forward_parameters(model: PreTrainedModel) -> list[str]:
+    """Named parameters of `forward`; `**kwargs` accepts a name only to drop it."""
+    kinds = (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
+    return [name for name, p in inspect.signature(model.forward).parameters.items() if p.kind not in kinds]
+
+
+def assert_input_names_accepted(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, *, pairs: Sequence[tuple[str, str]] = PAIRS
+) -> dict[str, Any]:
+    """Assert every input the tokenizer produces (`model_input_names`, pair encodings) is a named `forward` argument."""
+    __tracebackhide__ = True
+    first, second = zip(*pairs)
+    produced = list(dict.fromkeys([*tokenizer.model_input_names, *tokenizer(list(first), list(second))]))
+    accepted = _forward_parameters(model)
+    rejected = [name for name in produced if name not in accepted]
+    metrics = {"produced": produced, "rejected": rejected}
+    if not rejected:
+        return metrics
+    raise _violation(
+        f"The tokenizer produces {', '.join(map(repr, rejected))}, which {_name(model)}.forward does not accept.",
+        [
+            f"Produced for {_label(pairs[0])}: {produced}; model_input_names: {list(tokenizer.model_input_names)}",
+            f"{_name(model)}.forward takes: {accepted}",
+        ],
+        "model(**tokenizer(...)) drops such inputs into **kwargs (segment ids silently ignored) or raises TypeError: "
+        f"set \"model_input_names\" in tokenizer_config.json to the inputs {_name(model)} reads",
+        metrics,
+    )
+
+
+def assert_token_ids_fit_embeddings(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
+    """Assert every token id, added tokens included, has a row in the input embedding matrix."""
+    __tracebackhide__ = True
+    rows = int(model.get_input_embeddings().num_embeddings)
+    vocabulary = {**tokenizer.get_vocab(), **tokenizer.get_added_vocab()}
+    past = sorted(((i, t) for t, i in vocabulary.items() if i >= rows), reverse=True)
+    added = set(tokenizer.get_added_vocab())
+    metrics = {
+        "embedding_rows": rows,
+        "tokenizer_size": len(tokenizer),
+        "max_id": max(vocabulary.values()),
+        "ids_past_rows": len(past),
+    }
+    if not past:
+        return metrics
+    worst_id, worst = past[0]
+    shown = ", ".join(f"{t!r} ({i}{', added' if t in added else ''})" for i, t in past[:5])
+    raise _violation(
+        f"Token ids reach past the embedding matrix: {worst!r} has id {worst_id}, the matrix has {rows} rows (ids 0..{rows - 1}).",
+        [
+            f"{len(past)} tokens past it ({sum(t in added for _, t in past)} added): {shown}{', …' if len(past) > 5 else ''}",
+            f"Tokenizing {worst!r} gives ids {tokenizer(worst)['input_ids']}: a forward pass on it raises IndexError "
+            f"(on CUDA, a device-side assert). len(tokenizer) = {len(tokenizer)}.",
+        ],
+        "tokens were added to the tokenizer without model.resize_token_embeddings(len(tokenizer)); resize and "
+        "save the model, or remove the added tokens from the tokenizer",
+        metrics,
+    )
+
+
+def assert_token_types_fit(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, *, pairs: Sequence[tuple[str, str]] = PAIRS
+) -> dict[str, Any]:
+    """Assert every pair's `token_type_ids` is below the model's number of token types (`type_vocab_size`)."""
+    __tracebackhide__ = True
+    table = _table(model, "token_type_embeddings")
+    types = int(table.num_embeddings) if table is not None else int(getattr(model.config, "type_vocab_size", 0) or 0)
+    if types == 0:
+        raise NotApplicable(f"{_name(model)} has no token type embeddings, so token_type_ids are ignored")
+    first, second = zip(*pairs)
+    encoding = tokenizer(list(first), list(second), truncation=True, max_length=_working_length(model, tokenizer))
+    if "token_type_ids" not in encoding:
+        raise NotApplicable(f"{type(tokenizer).__name__} produces no token_type_ids: the model uses type 0 throughout")
+    metrics = {"type_vocab_size": types, "max_type_id": max(max(row) for row in encoding["token_type_ids"])}
+    if metrics["max_type_id"] < types:
+        return metrics
+    row = next(r for r, ids in enumerate(encoding["token_type_ids"]) if max(ids) >= types)
+    type_ids = encoding["token_type_ids"][row]
+    position = next(i for i, t in enumerate(type_ids) if t >= types)
+    raise _violation(
+        f"Pair token type ids reach past the token type table: type {type_ids[position]} at position {position}, "
+        f"but {_name(model)} has {types} token type(s) (type_vocab_size={types}, ids 0..{types - 1}).",
+        [f"On {_label(pairs[row])}: token_type_ids {type_ids}"],
+        "the tokenizer's pair template gives the second segment its own type (BERT-style) but the model was "
+        "trained with fewer (RoBERTa-style type_vocab_size=1): use the model's own tokenizer, or drop "
+        "token_type_ids from model_input_names",
+        metrics,
+    )
+
+
+def assert_max_length_fits(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
+    """Assert `model_max_length` fits the usable positions and a forward pass at that length works."""
+    __tracebackhide__ = True
+    declared, usable = _declared_max_length(tokenizer), usable_positions(model)
+    metrics: dict[str, Any] = {
+        "model_max_length": declared if declared is not None else "unset",
+        "usable_positions": usable,
+        "position_offset": position_offset(model),
+    }
+    if declared is not None and usable is not None and declared > usable:
+        table = _table(model, "position_embeddings")
+        rows = (
+            f"{table.num_embeddings} position rows - offset {position_offset(model)}"
+            if table is not None
+            else "max_position_embeddings"
+        )
+        raise _violation(
+            f"Tokenizer model_max_length {declared} exceeds the model's {usable} usable positions ({rows}).",
+            [f"An input truncated at {declared} tokens indexes position {declared - 1 + position_offset(model)}: "
+             f"{declared - usable} positions past the table (IndexError; on CUDA, a device-side assert)."],
+            f"set \"model_max_length\": {usable} in tokenizer_config.json",
+            metrics,
+        )
+    length = declared if declared is not None else usable
+    if length is None:
+        raise NotApplicable("neither the tokenizer (model_max_length) nor the config (max_position_embeddings) gives a length")
+    inputs = tokenizer([_long_text(length)], truncation=True, max_length=length, return_tensors="pt")
+    metrics["forward_length"] = int(inputs["input_ids"].shape[1])
+    try:
+        probes.run(model, inputs)
+    except Exception as error:  # noqa: BLE001 - whatever breaks at that length is the finding
+        raise _violation(
+            f"A forward pass at the tokenizer's maximum length fails: {type(error).__name__}: {str(error).splitlines()[0]}",
+            [f"Input: {quote(_long_text(length))} truncated to {metrics['forward_length']} tokens "
+             f"(model_max_length {metrics['model_max_length']}, usable positions {usable})"],
+            "set model_max_length to the longest input the model really takes",
+            metrics,
+        ) from error
+    return metrics
+
+
+def assert_pad_ids_agree(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
+    """Assert the tokenizer pads with `config.pad_token_id`, where both are set."""
+    __tracebackhide__ = True
+    ours, theirs = tokenizer.pad_token_id, getattr(model.config, "pad_token_id", None)
+    if ours is None or theirs is None:
+        side = "tokenizer has no pad token" if ours is None else "config has no pad_token_id"
+        raise NotApplicable(f"nothing to compare: the {side}")
+    metrics = {"tokenizer_pad_token_id": ours, "config_pad_token_id": theirs}
+    if ours == theirs:
+        return metrics
+    raise _violation(
+        f"Pad token ids disagree: the tokenizer pads with {tokenizer.pad_token!r} (id {ours}), config.pad_token_id is {theirs} "
+        f"({tokenizer.convert_ids_to_tokens(theirs)!r}).",
+        [f"Every padded batch (e.g. {_label(PROBE_SENTENCES[0])} next to a longer one) fills with id {ours}."],
+        "the model's padding_idx (and, for RoBERTa-style models, where positions start) follows config.pad_token_id: "
+        "make config.json and the tokenizer name the same pad token",
+        metrics,
+    )

@@ -1,0 +1,331 @@
+"""Invariances #6-#12: each planted fault fails its audit check with a message naming it; healthy models pass."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_bertprobe import probes
+from pytest_bertprobe.consistency import assert_deterministic, assert_eager_matches_sdpa, assert_save_load_round_trip
+from pytest_bertprobe.invariances import (
+    NotApplicable,
+    assert_hidden_states_consistent,
+    assert_masked_content_invariant,
+    assert_padding_invariant,
+    assert_permutation_equivariant,
+)
+from pytest_bertprobe.sentences import PROBE_SENTENCES
+
+# The audit test behind each check, for `-k`.
+AUDIT_TESTS = {
+    "hidden_states": "test_hidden_states_are_the_embeddings_and_each_layer",
+    "padding_invariance": "test_each_sentence_alone_matches_its_padded_row",
+    "masked_content_invariance": "test_ids_under_the_attention_mask_change_nothing",
+    "permutation_equivariance": "test_shuffling_the_batch_shuffles_the_outputs",
+    "determinism": "test_eval_mode_and_repeat_passes_are_identical",
+    "eager_matches_sdpa": "test_sdpa_attention_matches_eager",
+    "save_load_round_trip": "test_save_and_load_give_identical_outputs",
+}
+
+# Each fault is a user's conftest overriding `bert_model`, as DESIGN §3 says users do.
+TRAINING_MODE = """
+import pytest
+
+@pytest.fixture(scope="session")
+def bert_model(bert_checkpoint):
+    return bert_checkpoint.model.train()
+"""
+
+PRUNED_LAYERS = """
+import pytest
+
+@pytest.fixture(scope="session")
+def bert_model(bert_checkpoint):
+    model = bert_checkpoint.model
+    model.encoder.layer = model.encoder.layer[:1]  # "keep the first layers", config left saying 2
+    return model.eval()  # slicing makes a new ModuleList, in training mode
+"""
+
+DROPOUT_IN_EVAL = """
+import pytest, torch
+
+@pytest.fixture(scope="session")
+def bert_model(bert_checkpoint):
+    model = bert_checkpoint.model
+    # custom code that hard-codes training=True: dropout stays on in eval mode
+    model.embeddings.register_forward_hook(lambda module, args, out: torch.nn.functional.dropout(out, 0.1, training=True))
+    return model
+"""
+
+FIRST_ROW_MASK = """
+import pytest
+
+def first_row_mask(module, args, kwargs):
+    if kwargs.get("attention_mask") is not None:  # a broadcasting bug: row 0's mask for every row
+        kwargs["attention_mask"] = kwargs["attention_mask"][:1].expand_as(kwargs["attention_mask"])
+    return args, kwargs
+
+@pytest.fixture(scope="session")
+def bert_model(bert_checkpoint):
+    bert_checkpoint.model.register_forward_pre_hook(first_row_mask, with_kwargs=True)
+    return bert_checkpoint.model
+"""
+
+LOSSY_SDPA = """
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+def lossy_sdpa(module, query, key, value, attention_mask, **kwargs):
+    # a fused kernel that rounds its operands to bfloat16
+    query, key, value = (tensor.bfloat16().float() for tensor in (query, key, value))
+    return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+
+def pytest_configure(config):
+    ALL_ATTENTION_FUNCTIONS["sdpa"] = lossy_sdpa
+
+def pytest_unconfigure(config):
+    del ALL_ATTENTION_FUNCTIONS["sdpa"]
+"""
+
+EPS_NOT_IN_CONFIG = """
+import pytest, torch
+
+@pytest.fixture(scope="session")
+def bert_model(bert_checkpoint):
+    for module in bert_checkpoint.model.modules():
+        if isinstance(module, torch.nn.LayerNorm):
+            module.eps = 1e-3  # a conversion fixed eps on the modules, not in config.layer_norm_eps
+    return bert_checkpoint.model
+"""
+
+
+def _audit(pytester: pytest.Pytester, *models: Path, checks: tuple[str, ...], conftest: str | None = None) -> pytest.RunResult:
+    if conftest is not None:
+        pytester.makeconftest(conftest)
+    selection = " or ".join(AUDIT_TESTS[check] for check in checks)
+    arguments = [f"--bert-model={model}" for model in models]
+    return pytester.runpytest(*arguments, "-k", selection, "-p", "no:cacheprovider", "-rfs")
+
+
+@pytest.fixture(scope="session")
+def mask_ignoring_checkpoint(tiny_checkpoint: Callable[..., Path]) -> Callable[[str], Path]:
+    """Tiny yoso / fnet checkpoints: transformers' own models whose attention mask has no effect (5.24)."""
+    return tiny_checkpoint
+
+
+def _load(path: Path, **kwargs: Any) -> tuple[Any, Any]:
+    from transformers import AutoModel, AutoTokenizer
+
+    return AutoModel.from_pretrained(path, **kwargs).eval(), AutoTokenizer.from_pretrained(path)
+
+
+def _probe_inputs(tokenizer: Any) -> Any:
+    return probes.encode(tokenizer, PROBE_SENTENCES)
+
+
+# --- healthy controls ---------------------------------------------------------------------------
+
+
+def test_healthy_checkpoint_passes_every_invariance_in_the_audit(pytester: pytest.Pytester, tiny_checkpoint: Callable[..., Path]) -> None:
+    result = _audit(pytester, tiny_checkpoint("bert"), checks=tuple(AUDIT_TESTS))
+    result.assert_outcomes(passed=len(AUDIT_TESTS))
+
+
+def test_helpers_pass_on_a_healthy_model_and_return_their_numbers(tiny_checkpoint: Callable[..., Path]) -> None:
+    model, tokenizer = _load(tiny_checkpoint("bert"))
+    inputs = _probe_inputs(tokenizer)
+    assert assert_hidden_states_consistent(model, inputs).max_abs == 0.0
+    assert assert_padding_invariant(model, tokenizer).max_abs < 1e-5
+    assert assert_masked_content_invariant(model, inputs).max_abs < 1e-6
+    assert assert_permutation_equivariant(model, inputs).max_abs < 1e-6
+    assert assert_deterministic(model, inputs).max_abs == 0.0
+    assert 0.0 < assert_eager_matches_sdpa(model, inputs).max_abs < 1e-5
+    assert assert_save_load_round_trip(model, inputs).mismatched == 0
+
+
+def test_mobilebert_trigram_embeddings_read_their_masked_neighbour_by_design(tiny_checkpoint: Callable[..., Path]) -> None:
+    model, tokenizer = _load(tiny_checkpoint("mobilebert"))
+    assert assert_masked_content_invariant(model, _probe_inputs(tokenizer)).max_abs == 0.0
+
+
+# --- #6 hidden states ----------------------------------------------------------------------------
+
+
+def test_layers_pruned_without_updating_the_config_fail_the_hidden_state_count(
+    pytester: pytest.Pytester, tiny_checkpoint: Callable[..., Path]
+) -> None:
+    result = _audit(pytester, tiny_checkpoint("bert"), checks=("hidden_states",), conftest=PRUNED_LAYERS)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "E*len(hidden_states) == config.num_hidden_layers + 1: 2 != 3",
+        "E*BertModel returned 2 hidden states*but its config declares num_hidden_layers=2",
+        "E*Hint: were layers pruned or added without updating config.num_hidden_layers?*",
+    ])
+
+
+def test_an_untied_final_norm_is_compared_through_the_norm(tiny_checkpoint: Callable[..., Path]) -> None:
+    import torch
+
+    model, tokenizer = _load(tiny_checkpoint("modernbert"))
+    model.config.tie_last_hidden_states = False  # hidden_states[-1] is then the state before final_norm
+    inputs = _probe_inputs(tokenizer)
+    forward = probes.run(model, inputs)
+    assert not torch.equal(forward.hidden_states[-1], forward.last_hidden_state)
+    assert assert_hidden_states_consistent(model, inputs).max_abs == 0.0
+
+
+# --- #7 / #8 padding and masks: yoso and fnet ignore attention_mask --------------------------------
+
+
+def test_models_that_ignore_the_attention_mask_fail_padding_and_masked_content(
+    pytester: pytest.Pytester, mask_ignoring_checkpoint: Callable[[str], Path], tiny_checkpoint: Callable[..., Path]
+) -> None:
+    yoso, fnet, bert = mask_ignoring_checkpoint("yoso"), mask_ignoring_checkpoint("fnet"), tiny_checkpoint("bert")
+    result = _audit(pytester, yoso, fnet, bert, checks=("padding_invariance", "masked_content_invariance"))
+    result.assert_outcomes(failed=4, passed=2)
+    result.stdout.fnmatch_lines([
+        "E*each sentence alone == its row of the padded batch, last_hidden_state[[]:, 0[]] ([[]CLS[]]): tensors are not close!",
+        "E*Greatest absolute difference: * at index (*) (sentence *: '*') (up to 0.0001 allowed)",
+        "E*Hint: padding changes the outputs (the tokenizer pads on the right): does the model apply attention_mask?*",
+    ])
+    result.stdout.fnmatch_lines(["E*outputs with other ids under attention_mask=0 == outputs of the padded batch*not close!"])
+    failed = {line.split("::")[1].split(" ")[0] for line in result.stdout.lines if line.startswith("FAILED ")}
+    assert failed == {
+        f"{AUDIT_TESTS[check]}[{model}]"
+        for check in ("padding_invariance", "masked_content_invariance")
+        for model in ("yoso", "fnet")
+    }
+
+
+def test_padding_failure_names_the_worst_sentence(mask_ignoring_checkpoint: Callable[[str], Path]) -> None:
+    import torch
+
+    model, tokenizer = _load(mask_ignoring_checkpoint("fnet"))
+    batch = probes.encode(tokenizer, PROBE_SENTENCES)
+    padded_cls = probes.run(model, batch).last_hidden_state[:, 0]
+    alone_cls = torch.cat([probes.run(model, probes.encode(tokenizer, [s])).last_hidden_state[:, 0] for s in PROBE_SENTENCES])
+    worst_row = int((alone_cls - padded_cls).abs().max(dim=1).values.argmax())
+    with pytest.raises(AssertionError, match=re.escape(f"(sentence {worst_row}: {PROBE_SENTENCES[worst_row]!r})")) as failure:
+        assert_padding_invariant(model, tokenizer)
+    assert str(failure.value).startswith("each sentence alone == its row of the padded batch, last_hidden_state[:, 0]")
+
+
+# --- #9 batch order --------------------------------------------------------------------------------
+
+
+def test_a_mask_taken_from_the_first_row_fails_permutation_equivariance(
+    pytester: pytest.Pytester, tiny_checkpoint: Callable[..., Path]
+) -> None:
+    result = _audit(pytester, tiny_checkpoint("bert"), checks=("permutation_equivariance",), conftest=FIRST_ROW_MASK)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "E*outputs of the shuffled batch, put back in order == outputs of the batch*: tensors are not close!",
+        "E*Greatest absolute difference: * (sentence *) (up to 1e-05 allowed)",
+        "E*Hint: a row's output depends on the other rows or on its place in the batch*",
+    ])
+
+
+# --- #10 determinism and eval mode ------------------------------------------------------------------
+
+
+def test_a_model_left_in_training_mode_fails_the_audit_saying_so(pytester: pytest.Pytester, tiny_checkpoint: Callable[..., Path]) -> None:
+    result = _audit(pytester, tiny_checkpoint("bert"), checks=("determinism",), conftest=TRAINING_MODE)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "E*BertModel is in training mode (* modules, first: 'BertModel'): dropout is on, so outputs are random.",
+        "E*Hint: call model.eval() before auditing*",
+        "FAILED *::test_eval_mode_and_repeat_passes_are_identical[[]bert[]]*",
+    ])
+
+
+def test_dropout_hard_coded_on_in_eval_mode_fails_determinism(pytester: pytest.Pytester, tiny_checkpoint: Callable[..., Path]) -> None:
+    result = _audit(pytester, tiny_checkpoint("bert"), checks=("determinism",), conftest=DROPOUT_IN_EVAL)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "E*second forward pass == first forward pass, last_hidden_state[[]:, 0[]] ([[]CLS[]]): tensors are not close!",
+        "E*(up to 0 allowed)",
+        "E*Hint: the model is random in eval mode: functional dropout with training=True*",
+    ])
+
+
+def test_training_mode_fails_the_helper_directly(tiny_checkpoint: Callable[..., Path]) -> None:
+    model, tokenizer = _load(tiny_checkpoint("bert"))
+    with pytest.raises(AssertionError, match=r"BertModel is in training mode"):
+        assert_deterministic(model.train(), _probe_inputs(tokenizer))
+
+
+# --- #11 eager vs sdpa -------------------------------------------------------------------------------
+
+
+def test_a_lossy_sdpa_kernel_fails_against_eager(pytester: pytest.Pytester, tiny_checkpoint: Callable[..., Path]) -> None:
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    result = _audit(pytester, tiny_checkpoint("bert"), checks=("eager_matches_sdpa",), conftest=LOSSY_SDPA)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "E*outputs with attn_implementation='sdpa' == with 'eager'*: tensors are not close!",
+        "E*(up to 1e-05 allowed)",
+        "E*Hint: the sdpa attention kernel disagrees with the reference eager attention on cpu*",
+    ])
+    assert ALL_ATTENTION_FUNCTIONS["sdpa"] is sdpa_attention_forward  # the planted kernel is gone again
+
+
+def _crashing_kernel(*args: Any, **kwargs: Any) -> Any:
+    raise RuntimeError("sdpa kernel crashed")
+
+
+@pytest.mark.parametrize("loaded_with", ["sdpa", "eager"])
+def test_the_attention_implementation_is_restored_even_on_failure(
+    loaded_with: str, tiny_checkpoint: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    model, tokenizer = _load(tiny_checkpoint("bert"), attn_implementation=loaded_with)
+    inputs = _probe_inputs(tokenizer)
+    assert_eager_matches_sdpa(model, inputs)
+    assert model.config._attn_implementation == loaded_with
+    monkeypatch.setitem(ALL_ATTENTION_FUNCTIONS, "sdpa", lambda module, query, *args, **kwargs: (query.transpose(1, 2), None))
+    with pytest.raises(AssertionError, match="attn_implementation='sdpa'"):
+        assert_eager_matches_sdpa(model, inputs)
+    assert model.config._attn_implementation == loaded_with
+    monkeypatch.setitem(ALL_ATTENTION_FUNCTIONS, "sdpa", _crashing_kernel)
+    with pytest.raises(RuntimeError, match="sdpa kernel crashed"):
+        assert_eager_matches_sdpa(model, inputs)
+    assert model.config._attn_implementation == loaded_with
+
+
+def test_eager_only_architectures_are_not_applicable(tiny_checkpoint: Callable[..., Path]) -> None:
+    model, tokenizer = _load(tiny_checkpoint("mpnet"))
+    with pytest.raises(NotApplicable, match=r"MPNetModel \(mpnet\) has only the eager attention implementation"):
+        assert_eager_matches_sdpa(model, _probe_inputs(tokenizer))
+
+
+# --- #12 save / load ---------------------------------------------------------------------------------
+
+
+def test_layer_norm_eps_changed_outside_the_config_fails_the_round_trip(
+    pytester: pytest.Pytester, tiny_checkpoint: Callable[..., Path]
+) -> None:
+    result = _audit(pytester, tiny_checkpoint("bert"), checks=("save_load_round_trip",), conftest=EPS_NOT_IN_CONFIG)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "E*outputs after save_pretrained and BertModel.from_pretrained == before*: tensors are not close!",
+        "E*(up to 0 allowed)",
+        "E*Hint: the model in memory is not what save_pretrained writes*(activation, layer-norm eps)*",
+    ])
+
+
+def test_round_trip_of_a_head_models_encoder_leaves_the_shared_config_alone(tiny_checkpoint: Callable[..., Path]) -> None:
+    from transformers import AutoTokenizer, BertForPreTraining
+
+    path = tiny_checkpoint("bert")  # read only: the round trip writes elsewhere
+    full = BertForPreTraining.from_pretrained(path).eval()  # heads random; `base_model` shares their config
+    full.config.architectures = ["BertForPreTraining"]  # as loaded from a pretraining checkpoint
+    before = full.config.to_dict()
+    gap = assert_save_load_round_trip(full.base_model, _probe_inputs(AutoTokenizer.from_pretrained(path)))
+    assert gap.mismatched == 0 and full.config.to_dict() == before
