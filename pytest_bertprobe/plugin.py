@@ -49,6 +49,10 @@ def pytest_configure(config: pytest.Config) -> None:
     session = ProbeSession(settings, sources, loading.checkpoint_ids(sources))
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(reporting.Collector(session), "bertprobe-collector")
+    if sources and settings.audit:
+        from pytest_bertprobe.audit import harness  # hypothesis only when an audit will run
+
+        harness.use_user_profile(config.getoption("hypothesis_profile", None))
     if settings.audit_only and not sources:
         raise pytest.UsageError("--bert-audit-only needs a checkpoint: pass --bert-model=PATH_OR_HUB_ID")
     if settings.audit_only:

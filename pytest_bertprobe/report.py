@@ -7,12 +7,13 @@ pytest-xdist and lands on JUnit testcases as properties.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
 
 from pytest_bertprobe import probes
-from pytest_bertprobe.compare import Gap, Mismatch
+from pytest_bertprobe.compare import Gap, Mismatch, quote
 from pytest_bertprobe.session import CheckResult, ModelRecord, ProbeSession
 
 MODEL_PROPERTY = "bertprobe.model"
@@ -22,10 +23,38 @@ STATE_PROPERTY = "bertprobe.state"
 _STATE_FIELDS = ("model_type", "pooler_kind", "pooler_activation", "loads", "load_seconds", "forward_passes")
 
 
-def attach_metrics(item: pytest.Item, metrics: Gap | dict[str, Any]) -> None:
-    """Put a check's numbers on its test report (and so on the JUnit testcase)."""
-    values = metrics.metrics() if isinstance(metrics, Gap) else metrics
-    item.user_properties.append((METRICS_PROPERTY, json.dumps(values, default=str, ensure_ascii=False)))
+_RESULTS = pytest.StashKey[dict[str, Any]]()
+
+
+def record_result(item: pytest.Item, result: Any) -> None:
+    """Keep a check's numbers for its report: over Hypothesis examples, the worst one and the count."""
+    metrics = _as_metrics(result)
+    kept = item.stash.setdefault(_RESULTS, {"examples": 0, "metrics": {}})
+    kept["examples"] += 1
+    if metrics and (not kept["metrics"] or _severity(metrics) >= _severity(kept["metrics"])):
+        kept["metrics"] = metrics
+
+
+def _as_metrics(result: Any) -> dict[str, Any]:
+    if isinstance(result, Gap):
+        return result.metrics()
+    if hasattr(result, "metrics") and callable(result.metrics):
+        return dict(result.metrics())
+    if isinstance(result, dict) and all(isinstance(value, Gap) for value in result.values()) and result:
+        worst = max(result.values(), key=lambda gap: _severity(gap.metrics()))
+        return {**worst.metrics(), "parts": {name: gap.metrics() for name, gap in result.items()}}
+    return dict(result) if isinstance(result, dict) else {}
+
+
+def _severity(metrics: dict[str, Any]) -> float:
+    """How close to (or past) its tolerance a closeness check came; 0 for other metrics."""
+    if metrics.get("relation", "close") != "close" or not isinstance(metrics.get("max_abs"), (int, float)):
+        return 0.0
+    return _ratio(float(metrics["max_abs"]), float(metrics.get("atol") or 0.0))
+
+
+def _attach(item: pytest.Item, metrics: dict[str, Any]) -> None:
+    item.user_properties.append((METRICS_PROPERTY, json.dumps(metrics, default=str, ensure_ascii=False)))
 
 
 def annotate(item: pytest.Item, call: pytest.CallInfo[None], session: ProbeSession) -> None:
@@ -38,14 +67,28 @@ def annotate(item: pytest.Item, call: pytest.CallInfo[None], session: ProbeSessi
     if call.when == "setup":
         item.user_properties.append((MODEL_PROPERTY, checkpoint_id))
         item.user_properties.append((CHECK_PROPERTY, marker.kwargs.get("check", item.originalname)))
-    if call.excinfo is not None and isinstance(call.excinfo.value, Mismatch):
-        attach_metrics(item, call.excinfo.value.gap)
+    if call.when == "call":
+        _attach_outcome_metrics(item, call.excinfo.value if call.excinfo is not None else None)
     checkpoint = getattr(item, "funcargs", {}).get("bert_checkpoint")
     if call.when == "call" and checkpoint is not None:
         record = session.record(checkpoint_id)
         record.forward_passes = probes.forward_passes(checkpoint.model)
         state = {name: getattr(record, name) for name in _STATE_FIELDS}
         item.user_properties.append((STATE_PROPERTY, json.dumps(state)))
+
+
+FAILING_BATCH_ATTRIBUTE = "bertprobe_batch"
+
+
+def failing_batch(error: BaseException | None) -> list[str] | None:
+    """The sentences a failed check ran on (set by the audit harness on the exception Hypothesis reports)."""
+    batch = getattr(error, FAILING_BATCH_ATTRIBUTE, None)
+    return list(batch) if batch is not None else None
+
+
+def _is_example_note(note: str) -> bool:
+    """Hypothesis' notes that print the failing call with every argument, fixtures (whole models) included."""
+    return bool(re.match(r"(Falsifying|Failing)( explicit)? (example|test case)", note))
 
 
 def shorten_failure(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport) -> None:
@@ -55,13 +98,40 @@ def shorten_failure(item: pytest.Item, call: pytest.CallInfo[None], report: pyte
     """
     if item.get_closest_marker("bertprobe_audit") is None or call.excinfo is None or call.when != "call":
         return
+    if report.skipped and isinstance(report.longrepr, tuple):
+        # Line one is the reason (Hypothesis appends the example it skipped on); without a line number,
+        # `-rs` folds a module's skips that share a reason into one line.
+        path, _, reason = report.longrepr
+        report.longrepr = (path, None, str(reason).split("\n", 1)[0])
+        return
     if not isinstance(call.excinfo.value, AssertionError) or item.config.getoption("tbstyle", "auto") == "long":
         return
     if item.config.getoption("fulltrace", False):
         return
     error = call.excinfo.value
-    lines = [f"{type(error).__name__}: {error}", *getattr(error, "__notes__", ())]
+    lines = [f"{type(error).__name__}: {error}"]
+    batch = failing_batch(error)
+    if batch is not None:
+        lines.append(f"Failing batch ({len(batch)} sentences): [{', '.join(quote(sentence) for sentence in batch)}]")
+    lines += [note for note in getattr(error, "__notes__", ()) if not _is_example_note(note)]
     report.longrepr = "\n".join(f"E   {line}" if line else "E" for text in lines for line in str(text).splitlines())
+
+
+def _attach_outcome_metrics(item: pytest.Item, error: BaseException | None) -> None:
+    """The kept (worst) metrics, or a failure's own; with the example count for Hypothesis tests that ran."""
+    kept = item.stash.get(_RESULTS, {"examples": 0, "metrics": {}})
+    if isinstance(error, pytest.skip.Exception):
+        if kept["metrics"]:
+            _attach(item, dict(kept["metrics"]))  # what was measured before the check found it does not apply
+        return
+    metrics = error.gap.metrics() if isinstance(error, Mismatch) else dict(kept["metrics"])
+    batch = failing_batch(error)
+    if batch is not None:
+        metrics["failing_batch"] = batch
+    if getattr(getattr(item, "obj", None), "is_hypothesis_test", False):
+        metrics["examples"] = kept["examples"] + (1 if isinstance(error, Mismatch) else 0)
+    if metrics:
+        _attach(item, metrics)
 
 
 class Collector:
@@ -112,15 +182,13 @@ def header_lines(session: ProbeSession) -> list[str]:
 
 
 def worst_metric(record: ModelRecord) -> str:
-    """The check furthest past (or closest to) its tolerance, as `check: |Δ| x (tol y)`."""
-    graded = [
-        (_ratio(check.metrics["max_abs"], check.metrics.get("atol") or 0.0), check)
-        for check in record.checks
-        if isinstance(check.metrics.get("max_abs"), (int, float)) and check.metrics.get("relation", "close") == "close"
-    ]
-    if not graded or max(ratio for ratio, _ in graded) == 0:
-        return "-" if not graded else "all exact"
-    _, check = max(graded, key=lambda pair: pair[0])
+    """The check closest to (or furthest past) its tolerance, as `check: |Δ| x (tol y)`."""
+    graded = [(_severity(check.metrics), check) for check in record.checks if "max_abs" in check.metrics]
+    if not graded:
+        return "-"
+    severity, check = max(graded, key=lambda pair: pair[0])
+    if severity == 0:
+        return "all exact"
     return f"{check.check}: |Δ| {check.metrics['max_abs']:.3g} (tol {check.metrics.get('atol', 0):g})"
 
 

@@ -235,7 +235,7 @@ def test_audit_passes_healthy_heads_and_skips_checkpoints_without_them(pytester:
         "*SKIPPED*: BertForSequenceClassification has no NSP/SOP/MLM/RTD head",
     ])
     metrics = {name.split("[")[1][:-1]: values for name, values in junit_metrics(pytester.path / "out.xml").items()}
-    heads = {model: set(values["heads"]) for model, values in metrics.items()}
+    heads = {model: set(values["parts"]) for model, values in metrics.items()}
     assert heads == {
         pretraining.name: {"seq_relationship_logits", "prediction_logits"},
         masked_lm.name: {"logits"},

@@ -6,35 +6,33 @@ from typing import Any
 
 import pytest
 
+from pytest_bertprobe.audit.harness import encode_batch, given_batches, run_check
 from pytest_bertprobe.embedding import (
     EmbeddingConfigError,
     UnsupportedPoolingError,
     assert_embedding_contract,
     resolve_embedding,
 )
-from pytest_bertprobe.heads import NoHeadError, assert_heads_read_their_inputs
+from pytest_bertprobe.heads import assert_heads_read_their_inputs
 from pytest_bertprobe.loading import Checkpoint
-from pytest_bertprobe.report import attach_metrics
 from pytest_bertprobe.sentences import SEED_SENTENCES
 from pytest_bertprobe.session import probe_session
+from pytest_bertprobe.strategies import Sentence
 
 NO_HEAD_REASON = "checkpoint has no NSP/SOP or MLM head"
 
 
 @pytest.mark.bertprobe_audit(check="head_relation")
+@given_batches
 def test_heads_read_what_pretraining_fed_them(
-    request: pytest.FixtureRequest, bert_checkpoint: Checkpoint, bert_seed_inputs: Any
+    request: pytest.FixtureRequest, bert_checkpoint: Checkpoint, bert_tokenizer: Any, batch: list[Sentence]
 ) -> None:
     """NSP/SOP logits == head(pooler_output); MLM (and ELECTRA discriminator) logits == head(last_hidden_state)."""
     head_model = bert_checkpoint.head_model
     if head_model is None:
         pytest.skip(f"{NO_HEAD_REASON} (saved as {type(bert_checkpoint.model).__name__})")
-    try:
-        gaps = assert_heads_read_their_inputs(head_model, bert_seed_inputs, sentences=SEED_SENTENCES)
-    except NoHeadError as error:  # a classifier's head, or logits computed outside any module
-        pytest.skip(str(error))
-    worst = max(gaps.values(), key=lambda gap: gap.max_abs)
-    attach_metrics(request.node, {**worst.metrics(), "heads": {name: gap.metrics() for name, gap in gaps.items()}})
+    sentences, inputs = encode_batch(head_model, bert_tokenizer, batch)
+    run_check(request, assert_heads_read_their_inputs, head_model, inputs, sentences=sentences)
 
 
 @pytest.mark.bertprobe_audit(check="embedding_contract")
@@ -49,6 +47,9 @@ def test_declared_sentence_embedding_is_sound(
         pytest.skip(str(error))
     except EmbeddingConfigError as error:
         pytest.fail(f"--bert-embedding={requested}: {error}\nHint: fix or remove the file, or pass --bert-embedding", pytrace=False)
-    attach_metrics(request.node, {"embedding": spec.kind, "source": spec.source})
-    metrics = assert_embedding_contract(bert_model, bert_seed_inputs, spec, sentences=SEED_SENTENCES)
-    attach_metrics(request.node, metrics)
+
+    def declared_embedding_is_sound() -> dict[str, Any]:
+        checked = assert_embedding_contract(bert_model, bert_seed_inputs, spec, sentences=SEED_SENTENCES)
+        return {"embedding": spec.kind, "source": spec.source, **checked}
+
+    run_check(request, declared_embedding_is_sound)

@@ -8,31 +8,25 @@ import pytest
 
 from pytest_bertprobe.anatomy import PoolerAnatomy
 from pytest_bertprobe.assertions import assert_cls_differs_from_pooler, assert_pooler_is_dense_tanh_of_cls
-from pytest_bertprobe.report import attach_metrics
-from pytest_bertprobe.sentences import SEED_SENTENCES
-
-
-
-def _require_pooler(anatomy: PoolerAnatomy) -> None:
-    if not anatomy.checkable:
-        pytest.skip(anatomy.reason)
+from pytest_bertprobe.audit.harness import encode_batch, given_batches, run_check
+from pytest_bertprobe.strategies import Sentence
 
 
 @pytest.mark.bertprobe_audit(check="pooler_relation")
+@given_batches
 def test_pooler_is_dense_tanh_of_cls(
-    request: pytest.FixtureRequest, bert_model: Any, bert_seed_inputs: Any, bert_anatomy: PoolerAnatomy
+    request: pytest.FixtureRequest, bert_model: Any, bert_tokenizer: Any, bert_anatomy: PoolerAnatomy, batch: list[Sentence]
 ) -> None:
     """Q2: pooler_output is tanh(dense(last_hidden_state[:, 0])) with the checkpoint's own pooler."""
-    _require_pooler(bert_anatomy)
-    gap = assert_pooler_is_dense_tanh_of_cls(bert_model, bert_seed_inputs, sentences=SEED_SENTENCES)
-    attach_metrics(request.node, gap)
+    sentences, inputs = encode_batch(bert_model, bert_tokenizer, batch)
+    run_check(request, assert_pooler_is_dense_tanh_of_cls, bert_model, inputs, sentences=sentences)
 
 
 @pytest.mark.bertprobe_audit(check="cls_differs_from_pooler")
+@given_batches
 def test_cls_is_not_the_pooler(
-    request: pytest.FixtureRequest, bert_model: Any, bert_seed_inputs: Any, bert_anatomy: PoolerAnatomy
+    request: pytest.FixtureRequest, bert_model: Any, bert_tokenizer: Any, bert_anatomy: PoolerAnatomy, batch: list[Sentence]
 ) -> None:
     """Q1: the [CLS] hidden state and pooler_output are different vectors."""
-    _require_pooler(bert_anatomy)
-    gap = assert_cls_differs_from_pooler(bert_model, bert_seed_inputs, sentences=SEED_SENTENCES)
-    attach_metrics(request.node, gap)
+    sentences, inputs = encode_batch(bert_model, bert_tokenizer, batch)
+    run_check(request, assert_cls_differs_from_pooler, bert_model, inputs, sentences=sentences)

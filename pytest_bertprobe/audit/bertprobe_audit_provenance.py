@@ -7,12 +7,15 @@ sentence embedding).
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from pytest_bertprobe import loading, probes
-from pytest_bertprobe.anatomy import NoPoolerError, locate_pooler
+from pytest_bertprobe.anatomy import locate_pooler
+from pytest_bertprobe.audit.harness import encode_batch, given_batches, run_check
+from pytest_bertprobe.compare import Gap, NotApplicable
 from pytest_bertprobe.provenance import (
     assert_outputs_finite,
     assert_pooler_in_tanh_range,
@@ -20,34 +23,30 @@ from pytest_bertprobe.provenance import (
     inspect_pooler_provenance,
     require_verdict,
 )
-from pytest_bertprobe.report import attach_metrics
+from pytest_bertprobe.report import record_result
 from pytest_bertprobe.sentences import PROBE_SENTENCES
 from pytest_bertprobe.session import probe_session
+from pytest_bertprobe.strategies import Sentence
 
 
-@pytest.fixture(scope="module")
-def _probe_inputs(bert_model: Any, bert_tokenizer: Any) -> Any:
-    """The probe sentences (seed, English, edge cases), one batch shared by the checks below."""
-    return probes.encode(bert_tokenizer, PROBE_SENTENCES, bert_model.device)
+def _on_finite_pooler(check: Callable[..., Gap]) -> Callable[..., Gap]:
+    """`check`, unless the pooler is absent (a skip) or already non-finite (outputs_finite reports that)."""
 
+    def guarded(model: Any, inputs: Any, **kwargs: Any) -> Gap:
+        import torch
 
-def _skip(reason: str) -> NoReturn:
-    """One skip site, so the summary groups a model's pooler skips into one line."""
-    pytest.skip(reason)
+        # The audited model's own anatomy: an overridden bert_model may differ from the checkpoint's load.
+        anatomy = locate_pooler(model)
+        if not anatomy.checkable:
+            raise NotApplicable(anatomy.reason)
+        output = probes.run(model, inputs).pooler_output
+        if output is None:
+            raise NotApplicable(f"{type(model).__name__} returned pooler_output=None")
+        if not bool(torch.isfinite(output).all()):
+            raise NotApplicable("pooler_output holds NaN/inf: outputs_finite reports it")
+        return check(model, inputs, **kwargs)
 
-
-def _require_finite_pooler(bert_model: Any, inputs: Any) -> None:
-    import torch
-
-    # The audited model's own anatomy: an overridden bert_model may differ from the checkpoint's load.
-    anatomy = locate_pooler(bert_model)
-    if not anatomy.checkable:
-        _skip(anatomy.reason)
-    output = probes.run(bert_model, inputs).pooler_output
-    if output is None:
-        _skip(f"{type(bert_model).__name__} returned pooler_output=None")
-    if not bool(torch.isfinite(output).all()):
-        _skip("pooler_output holds NaN/inf: outputs_finite reports it")
+    return guarded
 
 
 @pytest.mark.bertprobe_audit(check="pooler_provenance")
@@ -56,7 +55,7 @@ def test_pooler_weights_come_from_the_checkpoint(
 ) -> None:
     """Pooler weights are in the checkpoint and equal the file; an untrained pooler is reported, not failed."""
     provenance = inspect_pooler_provenance(bert_checkpoint, model=bert_model)
-    attach_metrics(request.node, provenance.metrics())
+    record_result(request.node, provenance.metrics())
     declared_pooler = probe_session(request.config).settings.embedding == "pooler"
     accept = ("trained",) if declared_pooler else ("trained", "untrained")
     hint = (
@@ -65,30 +64,27 @@ def test_pooler_weights_come_from_the_checkpoint(
         if declared_pooler and provenance.verdict == "untrained"
         else None
     )
-    try:
-        require_verdict(provenance, accept, hint=hint)
-    except NoPoolerError as reason:
-        _skip(str(reason))
+    run_check(request, require_verdict, provenance, accept, hint=hint)
 
 
 @pytest.mark.bertprobe_audit(check="pooler_not_degenerate")
-def test_pooler_is_not_constant(request: pytest.FixtureRequest, bert_model: Any, _probe_inputs: Any) -> None:
-    """Distinct sentences give distinct pooler outputs."""
-    _require_finite_pooler(bert_model, _probe_inputs)
-    gap = assert_pooler_not_degenerate(bert_model, _probe_inputs, sentences=PROBE_SENTENCES)
-    attach_metrics(request.node, gap)
+def test_pooler_is_not_constant(request: pytest.FixtureRequest, bert_model: Any, bert_tokenizer: Any) -> None:
+    """Distinct sentences give distinct pooler outputs (fixed sentences: generated ones may tokenize alike)."""
+    inputs = probes.encode(bert_tokenizer, PROBE_SENTENCES, bert_model.device)
+    run_check(request, _on_finite_pooler(assert_pooler_not_degenerate), bert_model, inputs, sentences=PROBE_SENTENCES)
 
 
 @pytest.mark.bertprobe_audit(check="pooler_range")
-def test_pooler_stays_in_tanh_range(request: pytest.FixtureRequest, bert_model: Any, _probe_inputs: Any) -> None:
+@given_batches
+def test_pooler_stays_in_tanh_range(request: pytest.FixtureRequest, bert_model: Any, bert_tokenizer: Any, batch: list[Sentence]) -> None:
     """A tanh pooler's output lies in [-1, 1]."""
-    _require_finite_pooler(bert_model, _probe_inputs)
-    gap = assert_pooler_in_tanh_range(bert_model, _probe_inputs, sentences=PROBE_SENTENCES)
-    attach_metrics(request.node, gap)
+    sentences, inputs = encode_batch(bert_model, bert_tokenizer, batch)
+    run_check(request, _on_finite_pooler(assert_pooler_in_tanh_range), bert_model, inputs, sentences=sentences)
 
 
 @pytest.mark.bertprobe_audit(check="outputs_finite")
-def test_every_output_is_finite(request: pytest.FixtureRequest, bert_model: Any, _probe_inputs: Any) -> None:
+@given_batches
+def test_every_output_is_finite(request: pytest.FixtureRequest, bert_model: Any, bert_tokenizer: Any, batch: list[Sentence]) -> None:
     """Every hidden state, last_hidden_state and pooler_output is free of NaN and inf."""
-    metrics = assert_outputs_finite(bert_model, _probe_inputs, sentences=PROBE_SENTENCES)
-    attach_metrics(request.node, metrics)
+    sentences, inputs = encode_batch(bert_model, bert_tokenizer, batch)
+    run_check(request, assert_outputs_finite, bert_model, inputs, sentences=sentences)

@@ -2,80 +2,72 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from pytest_bertprobe import coverage
 from pytest_bertprobe import tokenizer_contract as contract
-from pytest_bertprobe.report import attach_metrics
+from pytest_bertprobe.audit.harness import given_batches, run_check
 from pytest_bertprobe.session import probe_session
-
-
-def _audit(request: pytest.FixtureRequest, check: Callable[..., dict[str, Any]], *args: Any, **kwargs: Any) -> None:
-    """Run one contract check: skip when it does not apply, keep its metrics whether it passes or fails."""
-    __tracebackhide__ = True
-    try:
-        metrics = check(*args, **kwargs)
-    except contract.NotApplicable as reason:
-        pytest.skip(str(reason))
-    except contract.ContractViolation as violation:
-        attach_metrics(request.node, violation.metrics)
-        raise
-    attach_metrics(request.node, metrics)
+from pytest_bertprobe.strategies import Sentence, materialize
 
 
 @pytest.mark.bertprobe_audit(check="tokenizer_special_tokens")
-def test_cls_opens_and_sep_closes_every_input(request: pytest.FixtureRequest, bert_model: Any, bert_tokenizer: Any) -> None:
+@given_batches
+def test_cls_opens_and_sep_closes_every_input(
+    request: pytest.FixtureRequest, bert_model: Any, bert_tokenizer: Any, batch: list[Sentence]
+) -> None:
     """[CLS]/BOS at position 0 and [SEP]/EOS last, for single sentences, pairs and truncated text."""
-    _audit(request, contract.assert_special_tokens_in_place, bert_model, bert_tokenizer)
+    sentences = materialize(batch, bert_tokenizer)
+    pairs = list(zip(sentences, reversed(sentences)))
+    run_check(request, contract.assert_special_tokens_in_place, bert_model, bert_tokenizer, sentences=sentences, pairs=pairs)
 
 
 @pytest.mark.bertprobe_audit(check="tokenizer_padding_side")
 def test_pads_on_the_right_for_absolute_positions(request: pytest.FixtureRequest, bert_model: Any, bert_tokenizer: Any) -> None:
     """Absolute-position models get right padding; rotary and relative ones may pad either side."""
-    _audit(request, contract.assert_pads_on_the_right, bert_model, bert_tokenizer)
+    run_check(request, contract.assert_pads_on_the_right, bert_model, bert_tokenizer)
 
 
 @pytest.mark.bertprobe_audit(check="tokenizer_input_names")
 def test_model_accepts_every_tokenizer_input(request: pytest.FixtureRequest, bert_model: Any, bert_tokenizer: Any) -> None:
     """Every name in model_input_names is a named argument of model.forward."""
-    _audit(request, contract.assert_input_names_accepted, bert_model, bert_tokenizer)
+    run_check(request, contract.assert_input_names_accepted, bert_model, bert_tokenizer)
 
 
 @pytest.mark.bertprobe_audit(check="tokenizer_ids_in_embeddings")
 def test_every_token_id_has_an_embedding_row(request: pytest.FixtureRequest, bert_model: Any, bert_tokenizer: Any) -> None:
     """Every token id, added tokens included, is below the embedding matrix's row count."""
-    _audit(request, contract.assert_token_ids_fit_embeddings, bert_model, bert_tokenizer)
+    run_check(request, contract.assert_token_ids_fit_embeddings, bert_model, bert_tokenizer)
 
 
 @pytest.mark.bertprobe_audit(check="tokenizer_token_types")
 def test_pair_token_types_fit_type_vocab_size(request: pytest.FixtureRequest, bert_model: Any, bert_tokenizer: Any) -> None:
     """Pair token_type_ids stay below type_vocab_size."""
-    _audit(request, contract.assert_token_types_fit, bert_model, bert_tokenizer)
+    run_check(request, contract.assert_token_types_fit, bert_model, bert_tokenizer)
 
 
 @pytest.mark.bertprobe_audit(check="tokenizer_max_length")
 def test_max_length_fits_the_position_table(request: pytest.FixtureRequest, bert_model: Any, bert_tokenizer: Any) -> None:
     """model_max_length fits the usable positions, and a forward pass at that length works."""
-    _audit(request, contract.assert_max_length_fits, bert_model, bert_tokenizer)
+    run_check(request, contract.assert_max_length_fits, bert_model, bert_tokenizer)
 
 
 @pytest.mark.bertprobe_audit(check="tokenizer_pad_id")
 def test_pad_ids_agree(request: pytest.FixtureRequest, bert_model: Any, bert_tokenizer: Any) -> None:
     """The tokenizer's pad id is config.pad_token_id."""
-    _audit(request, contract.assert_pad_ids_agree, bert_model, bert_tokenizer)
+    run_check(request, contract.assert_pad_ids_agree, bert_model, bert_tokenizer)
 
 
 @pytest.mark.bertprobe_audit(check="token_coverage")
 def test_declared_languages_are_covered(request: pytest.FixtureRequest, bert_tokenizer: Any) -> None:
     """[UNK] rates per script are reported; a --bert-languages language past the threshold fails."""
     languages = probe_session(request.config).settings.languages
-    _audit(request, coverage.assert_language_coverage, bert_tokenizer, languages)
+    run_check(request, coverage.assert_language_coverage, bert_tokenizer, languages)
 
 
 @pytest.mark.bertprobe_audit(check="tokenizer_casing")
 def test_vocabulary_and_tokenizer_agree_on_case(request: pytest.FixtureRequest, bert_tokenizer: Any) -> None:
     """Cased text does not flood [UNK], and a lower-casing tokenizer does not hide a cased vocabulary."""
-    _audit(request, coverage.assert_casing_consistent, bert_tokenizer)
+    run_check(request, coverage.assert_casing_consistent, bert_tokenizer)
