@@ -112,7 +112,8 @@ def shorten_failure(item: pytest.Item, call: pytest.CallInfo[None], report: pyte
     lines = [f"{type(error).__name__}: {error}"]
     batch = failing_batch(error)
     if batch is not None:
-        lines.append(f"Failing batch ({len(batch)} sentences): [{', '.join(quote(sentence) for sentence in batch)}]")
+        count = f"{len(batch)} sentence{'s' if len(batch) != 1 else ''}"
+        lines.append(f"Failing batch ({count}): [{', '.join(quote(sentence) for sentence in batch)}]")
     lines += [note for note in getattr(error, "__notes__", ()) if not _is_example_note(note)]
     report.longrepr = "\n".join(f"E   {line}" if line else "E" for text in lines for line in str(text).splitlines())
 

@@ -133,7 +133,7 @@ def test_nan_weight_fails_outputs_finite_naming_tensor_position_sentence_and_par
         "*hidden_states[[]1[]] holds only finite values: tensors are not close!",
         "*Mismatched elements: * / * (100.0%)",
         "*Non-finite values (NaN or inf) where the other side differs: *",
-        "*Greatest absolute difference: inf at index (0, 0, 0) (sentence 0: '开心') (up to 0 allowed)",
+        "*Greatest absolute difference: inf at index (0, 0, 0) (sentence 0: *) (up to 0 allowed)",
         "*Hint: non-finite values start at hidden_states[[]1[]] (the output of encoder layer 0) and reach "
         "hidden_states[[]1[]], hidden_states[[]2[]], last_hidden_state, pooler_output; parameters holding NaN/inf: "
         f"{QUERY_WEIGHT} (1 of 1024 values)",

@@ -160,9 +160,10 @@ FAULTS: dict[str, Fault] = {
         "Hint: with learned absolute positions, left padding shifts",
     )),
     "cls-last": Fault("bert", _cls_last, "test_cls_opens_and_sep_closes_every_input", (
-        "[CLS] is not at position 0: found '开' (id ",
-        "Misplaced in 11 of 11 inputs; first: sentence '开心' -> ['开', '心', '[SEP]', '[CLS]']",
-        "[CLS] (id 2) is at position(s) [3] of 4.",
+        "[CLS] is not at position 0: found '[SEP]' (id 3) there.",
+        "Misplaced in 3 of 3 inputs; first: sentence '' -> ['[SEP]', '[CLS]']",
+        "[CLS] (id 2) is at position(s) [1] of 2.",
+        "Failing batch (1 sentence): ['']",
         "Hint: BERT-family models read the sentence summary at position 0",
     ), control=_generic_fast_tokenizer),
     "added-tokens": Fault("bert", _added_tokens, "test_every_token_id_has_an_embedding_row", (
