@@ -1,0 +1,138 @@
+"""The Hypothesis-driven audit: shrunk failures, users' own @given tests, deterministic and overridable runs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hypothesis import find
+
+from pytest_bertprobe import strategies
+from pytest_bertprobe.audit.harness import EXPLICIT_BATCHES
+from pytest_bertprobe.testing import MASK_IGNORING_ARCHITECTURES
+
+Factory = Callable[..., Path]
+PADDING_TEST = "test_each_sentence_alone_matches_its_padded_row"
+
+
+def _report(pytester: pytest.Pytester) -> dict:
+    return json.loads((pytester.path / "report.json").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("arch", MASK_IGNORING_ARCHITECTURES)
+def test_models_ignoring_the_attention_mask_fail_padding_with_a_shrunk_batch(
+    pytester: pytest.Pytester, tiny_checkpoint: Factory, arch: str
+) -> None:
+    result = pytester.runpytest(f"--bert-model={tiny_checkpoint(arch)}", "-k", PADDING_TEST, "--bert-report-json=report.json")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "*each sentence alone == its row of the padded batch*: tensors are not close!",
+        "*Greatest absolute difference: * at index * (sentence *) (up to 0.0001 allowed)",
+        "*Failing batch (2 sentences): [[]'', '*'[]]",
+    ])
+    (check,) = _report(pytester)["checks"]
+    # Shrunk: two sentences (padding needs a shorter one beside a longer one), the shorter one empty.
+    assert len(check["metrics"]["failing_batch"]) == 2 and check["metrics"]["failing_batch"][0] == ""
+    assert check["metrics"]["examples"] > 1
+
+
+def test_healthy_control_passes_the_same_check(pytester: pytest.Pytester, tiny_checkpoint: Factory) -> None:
+    result = pytester.runpytest(f"--bert-model={tiny_checkpoint('bert')}", "-k", PADDING_TEST)
+    result.assert_outcomes(passed=1)
+
+
+def test_the_audit_is_deterministic(pytester: pytest.Pytester, tiny_checkpoint: Factory) -> None:
+    yoso = tiny_checkpoint("yoso")
+    batches = []
+    for _ in range(2):
+        pytester.runpytest(f"--bert-model={yoso}", "-k", PADDING_TEST, "--bert-report-json=report.json")
+        batches.append(_report(pytester)["checks"][0]["metrics"]["failing_batch"])
+    assert batches[0] == batches[1]
+
+
+def test_examples_and_forward_passes_are_reported(pytester: pytest.Pytester, tiny_checkpoint: Factory) -> None:
+    result = pytester.runpytest(f"--bert-model={tiny_checkpoint('bert')}", "-v", "--bert-report-json=report.json")
+    assert result.ret == pytest.ExitCode.OK
+    report = _report(pytester)
+    examples = {check["check"]: check["metrics"].get("examples") for check in report["checks"]}
+    assert examples["pooler_relation"] == examples["padding_invariance"] > 10  # explicit sentences + generated
+    (model,) = report["models"]
+    assert 0 < model["forward_passes"] < 200
+    result.stdout.fnmatch_lines(["bert*bert*standard/tanh*trained*1 *[0-9]*"])
+
+
+def test_user_hypothesis_profile_replaces_the_audit_profile(pytester: pytest.Pytester, tiny_checkpoint: Factory) -> None:
+    pytester.makeconftest(
+        "from hypothesis import settings\nsettings.register_profile('tiny', max_examples=2, database=None, deadline=None)\n"
+    )
+    pytester.runpytest(
+        f"--bert-model={tiny_checkpoint('bert')}", "--hypothesis-profile=tiny", "-k", "pooler_is_dense",
+        "--bert-report-json=report.json",
+    )  # fmt: skip
+    (check,) = _report(pytester)["checks"]
+    assert check["metrics"]["examples"] == len(EXPLICIT_BATCHES) + 2  # explicit examples always run, then two generated
+
+
+USER_TESTS = """
+from hypothesis import given, settings
+from pytest_bertprobe import assert_pooler_is_dense_tanh_of_cls
+from pytest_bertprobe.strategies import sentences
+
+@settings(max_examples=5, deadline=None)
+@given(text=sentences(min_fragments=1))
+def test_my_pooler(bert_model, bert_tokenizer, bert_anatomy, text):
+    if bert_anatomy.checkable:
+        assert_pooler_is_dense_tanh_of_cls(bert_model, bert_tokenizer([text], return_tensors="pt"), sentences=[text])
+"""
+
+
+def test_users_given_tests_run_against_two_models_next_to_the_audit(pytester: pytest.Pytester, tiny_checkpoint: Factory) -> None:
+    pytester.makepyfile(test_mine=USER_TESTS)
+    bert, distilbert = tiny_checkpoint("bert"), tiny_checkpoint("distilbert")
+    result = pytester.runpytest(f"--bert-model={bert}", f"--bert-model={distilbert}", "-v")
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["*test_mine.py::test_my_pooler?bert? PASSED*", "*test_mine.py::test_my_pooler?distilbert? PASSED*"], consecutive=False)
+    result.stdout.fnmatch_lines(["*bertprobe_audit_pooler.py::test_pooler_is_dense_tanh_of_cls?bert? PASSED*"])
+
+
+@pytest.mark.parametrize(
+    ("arguments", "runs_mine", "runs_audit"),
+    [((), True, True), (("--bert-audit-only",), False, True), (("--bert-no-audit",), True, False),
+     (("-m", "not bertprobe_audit"), True, False)],
+)  # fmt: skip
+def test_choosing_between_own_tests_and_the_audit(
+    pytester: pytest.Pytester, tiny_checkpoint: Factory, arguments: tuple[str, ...], runs_mine: bool, runs_audit: bool
+) -> None:
+    pytester.makepyfile(test_mine="def test_mine(bert_model):\n    pass\n")
+    result = pytester.runpytest(f"--bert-model={tiny_checkpoint('bert')}", "-v", "-k", "mine or pooler_is_dense", *arguments)
+    assert ("test_mine.py::test_mine[bert] PASSED" in result.stdout.str()) is runs_mine
+    assert ("bertprobe_audit_pooler.py::test_pooler_is_dense_tanh_of_cls[bert] PASSED" in result.stdout.str()) is runs_audit
+
+
+def test_audit_only_needs_a_model(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--bert-audit-only")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --bert-audit-only needs a checkpoint: pass --bert-model=PATH_OR_HUB_ID"])
+
+
+@pytest.mark.parametrize(
+    ("strategy", "condition", "minimal"),
+    [
+        (strategies.sentences(), lambda text: "😀" in text, "😀"),
+        (strategies.sentences(), lambda text: any("\u4e00" <= ch <= "\u9fff" for ch in text), "开心"),
+        (strategies.batches(), lambda batch: len(batch) >= 2, ["", ""]),
+        (strategies.sentence_pairs(), lambda pair: True, ("a", "a")),
+    ],
+)
+def test_strategies_shrink_to_the_minimal_sentence(strategy: object, condition: Callable[..., bool], minimal: object) -> None:
+    assert find(strategy, condition) == minimal  # type: ignore[arg-type]
+
+
+def test_vocabulary_picks_use_the_tokenizers_own_pieces(tiny_checkpoint: Factory) -> None:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoint("bert"))
+    text = strategies.VocabularyPick((0, 1, 2)).text(tokenizer)
+    assert text and "[UNK]" not in tokenizer.tokenize(text) and "[CLS]" not in text
