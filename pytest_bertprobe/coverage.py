@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pytest_bertprobe.sentences import PROBE_SENTENCES
-from pytest_bertprobe.tokenizer_contract import ContractViolation, NotApplicable
+from pytest_bertprobe.tokenizer_contract import ContractViolation
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase

@@ -306,8 +306,6 @@ def assert_pooler_not_degenerate(
 
 
 def _degenerate_hint(dense: torch.nn.Linear | None, forward: probes.Forward, limit: float) -> str:
-    import torch
-
     if dense is not None and not bool(dense.weight.detach().any()):
         return "the pooler's dense weight is all zero, so pooler_output is tanh(bias) for every input: it was zeroed"
     if forward.pooler_input is not None:

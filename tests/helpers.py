@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import xml.etree.ElementTree as ElementTree
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
 import pytest
+
+from pytest_bertprobe import loading
 
 
 def assert_usage_error(result: pytest.RunResult, pattern: str) -> None:
@@ -14,3 +22,26 @@ def assert_usage_error(result: pytest.RunResult, pattern: str) -> None:
     assert len(errors) == 1, "\n".join(output)
     result.stderr.fnmatch_lines([f"ERROR: {pattern}"])
     assert not any("Traceback" in line for line in output), "\n".join(output)
+
+
+def junit_metrics(report: Path, test: str | None = None) -> dict[str, dict[str, Any]]:
+    """Each audit testcase's `bertprobe.metrics`: by testcase name, or for one `test` by checkpoint id."""
+    found = {}
+    for case in ElementTree.parse(report).iter("testcase"):
+        name = case.get("name", "")
+        values = [prop.get("value") for prop in case.iter("property") if prop.get("name") == "bertprobe.metrics"]
+        if values and (test is None or name.startswith(f"{test}[")):
+            found[name[len(test) + 1 : -1] if test else name] = json.loads(str(values[-1]))
+    return found
+
+
+def plant_at_load(monkeypatch: pytest.MonkeyPatch, plant: Callable[[loading.Checkpoint], None]) -> None:
+    """Plant a fault in every checkpoint the audit loads (in-process pytester; undone after the test)."""
+    real_load = loading.load_checkpoint
+
+    def load_and_plant(*args: Any) -> loading.Checkpoint:
+        checkpoint = real_load(*args)
+        plant(checkpoint)
+        return checkpoint
+
+    monkeypatch.setattr(loading, "load_checkpoint", load_and_plant)

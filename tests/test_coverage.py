@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 from pytest_bertprobe import coverage
+from tests.helpers import junit_metrics
 from tests.test_tokenizer_contract import (
     Fault,
     TinyFactory,
     check_fault,
     copy_checkpoint,
     edit_json,
-    junit_metrics,
     plant_all,
     replace_vocabulary,
     run_tokenizer_audit,

@@ -20,7 +20,7 @@ from pytest_bertprobe.embedding import (
     sentence_embedding,
 )
 from pytest_bertprobe.sentences import SEED_SENTENCES
-from tests.test_heads import junit_metrics, plant_at_load
+from tests.helpers import junit_metrics, plant_at_load
 
 TinyFactory = Callable[..., Path]
 AUDIT = ("-p", "no:cacheprovider", "-rfs", "-k", "sentence_embedding", "--junitxml=out.xml")

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pytest_bertprobe import loading
 from pytest_bertprobe.heads import (
     NoHeadError,
     assert_heads_read_their_inputs,
@@ -19,6 +16,7 @@ from pytest_bertprobe.heads import (
     find_heads,
 )
 from pytest_bertprobe.sentences import SEED_SENTENCES
+from tests.helpers import junit_metrics, plant_at_load
 
 TinyFactory = Callable[..., Path]
 AUDIT = ("-p", "no:cacheprovider", "-rs", "-k", "heads_read")
@@ -198,28 +196,6 @@ def test_head_model_in_training_mode_is_refused(tiny_checkpoint: TinyFactory) ->
 
 
 # --- the audit ---------------------------------------------------------------------------------------
-
-
-def plant_at_load(monkeypatch: pytest.MonkeyPatch, plant: Callable[[loading.Checkpoint], None]) -> None:
-    """Plant a fault in every checkpoint the audit loads (in-process pytester; undone after the test)."""
-    real_load = loading.load_checkpoint
-
-    def load_and_plant(*args: Any) -> loading.Checkpoint:
-        checkpoint = real_load(*args)
-        plant(checkpoint)
-        return checkpoint
-
-    monkeypatch.setattr(loading, "load_checkpoint", load_and_plant)
-
-
-def junit_metrics(junit: Path) -> dict[str, dict[str, Any]]:
-    """Each testcase's last bertprobe.metrics property, by test name."""
-    found = {}
-    for case in ElementTree.parse(junit).iter("testcase"):
-        for prop in case.iter("property"):
-            if prop.get("name") == "bertprobe.metrics":
-                found[str(case.get("name"))] = json.loads(str(prop.get("value")))
-    return found
 
 
 def test_audit_passes_healthy_heads_and_skips_checkpoints_without_them(pytester: pytest.Pytester, tiny_checkpoint: TinyFactory) -> None:

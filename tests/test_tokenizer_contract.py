@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from pytest_bertprobe import tokenizer_contract as contract
+from tests.helpers import junit_metrics
 
 TinyFactory = Callable[..., Path]
 AUDIT_MODULE = "bertprobe_audit_tokenizer"
@@ -233,22 +234,6 @@ def test_audit_fails_each_planted_fault_and_passes_its_healthy_twin(
     with subtests.test("a failure keeps its metrics in the JUnit report"):
         metrics = junit_metrics(pytester.path / "report.xml", "test_max_length_fits_the_position_table")
         assert metrics["max-length-512"] == {"model_max_length": 512, "usable_positions": 64, "position_offset": 0}
-
-
-def junit_metrics(report: Path, test: str) -> dict[str, dict[str, Any]]:
-    """The `bertprobe.metrics` of each checkpoint's run of `test` (keyed by checkpoint id), from a JUnit XML report."""
-    import xml.etree.ElementTree as ElementTree
-
-    found = {}
-    for case in ElementTree.parse(report).iter("testcase"):
-        name = case.get("name", "")
-        if name.startswith(f"{test}["):
-            properties = {p.get("name"): p.get("value") for p in case.iter("property")}
-            found[name[len(test) + 1 : -1]] = json.loads(properties["bertprobe.metrics"])
-    return found
-
-
-# --- the helpers on model objects ------------------------------------------------------------------------------
 
 
 def _load(path: Path) -> tuple[Any, Any]:
