@@ -171,7 +171,10 @@ def collect(report: pytest.TestReport, session: ProbeSession) -> None:
 def _first_lines(report: pytest.TestReport, count: int = 3) -> str:
     crash = getattr(report.longrepr, "reprcrash", None)
     text = crash.message if crash is not None else str(report.longrepr)
-    return "\n".join(line.removeprefix("E   ") for line in text.splitlines()[:count])
+    lines = [line.removeprefix("E   ") for line in text.splitlines()[:count]]
+    if lines:
+        lines[0] = re.sub(r"^(\w+\.)*\w+(Error|Mismatch|Violation|Exception): ", "", lines[0])  # the message, not its class
+    return "\n".join(lines)
 
 
 def header_lines(session: ProbeSession) -> list[str]:
