@@ -128,13 +128,8 @@ def any_sentences(tokenizer: PreTrainedTokenizerBase | None = None) -> st.Search
     return st.one_of(options)
 
 
-def distinct(batch: Sequence[str]) -> list[str]:
-    """The batch without repeated sentences, order kept (checks that compare rows want them distinct)."""
-    return list(dict.fromkeys(batch))
-
-
 __all__ = [
     "ASCII_WORDS", "CJK_TEXT", "ACCENTED", "EMOJI", "PUNCTUATION", "WHITESPACE", "sentences", "seed_like_sentences",
-    "vocabulary_sentences", "overlong_sentences", "batches", "sentence_pairs", "any_sentences", "distinct",
+    "vocabulary_sentences", "overlong_sentences", "batches", "sentence_pairs", "any_sentences",
     "VocabularyPick", "vocabulary_picks", "Sentence", "audit_sentences", "materialize",
 ]  # fmt: skip

@@ -1,4 +1,7 @@
-"""Audit: the seed's questions on real weights. Is [CLS] the pooler? How are they related?"""
+"""Audit: the seed's questions on real weights. Is [CLS] the pooler? How are they related?
+
+The tests request `bert_anatomy` so the summary table shows where each model's pooler lives.
+"""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from pytest_bertprobe import loading, probes
-from pytest_bertprobe.anatomy import locate_pooler
+from pytest_bertprobe.anatomy import require_checkable_pooler
 from pytest_bertprobe.audit.harness import encode_batch, given_batches, run_check
 from pytest_bertprobe.compare import Gap, NotApplicable
 from pytest_bertprobe.provenance import (
@@ -35,14 +35,10 @@ def _on_finite_pooler(check: Callable[..., Gap]) -> Callable[..., Gap]:
     def guarded(model: Any, inputs: Any, **kwargs: Any) -> Gap:
         import torch
 
+        forward = probes.run(model, inputs)
         # The audited model's own anatomy: an overridden bert_model may differ from the checkpoint's load.
-        anatomy = locate_pooler(model)
-        if not anatomy.checkable:
-            raise NotApplicable(anatomy.reason)
-        output = probes.run(model, inputs).pooler_output
-        if output is None:
-            raise NotApplicable(f"{type(model).__name__} returned pooler_output=None")
-        if not bool(torch.isfinite(output).all()):
+        require_checkable_pooler(model, forward)
+        if not bool(torch.isfinite(forward.pooler_output).all()):
             raise NotApplicable("pooler_output holds NaN/inf: outputs_finite reports it")
         return check(model, inputs, **kwargs)
 
