@@ -10,6 +10,7 @@ import pytest
 DTYPES = ("float32", "bfloat16", "float16")
 EMBEDDINGS = ("auto", "cls", "pooler", "mean")
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+SNAPSHOT_DIR = "bertprobe-snapshots"
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,10 @@ class Settings:
     report_json: str | None = None
     report_markdown: str | None = None
     audit_only: bool = False
+    reference: str | None = None
+    snapshot_dir: str = SNAPSHOT_DIR
+    snapshot_update: bool = False
+    budget: float | None = None
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -108,9 +113,39 @@ def add_options(parser: pytest.Parser) -> None:
         help="scripts the checkpoint must cover; [UNK] rates past the threshold fail only for these "
         "(default: ini bert_languages, else none: rates are reported, not enforced)",
     )
+    group.addoption(
+        "--bert-reference",
+        default=None,
+        metavar="PATH_OR_HUB_ID",
+        help="trusted original that every --bert-model must agree with, layer by layer "
+        "(default: ini bert_reference, else none)",
+    )
+    group.addoption(
+        "--bert-snapshot-update",
+        action="store_true",
+        default=False,
+        help="write each checkpoint's golden snapshot (probe embeddings, config and tensor hashes) "
+        "instead of comparing with it (default: compare where a snapshot exists)",
+    )
+    group.addoption(
+        "--bert-snapshot-dir",
+        default=None,
+        metavar="DIR",
+        help=f"where golden snapshots live, relative to the rootdir (default: ini bert_snapshot_dir, else {SNAPSHOT_DIR})",
+    )
+    group.addoption(
+        "--bert-budget",
+        default=None,
+        metavar="SECONDS",
+        help="time budget per checkpoint for the generated audit examples; example counts scale to it "
+        "(default: ini bert_budget, else a fixed 10 examples per check)",
+    )
     parser.addini("bert_models", type="linelist", default=[], help="checkpoints to audit, one per line")
     parser.addini("bert_embedding", default="auto", help="default for --bert-embedding")
     parser.addini("bert_languages", default="", help="default for --bert-languages")
+    parser.addini("bert_reference", default="", help="default for --bert-reference")
+    parser.addini("bert_snapshot_dir", default=SNAPSHOT_DIR, help="default for --bert-snapshot-dir")
+    parser.addini("bert_budget", default="", help="default for --bert-budget (seconds)")
     parser.addini(
         "bert_tolerances",
         type="linelist",
@@ -135,6 +170,7 @@ def read_settings(config: pytest.Config) -> Settings:
     languages = tuple(code.strip().lower() for code in languages_text.split(",") if code.strip())
     if config.getoption("bert_audit_only") and config.getoption("bert_no_audit"):
         raise pytest.UsageError("--bert-audit-only and --bert-no-audit exclude each other; pick one")
+    budget = _read_budget(config.getoption("bert_budget") or config.getini("bert_budget"))
     return Settings(
         models=tuple(dict.fromkeys(str(model) for model in models)),
         device=device,
@@ -148,4 +184,21 @@ def read_settings(config: pytest.Config) -> Settings:
         report_json=config.getoption("bert_report_json"),
         report_markdown=config.getoption("bert_report_markdown"),
         audit_only=config.getoption("bert_audit_only"),
+        reference=config.getoption("bert_reference") or config.getini("bert_reference") or None,
+        snapshot_dir=config.getoption("bert_snapshot_dir") or config.getini("bert_snapshot_dir") or SNAPSHOT_DIR,
+        snapshot_update=config.getoption("bert_snapshot_update"),
+        budget=budget,
     )
+
+
+def _read_budget(text: str) -> float | None:
+    """`--bert-budget` in seconds, positive; None when not given."""
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0 or seconds == float("inf"):
+        raise pytest.UsageError(f"--bert-budget={text}: give a positive number of seconds, e.g. --bert-budget=60")
+    return seconds
