@@ -34,6 +34,10 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "pytest_bertprobe.coverage": ("assert_language_coverage", "assert_casing_consistent", "LANGUAGES"),
     "pytest_bertprobe.heads": ("assert_nsp_head_reads_pooler", "assert_mlm_head_reads_last_hidden_state"),
     "pytest_bertprobe.embedding": ("assert_embedding_contract", "resolve_embedding", "sentence_embedding"),
+    "pytest_bertprobe.reference": (
+        "assert_checkpoints_agree", "assert_tokenizers_agree", "assert_agrees_with_reference", "config_differences",
+    ),
+    "pytest_bertprobe.snapshot": ("take_snapshot", "write_snapshot", "read_snapshot", "assert_matches_snapshot"),
     "pytest_bertprobe.anatomy": ("NoPoolerError", "PoolerAnatomy", "PoolerKind", "locate_pooler", "describe_pooler"),
     "pytest_bertprobe.compare": ("Gap", "Tolerance", "Mismatch", "NotApplicable"),
     "pytest_bertprobe.sentences": ("SEED_SENTENCES", "PROBE_SENTENCES"),

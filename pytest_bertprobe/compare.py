@@ -112,8 +112,12 @@ def assert_close(
     claim: str,
     sentences: Sequence[str] | None = None,
     hint: str = "",
+    details: Sequence[str] = (),
 ) -> Gap:
-    """Fail like `torch.testing.assert_close` when `actual` strays from `expected`; return the gap."""
+    """Fail like `torch.testing.assert_close` when `actual` strays from `expected`; return the gap.
+
+    `details` are extra lines (context such as other layers' gaps) printed between the numbers and the hint.
+    """
     __tracebackhide__ = True
     gap = measure(actual, expected, tolerance)
     if gap.mismatched:
@@ -129,6 +133,7 @@ def assert_close(
             f"{_row_label(gap.max_abs_index, sentences)} (up to {tolerance.atol:g} allowed)",
             f"Greatest relative difference: {gap.max_rel:.6g} at index {gap.max_rel_index}"
             f"{_row_label(gap.max_rel_index, sentences)} (up to {tolerance.rtol:g} allowed)",
+            *details,
         ]
         raise Mismatch("\n".join(lines + ([f"Hint: {hint}"] if hint else [])), gap)
     return gap

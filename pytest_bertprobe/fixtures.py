@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -41,6 +42,22 @@ def bert_checkpoint(request: pytest.FixtureRequest) -> Iterator[loading.Checkpoi
     probes.stop_sharing(checkpoint.model)
     del checkpoint
     gc.collect()
+
+
+@pytest.fixture(scope="session")
+def bert_reference(request: pytest.FixtureRequest) -> Iterator[loading.Checkpoint]:
+    """The trusted original (`--bert-reference`), loaded once in float32 on the audit device."""
+    session = probe_session(request.config)
+    if session.reference is None:
+        pytest.skip("no reference to compare with: pass --bert-reference=PATH_OR_HUB_ID (the original checkpoint)")
+    settings = dataclasses.replace(session.settings, dtype="float32")  # the original at full precision
+    try:
+        checkpoint = loading.load_checkpoint(session.reference, "reference", settings)
+    except loading.CheckpointError as error:
+        pytest.exit(str(error), returncode=pytest.ExitCode.USAGE_ERROR)
+    probes.share_forward_passes(checkpoint.model)
+    yield checkpoint
+    probes.stop_sharing(checkpoint.model)
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from dataclasses import dataclass, field
@@ -31,6 +32,16 @@ class Source:
     hub_id: str | None
     revision: str | None
     config_file: Path | None = None  # the config.json read before loading (downloaded for hub ids)
+    option: str = "--bert-model"  # the option that named it, for messages
+
+    @property
+    def stored_dtype(self) -> str | None:
+        """The dtype the weights were saved in, as config.json says (`dtype`, or `torch_dtype` before 5.0)."""
+        if self.config_file is None or not self.config_file.is_file():
+            return None
+        config = json.loads(self.config_file.read_text(encoding="utf-8"))
+        stored = config.get("dtype") or config.get("torch_dtype")
+        return stored if isinstance(stored, str) else None
 
     @property
     def location(self) -> str:
@@ -66,23 +77,23 @@ class Checkpoint:
         return str(self.model.config.model_type)
 
 
-def resolve_source(spec: str, revision: str | None = None) -> Source:
+def resolve_source(spec: str, revision: str | None = None, option: str = "--bert-model") -> Source:
     """Decide whether `spec` is a local checkpoint folder or a hub id, or fail with one line."""
     path = Path(spec).expanduser()
     if path.is_dir():
         if not any(path.iterdir()):
-            raise CheckpointError(f"--bert-model {spec!r}: folder is empty; give a checkpoint folder (config.json, weights, tokenizer)")
+            raise CheckpointError(f"{option} {spec!r}: folder is empty; give a checkpoint folder (config.json, weights, tokenizer)")
         if not (path / "config.json").is_file():
-            raise CheckpointError(f"--bert-model {spec!r}: folder has no config.json, so it is not a checkpoint")
-        return Source(spec, path.resolve(), None, revision, path.resolve() / "config.json")
+            raise CheckpointError(f"{option} {spec!r}: folder has no config.json, so it is not a checkpoint")
+        return Source(spec, path.resolve(), None, revision, path.resolve() / "config.json", option)
     if path.exists():
-        raise CheckpointError(f"--bert-model {spec!r}: is a file; give the checkpoint's folder")
+        raise CheckpointError(f"{option} {spec!r}: is a file; give the checkpoint's folder")
     if not _HUB_ID.match(spec) or spec.startswith((".", "~")):
-        raise CheckpointError(f"--bert-model {spec!r}: no such folder")
-    return Source(spec, None, spec, revision, _fetch_hub_config(spec, revision))
+        raise CheckpointError(f"{option} {spec!r}: no such folder")
+    return Source(spec, None, spec, revision, _fetch_hub_config(spec, revision, option), option)
 
 
-def _fetch_hub_config(hub_id: str, revision: str | None) -> Path:
+def _fetch_hub_config(hub_id: str, revision: str | None, option: str) -> Path:
     """Reach the hub for `config.json` only, so an unreachable id fails before any test runs."""
     from huggingface_hub import hf_hub_download
 
@@ -90,7 +101,7 @@ def _fetch_hub_config(hub_id: str, revision: str | None) -> Path:
         return Path(hf_hub_download(hub_id, "config.json", revision=revision))
     except Exception as error:  # noqa: BLE001 - every hub failure becomes one usage line
         raise CheckpointError(
-            f"--bert-model {hub_id!r}: no such local folder, and the hub id could not be fetched "
+            f"{option} {hub_id!r}: no such local folder, and the hub id could not be fetched "
             f"({_first_line(error)}); check the path, or run where the Hugging Face Hub is reachable"
         ) from None
 
@@ -152,7 +163,7 @@ def load_checkpoint(source: Source, checkpoint_id: str, settings: Settings) -> C
             **kwargs,
         )
     except (OSError, ValueError, RuntimeError) as error:
-        raise CheckpointError(f"--bert-model {source.spec!r}: could not be loaded ({_first_line(error)})") from None
+        raise CheckpointError(f"{source.option} {source.spec!r}: could not be loaded ({_first_line(error)})") from None
     full_model.to(device).eval()
     tokenizer = AutoTokenizer.from_pretrained(source.location, **kwargs)
     model = full_model.base_model

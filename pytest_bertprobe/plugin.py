@@ -13,6 +13,7 @@ from pytest_bertprobe.fixtures import (  # noqa: F401 - fixtures are found by th
     bert_anatomy,
     bert_checkpoint,
     bert_model,
+    bert_reference,
     bert_seed_inputs,
     bert_tokenizer,
 )
@@ -38,7 +39,8 @@ def pytest_configure(config: pytest.Config) -> None:
         coverage.validate_languages(settings.languages)
         tolerances.set_overrides(config.getini("bert_tolerances"))
         sources = [loading.resolve_source(spec, settings.revision) for spec in settings.models]
-        for source in sources:
+        reference = loading.resolve_source(settings.reference, settings.revision, "--bert-reference") if settings.reference else None
+        for source in [*sources, *([reference] if reference else [])]:
             preflight.check_source(
                 source, trust_remote_code=settings.trust_remote_code, allow_pickle=settings.allow_pickle
             )
@@ -46,7 +48,9 @@ def pytest_configure(config: pytest.Config) -> None:
             preflight.check_device(settings.device)
     except (loading.CheckpointError, ValueError) as error:
         raise pytest.UsageError(str(error)) from None
-    session = ProbeSession(settings, sources, loading.checkpoint_ids(sources))
+    if reference is not None and not sources:
+        raise pytest.UsageError("--bert-reference needs a checkpoint to compare: pass --bert-model=PATH_OR_HUB_ID")
+    session = ProbeSession(settings, sources, loading.checkpoint_ids(sources), reference=reference)
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(reporting.Collector(session), "bertprobe-collector")
     if sources and settings.audit:

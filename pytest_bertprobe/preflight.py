@@ -28,41 +28,41 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
 def check_source(source: Source, *, trust_remote_code: bool, allow_pickle: bool) -> None:
     """Refuse a checkpoint that cannot be audited safely, before transformers touches it."""
-    spec = source.spec
+    label = f"{source.option} {source.spec!r}"
     assert source.config_file is not None
-    config = _read_json(source.config_file, spec)
+    config = _read_json(source.config_file, label)
     folder = source.local_path
     for path in (source.config_file, folder / "tokenizer_config.json" if folder else None):
-        if path is not None and not trust_remote_code and "auto_map" in _read_json(path, spec, missing_ok=True):
+        if path is not None and not trust_remote_code and "auto_map" in _read_json(path, label, missing_ok=True):
             name = path.name
             raise CheckpointError(
-                f"--bert-model {spec!r}: {name} asks for custom code (auto_map); "
+                f"{label}: {name} asks for custom code (auto_map); "
                 "it was not imported. Pass --bert-trust-remote-code if you trust this checkpoint"
             )
     model_type = str(config.get("model_type", ""))
     if model_type not in ENCODER_MODEL_TYPES:
         raise CheckpointError(
-            f"--bert-model {spec!r}: model_type {model_type or 'missing'!r} is not a BERT-family encoder; "
+            f"{label}: model_type {model_type or 'missing'!r} is not a BERT-family encoder; "
             "pytest-bertprobe audits encoders such as bert, roberta, xlm-roberta, albert, electra, deberta-v2"
         )
     if folder is None:
         return  # hub ids: transformers refuses pickle itself (use_safetensors=True)
     if not any((folder / name).is_file() for name in TOKENIZER_FILES):
         raise CheckpointError(
-            f"--bert-model {spec!r}: folder has no tokenizer (none of {', '.join(TOKENIZER_FILES[:3])}, ...); "
+            f"{label}: folder has no tokenizer (none of {', '.join(TOKENIZER_FILES[:3])}, ...); "
             "save the tokenizer beside the weights (tokenizer.save_pretrained)"
         )
     safetensors = sorted(folder.glob("*.safetensors"))
     pickles = sorted(path for path in folder.iterdir() if path.suffix in PICKLE_SUFFIXES)
     if not safetensors and not pickles:
-        raise CheckpointError(f"--bert-model {spec!r}: folder has no weights (no *.safetensors, no pytorch_model.bin)")
+        raise CheckpointError(f"{label}: folder has no weights (no *.safetensors, no pytorch_model.bin)")
     if not safetensors and not allow_pickle:
         raise CheckpointError(
-            f"--bert-model {spec!r}: weights are pickle only ({pickles[0].name}), which can run code when loaded; "
+            f"{label}: weights are pickle only ({pickles[0].name}), which can run code when loaded; "
             "it was not opened. Convert to safetensors, or pass --bert-allow-pickle if you trust it"
         )
     for path in safetensors:
-        _check_safetensors_header(path, spec)
+        _check_safetensors_header(path, label)
 
 
 def check_device(requested: str) -> None:
@@ -73,24 +73,24 @@ def check_device(requested: str) -> None:
         resolve_device(requested)
 
 
-def _read_json(path: Path, spec: str, *, missing_ok: bool = False) -> dict[str, Any]:
+def _read_json(path: Path, label: str, *, missing_ok: bool = False) -> dict[str, Any]:
     if not path.is_file() and missing_ok:
         return {}
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"--bert-model {spec!r}: {path.name} is not valid JSON ({error})") from None
+        raise CheckpointError(f"{label}: {path.name} is not valid JSON ({error})") from None
     if not isinstance(value, dict):
-        raise CheckpointError(f"--bert-model {spec!r}: {path.name} is not a JSON object")
+        raise CheckpointError(f"{label}: {path.name} is not a JSON object")
     return value
 
 
-def _check_safetensors_header(path: Path, spec: str) -> None:
+def _check_safetensors_header(path: Path, label: str) -> None:
     """Validate the header and that the file holds every byte the header promises."""
     problem = _safetensors_problem(path)
     if problem:
         raise CheckpointError(
-            f"--bert-model {spec!r}: {path.name} is corrupt ({problem}); re-download or re-save the checkpoint"
+            f"{label}: {path.name} is corrupt ({problem}); re-download or re-save the checkpoint"
         )
 
 

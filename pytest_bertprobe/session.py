@@ -63,6 +63,7 @@ class ProbeSession:
     sources: list[Source]
     ids: list[str]
     records: dict[str, ModelRecord] = field(default_factory=dict)
+    reference: Source | None = None  # `--bert-reference`: the original every checkpoint must agree with
 
     def record(self, checkpoint_id: str) -> ModelRecord:
         """The record for `checkpoint_id`, created on first use."""

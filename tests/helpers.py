@@ -45,3 +45,26 @@ def plant_at_load(monkeypatch: pytest.MonkeyPatch, plant: Callable[[loading.Chec
         return checkpoint
 
     monkeypatch.setattr(loading, "load_checkpoint", load_and_plant)
+
+
+def plant_copy(
+    source: Path,
+    target: Path,
+    *,
+    config: dict[str, Any] | None = None,
+    weights: Callable[[dict[str, Any]], None] | None = None,
+) -> Path:
+    """Copy a checkpoint folder, then update its config.json with `config` and edit its weights in place."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(source, target)
+    if config:
+        settings = json.loads((target / "config.json").read_text(encoding="utf-8"))
+        (target / "config.json").write_text(json.dumps({**settings, **config}, indent=2), encoding="utf-8")
+    if weights:
+        tensors = load_file(target / "model.safetensors")
+        weights(tensors)
+        save_file(tensors, target / "model.safetensors", metadata={"format": "pt"})
+    return target

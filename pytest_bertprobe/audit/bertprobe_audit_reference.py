@@ -1,0 +1,43 @@
+"""Audit: the checkpoint against its original (`--bert-reference`) and against its golden snapshot."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from pytest_bertprobe import snapshot
+from pytest_bertprobe.audit.harness import given_batches, run_check
+from pytest_bertprobe.loading import Checkpoint
+from pytest_bertprobe.reference import assert_agrees_with_reference
+from pytest_bertprobe.report import record_result
+from pytest_bertprobe.session import probe_session
+from pytest_bertprobe.strategies import Sentence, materialize
+
+
+@pytest.mark.bertprobe_audit(check="reference_agreement")
+@given_batches
+def test_agrees_with_the_reference_layer_by_layer(
+    request: pytest.FixtureRequest, bert_checkpoint: Checkpoint, bert_reference: Checkpoint, batch: list[Sentence]
+) -> None:
+    """#17: same token ids, then embeddings, every layer and the pooler within tolerance of the original."""
+    sentences = materialize(batch, bert_checkpoint.tokenizer)
+    run_check(
+        request, assert_agrees_with_reference,
+        bert_checkpoint.model, bert_checkpoint.tokenizer, bert_reference.model, bert_reference.tokenizer,
+        sentences=sentences, stored_dtypes=(bert_checkpoint.source.stored_dtype, bert_reference.source.stored_dtype),
+    )  # fmt: skip
+
+
+@pytest.mark.bertprobe_audit(check="golden_snapshot")
+def test_matches_its_golden_snapshot(request: pytest.FixtureRequest, bert_checkpoint: Checkpoint, bert_model: Any) -> None:
+    """The probe sentences' embeddings, the config and the weights are what the snapshot recorded."""
+    settings = probe_session(request.config).settings
+    path = snapshot.snapshot_path(request.config.rootpath / settings.snapshot_dir, bert_checkpoint.id)
+    if settings.snapshot_update:
+        snapshot.write_snapshot(path, snapshot.take_snapshot(bert_model, bert_checkpoint.tokenizer))
+        record_result(request.node, {"snapshot": str(path), "written": True})
+        return
+    if not path.is_file():
+        pytest.skip(f"no golden snapshot at {path}: run once with --bert-snapshot-update to write it")
+    run_check(request, snapshot.assert_matches_snapshot, bert_model, bert_checkpoint.tokenizer, snapshot.read_snapshot(path))

@@ -1,0 +1,297 @@
+"""Conversion audit: a checkpoint against its trusted original, token ids first, then output by output.
+
+Conversions (TF → PyTorch, fp32 → bf16, ports, re-saves) leave checkpoints that load and agree with
+themselves; only a comparison with the original shows a wrong activation, a transposed weight or a
+changed layer-norm epsilon. The failure names the first output (embeddings, then each layer) that
+diverges, the worst sentence, and the config keys and weights that differ.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pytest_bertprobe import probes, tolerances
+from pytest_bertprobe.compare import Gap, assert_close, measure, quote
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+CHECK = "reference_agreement"
+# Keys that name a file, its provenance or training-time and output options, not the network's math.
+_CONFIG_NOISE = {
+    "transformers_version", "_name_or_path", "dtype", "torch_dtype", "architectures", "auto_map", "id2label",
+    "label2id", "use_cache", "output_attentions", "output_hidden_states", "return_dict", "problem_type",
+    "tokenizer_class", "finetuning_task", "task_specific_params", "gradient_checkpointing", "torchscript",
+}  # fmt: skip
+_LISTED = 3  # how many differing weights a message names
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """Every compared output's gap, in network order, and the dtype whose tolerance judged them."""
+
+    gaps: dict[str, Gap]
+    dtype: str
+
+    def metrics(self) -> dict[str, Any]:
+        """The worst output's numbers, and each output's greatest difference, for reports."""
+        name, worst = max(self.gaps.items(), key=lambda item: item[1].max_abs / max(item[1].atol, 1e-30))
+        return {
+            **worst.metrics(),
+            "output": name,
+            "compared_at": self.dtype,
+            "outputs": {output: gap.max_abs for output, gap in self.gaps.items()},
+        }
+
+
+def named_outputs(forward: probes.Forward) -> dict[str, torch.Tensor]:
+    """Embeddings, each layer, the final hidden state and the pooler, in the order data flows."""
+    hidden = forward.hidden_states
+    outputs: dict[str, torch.Tensor] = {}
+    if hidden:
+        outputs["embeddings (hidden_states[0])"] = hidden[0]
+        for layer in range(1, len(hidden)):
+            outputs[f"layer {layer} of {len(hidden) - 1} (hidden_states[{layer}])"] = hidden[layer]
+    outputs["last_hidden_state"] = forward.last_hidden_state
+    if forward.pooler_output is not None:
+        outputs["pooler_output"] = forward.pooler_output
+    return outputs
+
+
+def comparison_dtype(*models: Any, stored: Sequence[str | None] = ()) -> str:
+    """The lowest precision among the models' parameters and the dtypes their weights were stored in."""
+    return tolerances.lowest_precision(*(tolerances.model_dtype(model) for model in models), *stored)
+
+
+def assert_tokenizers_agree(
+    tokenizer: PreTrainedTokenizerBase, reference_tokenizer: PreTrainedTokenizerBase, sentences: Sequence[str]
+) -> tuple[Any, Any]:
+    """Both tokenizers give the same ids, mask and token types for `sentences`; return both encodings."""
+    __tracebackhide__ = True
+    inputs = probes.encode(tokenizer, sentences)
+    reference_inputs = probes.encode(reference_tokenizer, sentences)
+    _assert_same_ids(inputs, reference_inputs, sentences, (tokenizer, reference_tokenizer))
+    return inputs, reference_inputs
+
+
+def assert_checkpoints_agree(
+    model: PreTrainedModel,
+    reference: PreTrainedModel,
+    inputs: Mapping[str, torch.Tensor],
+    *,
+    reference_inputs: Mapping[str, torch.Tensor] | None = None,
+    sentences: Sequence[str] | None = None,
+    dtype: str | None = None,
+    atol: float | None = None,
+    rtol: float | None = None,
+) -> Agreement:
+    """Embeddings, every hidden state and the pooler of `model` match `reference` on the same inputs.
+
+    `reference_inputs` (the reference tokenizer's encoding) is compared with `inputs` first. Tolerances
+    are `reference_agreement`'s at `dtype`, by default the lower precision of the two models.
+    """
+    __tracebackhide__ = True
+    if reference_inputs is not None:
+        _assert_same_ids(inputs, reference_inputs, sentences, None)
+    dtype = dtype or comparison_dtype(model, reference)
+    tolerance = tolerances.tolerance_for(CHECK, dtype, atol=atol, rtol=rtol)
+    ours = named_outputs(probes.run(model, inputs))
+    theirs = named_outputs(probes.run(reference, reference_inputs if reference_inputs is not None else inputs))
+    _assert_same_structure(ours, theirs)
+    mask = inputs["attention_mask"].bool() if "attention_mask" in inputs else None
+    gaps: dict[str, Gap] = {}
+    for name, output in ours.items():
+        actual, expected = _real_tokens(output, mask), _real_tokens(theirs[name], mask)
+        gaps[name] = measure(actual, expected, tolerance)
+        if gaps[name].mismatched:
+            assert_close(
+                actual,
+                expected,
+                tolerance,
+                claim=f"Checkpoint vs reference, first diverging output {name}",
+                sentences=sentences,
+                details=_diagnosis(gaps, ours, theirs, mask, sentences, model, reference, dtype),
+                hint=_hint(name, list(ours)),
+            )
+    agreement = Agreement(gaps, dtype)
+    settings = config_differences(model.config, reference.config)
+    if settings:
+        failure = AssertionError(
+            f"Checkpoint vs reference: every output agrees at {dtype} tolerances on these sentences, "
+            "but the configs differ:\n  " + "\n  ".join(settings) + "\nHint: each of these changes the network's "
+            "math (on other inputs, or beyond these tiny gaps); make config.json match the original's"
+        )
+        failure.metrics = {**agreement.metrics(), "config_differences": settings}  # type: ignore[attr-defined]
+        raise failure
+    return agreement
+
+
+def assert_agrees_with_reference(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    reference: PreTrainedModel,
+    reference_tokenizer: PreTrainedTokenizerBase,
+    *,
+    sentences: Sequence[str],
+    stored_dtypes: Sequence[str | None] = (),
+    atol: float | None = None,
+    rtol: float | None = None,
+) -> Agreement:
+    """The audit's check: token ids first, then every output, at the precision of the lower of the two."""
+    __tracebackhide__ = True
+    inputs, reference_inputs = assert_tokenizers_agree(tokenizer, reference_tokenizer, sentences)
+    dtype = comparison_dtype(model, reference, stored=stored_dtypes)
+    return assert_checkpoints_agree(
+        model, reference, inputs.to(model.device), sentences=sentences, dtype=dtype, atol=atol, rtol=rtol,
+        reference_inputs=reference_inputs.to(reference.device),
+    )  # fmt: skip
+
+
+def config_differences(config: Any, reference_config: Any) -> list[str]:
+    """`key: value here, value in the reference` for each setting both configs have and set differently."""
+    ours, theirs = config_values(config), config_values(reference_config)
+    return [
+        f"{key}: {ours[key]!r} here, {theirs[key]!r} in the reference"
+        for key in sorted(ours.keys() & theirs.keys())
+        if ours[key] != theirs[key]
+    ]
+
+
+def weight_differences(model: PreTrainedModel, reference: PreTrainedModel, limit: int = _LISTED) -> list[str]:
+    """The weights that differ most (the reference rounded to the model's dtype), and any that are transposed."""
+    import torch
+
+    ours, theirs = model.state_dict(), reference.state_dict()
+    found: list[tuple[float, str]] = []
+    for name in sorted(ours.keys() & theirs.keys()):
+        mine, original = ours[name].detach().cpu(), theirs[name].detach().cpu().to(ours[name].dtype)
+        if mine.shape != original.shape:
+            found.append((float("inf"), f"{name}: shape {tuple(mine.shape)} here, {tuple(original.shape)} in the reference"))
+            continue
+        if not mine.is_floating_point() or torch.equal(mine, original):
+            continue
+        difference = float((mine.double() - original.double()).abs().max())
+        transposed = mine.dim() == 2 and mine.shape[0] == mine.shape[1] and torch.equal(mine, original.T)
+        found.append((difference, f"{name}: greatest difference {difference:.6g}" + (" (it is the reference transposed)" if transposed else "")))
+    only = sorted(ours.keys() ^ theirs.keys())
+    lines = [line for _, line in sorted(found, key=lambda item: -item[0])[:limit]]
+    if len(found) > limit:
+        lines.append(f"... and {len(found) - limit} more of {len(ours)} weights")
+    return lines + ([f"only on one side: {', '.join(only[:limit])}" + (" ..." if len(only) > limit else "")] if only else [])
+
+
+def config_values(config: Any) -> dict[str, Any]:
+    """The settings that shape the network, as plain JSON values (no file names, dtypes or versions)."""
+    values = {
+        key: value
+        for key, value in config.to_dict().items()
+        if key not in _CONFIG_NOISE and not key.startswith("_") and "dropout" not in key  # dropout is off in eval
+    }
+    return dict(json.loads(json.dumps(values, sort_keys=True, default=str)))
+
+
+def _real_tokens(output: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Zero the padded positions: what a model computes there is nobody's output."""
+    if mask is None or output.dim() != 3 or output.shape[:2] != mask.shape:
+        return output
+    return output.masked_fill(~mask.to(output.device)[..., None], 0)
+
+
+def _assert_same_structure(ours: dict[str, torch.Tensor], theirs: dict[str, torch.Tensor]) -> None:
+    __tracebackhide__ = True
+    if list(ours) != list(theirs):
+        raise AssertionError(
+            f"Checkpoint vs reference: the outputs differ in kind: {len(ours) - 2} layers here and "
+            f"{len(theirs) - 2} in the reference ({', '.join(ours)} vs {', '.join(theirs)})"
+            "\nHint: the reference must be the same architecture; pruned or distilled copies are new models"
+        )
+    for name, output in ours.items():
+        if output.shape != theirs[name].shape:
+            raise AssertionError(
+                f"Checkpoint vs reference, {name}: shapes differ: {tuple(output.shape)} here, "
+                f"{tuple(theirs[name].shape)} in the reference\nHint: compare hidden_size and the configs"
+            )
+
+
+def _diagnosis(
+    gaps: dict[str, Gap],
+    ours: dict[str, torch.Tensor],
+    theirs: dict[str, torch.Tensor],
+    mask: torch.Tensor | None,
+    sentences: Sequence[str] | None,
+    model: Any,
+    reference: Any,
+    dtype: str,
+) -> list[str]:
+    """Context for a divergence: the outputs that agreed, the worst sentence, config keys and weights that differ."""
+    lines = [f"Compared at {dtype} tolerances."]
+    agreed = [f"{name} ({gap.max_abs:.3g})" for name, gap in gaps.items() if not gap.mismatched]
+    lines.append("Outputs that agree, greatest difference: " + (", ".join(agreed) if agreed else "none (the embeddings already differ)"))
+    last = "last_hidden_state"
+    per_sentence = (_real_tokens(ours[last], mask).double() - _real_tokens(theirs[last], mask).double()).abs().flatten(1).amax(1)
+    worst = int(per_sentence.argmax())
+    label = f" {quote(sentences[worst])}" if sentences is not None and worst < len(sentences) else ""
+    lines.append(f"Worst sentence: {worst}{label}, greatest difference in {last} {float(per_sentence[worst]):.6g}")
+    settings = config_differences(model.config, reference.config)
+    lines.append("Config differences: " + ("; ".join(settings) if settings else "none"))
+    weights = weight_differences(model, reference)
+    lines.append("Weights that differ: " + ("; ".join(weights) if weights else "none (identical after rounding to this dtype)"))
+    return lines
+
+
+def _hint(name: str, order: list[str]) -> str:
+    if name == order[0] and name.startswith("embeddings"):
+        return "the embeddings differ: compare the vocabulary, the embedding and position tables, and layer_norm_eps"
+    return (
+        f"everything before {name} agrees, so the fault is in that layer: its weights (a transposed or swapped "
+        "matrix), hidden_act, or layer_norm_eps; see the config and weight differences above"
+    )
+
+
+def _assert_same_ids(
+    inputs: Mapping[str, torch.Tensor],
+    reference_inputs: Mapping[str, torch.Tensor],
+    sentences: Sequence[str] | None,
+    tokenizers: tuple[Any, Any] | None,
+) -> None:
+    """Exact token agreement, named at the first sentence and position where the two differ."""
+    __tracebackhide__ = True
+    for key in ("input_ids", "attention_mask", "token_type_ids"):
+        if key not in inputs or key not in reference_inputs:
+            continue
+        ours, theirs = inputs[key].cpu(), reference_inputs[key].cpu()
+        for row in range(max(len(ours), len(theirs))):
+            mine = _unpadded(ours, inputs, row)
+            original = _unpadded(theirs, reference_inputs, row)
+            if mine == original:
+                continue
+            position = next((i for i, (a, b) in enumerate(zip(mine, original)) if a != b), min(len(mine), len(original)))
+            label = f" {quote(sentences[row])}" if sentences is not None and row < len(sentences) else ""
+            lines = [
+                f"Tokenizers disagree: {key} of sentence {row}{label} differ at position {position}",
+                f"  here:      {_tokens(mine, tokenizers[0] if tokenizers and key == 'input_ids' else None)}",
+                f"  reference: {_tokens(original, tokenizers[1] if tokenizers and key == 'input_ids' else None)}",
+                "Hint: the outputs were not compared, since the models would read different tokens; "
+                "save the original tokenizer with the converted weights",
+            ]
+            failure = AssertionError("\n".join(lines))
+            failure.metrics = {"tokens": key, "sentence": row, "position": position}  # type: ignore[attr-defined]
+            raise failure
+
+
+def _unpadded(tensor: torch.Tensor, inputs: Mapping[str, torch.Tensor], row: int) -> list[int]:
+    if row >= len(tensor):
+        return []
+    values = tensor[row]
+    if "attention_mask" in inputs:
+        values = values[inputs["attention_mask"][row].cpu().bool()]
+    return [int(value) for value in values]
+
+
+def _tokens(ids: list[int], tokenizer: Any, limit: int = 24) -> str:
+    shown = tokenizer.convert_ids_to_tokens(ids[:limit]) if tokenizer is not None else ids[:limit]
+    return " ".join(str(token) for token in shown) + (f" ... ({len(ids)} tokens)" if len(ids) > limit else "")

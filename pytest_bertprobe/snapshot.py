@@ -1,0 +1,191 @@
+"""Golden snapshots: what a checkpoint said about the probe sentences once, checked on every later run.
+
+A snapshot is a small JSON file: the probe sentences' token ids and their cls / pooler / mean
+embeddings (float32, base64), the config (and its hash) and a hash of every weight. It catches a
+regression when the original checkpoint is no longer at hand.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pytest_bertprobe import probes, reference, tolerances
+from pytest_bertprobe.compare import Gap, assert_close, measure
+from pytest_bertprobe.sentences import PROBE_SENTENCES
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+FORMAT = "pytest-bertprobe snapshot 1"
+EMBEDDINGS = ("cls", "pooler", "mean")
+UPDATE_HINT = "if the change is intended, rewrite the snapshot: pytest --bert-snapshot-update"
+
+
+class SnapshotError(AssertionError):
+    """A snapshot file that cannot be read; the message says which and how to fix it."""
+
+
+def snapshot_path(folder: Path, checkpoint_id: str) -> Path:
+    """`folder/<checkpoint id>.json`, with hub ids' slashes made safe for a file name."""
+    return folder / (re.sub(r"[^\w.-]+", "--", checkpoint_id) + ".json")
+
+
+def take_snapshot(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, sentences: Sequence[str] = PROBE_SENTENCES) -> dict[str, Any]:
+    """Record the probe sentences' token ids and embeddings, the config and the weights' hashes."""
+    inputs = probes.encode(tokenizer, sentences, model.device)
+    config = reference.config_values(model.config)
+    return {
+        "format": FORMAT,
+        "model_type": str(model.config.model_type),
+        "dtype": tolerances.model_dtype(model),
+        "sentences": list(sentences),
+        "input_ids": [_real_ids(inputs, row) for row in range(len(sentences))],
+        "embeddings": {kind: _encode_tensor(vector) for kind, vector in _embeddings(model, inputs).items()},
+        "config_hash": _config_hash(config),
+        "config": config,
+        "tensor_hashes": tensor_hashes(model),
+    }
+
+
+def write_snapshot(path: Path, snapshot: dict[str, Any]) -> None:
+    """Write `snapshot` as JSON with one line per entry, so a diff of two snapshots reads well."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(_one_line_per_entry(snapshot) + "\n", encoding="utf-8")
+
+
+def _one_line_per_entry(value: Any, indent: str = "") -> str:
+    def line(item: Any) -> str:
+        return json.dumps(item, ensure_ascii=False, default=str)
+
+    if isinstance(value, dict) and not indent:
+        entries = [f'{indent} {line(key)}: {_one_line_per_entry(item, indent + " ")}' for key, item in value.items()]
+    elif isinstance(value, dict) or (isinstance(value, list) and value and isinstance(value[0], (list, dict))):
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        entries = [f"{indent} " + (f"{line(key)}: " if isinstance(value, dict) else "") + line(item) for key, item in items]
+    else:
+        return line(value)
+    brackets = "{}" if isinstance(value, dict) else "[]"
+    return brackets[0] + "\n" + ",\n".join(entries) + "\n" + indent + brackets[1]
+
+
+def read_snapshot(path: Path) -> dict[str, Any]:
+    """Load a snapshot written by `write_snapshot`, or fail naming the file."""
+    try:
+        snapshot = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise SnapshotError(f"Snapshot {path} cannot be read ({error})\nHint: {UPDATE_HINT}") from None
+    if not isinstance(snapshot, dict) or snapshot.get("format") != FORMAT:
+        raise SnapshotError(f"Snapshot {path} is not a {FORMAT!r} file\nHint: {UPDATE_HINT}")
+    return snapshot
+
+
+def assert_matches_snapshot(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    snapshot: dict[str, Any],
+    *,
+    atol: float | None = None,
+    rtol: float | None = None,
+) -> dict[str, Any]:
+    """Token ids, then embeddings (at the lower precision of then and now), then config and weights."""
+    __tracebackhide__ = True
+    sentences = list(snapshot["sentences"])
+    inputs = probes.encode(tokenizer, sentences, model.device)
+    now_ids = [_real_ids(inputs, row) for row in range(len(sentences))]
+    for row, (then, now) in enumerate(zip(snapshot["input_ids"], now_ids)):
+        if then != now:
+            raise AssertionError(
+                f"Tokenizer changed since the snapshot: sentence {row} {sentences[row]!r} was {then}, now {now}"
+                f"\nHint: the embeddings were not compared, since the model reads different tokens; {UPDATE_HINT}"
+            )
+    dtype = tolerances.lowest_precision(tolerances.model_dtype(model), snapshot["dtype"])
+    tolerance = tolerances.tolerance_for(reference.CHECK, dtype, atol=atol, rtol=rtol)
+    same_dtype = tolerances.model_dtype(model) == snapshot["dtype"]
+    changes, changed = _changes(model, snapshot, same_dtype)
+    gaps: dict[str, Gap] = {}
+    for kind, vector in _embeddings(model, inputs).items():
+        if kind not in snapshot["embeddings"]:
+            raise AssertionError(f"Snapshot has no {kind} embedding, but the model now has a pooler\nHint: {UPDATE_HINT}")
+        expected = _decode_tensor(snapshot["embeddings"][kind])
+        gaps[kind] = measure(vector, expected, tolerance)
+        if gaps[kind].mismatched:
+            assert_close(
+                vector, expected, tolerance, claim=f"Checkpoint vs its snapshot, {kind} embedding",
+                sentences=sentences, details=[f"Compared at {dtype} tolerances.", *changes], hint=UPDATE_HINT,
+            )  # fmt: skip
+    if snapshot.get("embeddings", {}).keys() - gaps.keys():
+        raise AssertionError(f"Snapshot has a pooler embedding, but the model now has no pooler\nHint: {UPDATE_HINT}")
+    if changed:
+        raise AssertionError("Checkpoint vs its snapshot: the embeddings agree, but\n" + "\n".join(changes) + f"\nHint: {UPDATE_HINT}")
+    worst = max(gaps.values(), key=lambda gap: gap.max_abs)
+    return {**worst.metrics(), "compared_at": dtype, "embeddings": {kind: gap.max_abs for kind, gap in gaps.items()}}
+
+
+def tensor_hashes(model: PreTrainedModel) -> dict[str, str]:
+    """A short BLAKE2 hash of each weight's bytes, by name."""
+    import torch
+
+    hashes = {}
+    for name, tensor in model.state_dict().items():
+        data = tensor.detach().cpu().contiguous().view(-1).view(torch.uint8)
+        hashes[name] = hashlib.blake2b(data.numpy().tobytes(), digest_size=8).hexdigest()
+    return hashes
+
+
+def _changes(model: PreTrainedModel, snapshot: dict[str, Any], same_dtype: bool) -> tuple[list[str], bool]:
+    """Config keys and weights that differ from the snapshot's, one line each kind; and whether any do."""
+    config = reference.config_values(model.config)
+    keys = sorted(config.keys() & snapshot["config"].keys())
+    settings = [f"{key}: {snapshot['config'][key]!r} then, {config[key]!r} now" for key in keys if config[key] != snapshot["config"][key]]
+    lines = ["Config differences: " + ("; ".join(settings) if settings else "none")]
+    if not same_dtype:
+        return lines + [f"Weights: not compared (snapshot in {snapshot['dtype']}, model in {tolerances.model_dtype(model)})"], bool(settings)
+    now, then = tensor_hashes(model), snapshot["tensor_hashes"]
+    changed = sorted(name for name in now.keys() & then.keys() if now[name] != then[name])
+    changed += sorted(f"{name} (new)" for name in now.keys() - then.keys())
+    changed += sorted(f"{name} (gone)" for name in then.keys() - now.keys())
+    shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+    return lines + [f"Weights changed: {shown or 'none'}"], bool(settings or changed)
+
+
+def _embeddings(model: PreTrainedModel, inputs: Any) -> dict[str, torch.Tensor]:
+    forward = probes.run(model, inputs)
+    mask = forward.inputs["attention_mask"].unsqueeze(-1).to(forward.last_hidden_state.dtype)
+    vectors = {"cls": forward.last_hidden_state[:, 0], "mean": (forward.last_hidden_state * mask).sum(1) / mask.sum(1).clamp_min(1)}
+    if forward.pooler_output is not None:
+        vectors["pooler"] = forward.pooler_output
+    return {kind: vectors[kind] for kind in EMBEDDINGS if kind in vectors}
+
+
+def _real_ids(inputs: Any, row: int) -> list[int]:
+    ids = inputs["input_ids"][row]
+    if "attention_mask" in inputs:
+        ids = ids[inputs["attention_mask"][row].bool()]
+    return [int(value) for value in ids]
+
+
+def _config_hash(config: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _encode_tensor(tensor: torch.Tensor) -> dict[str, Any]:
+    import torch
+
+    data = tensor.detach().to("cpu", torch.float32).contiguous()
+    return {"shape": list(data.shape), "float32_base64": base64.b64encode(data.numpy().astype("<f4").tobytes()).decode("ascii")}
+
+
+def _decode_tensor(encoded: dict[str, Any]) -> torch.Tensor:
+    import numpy
+    import torch
+
+    values = numpy.frombuffer(base64.b64decode(encoded["float32_base64"]), dtype="<f4").reshape(encoded["shape"])
+    return torch.from_numpy(values.copy())
+
