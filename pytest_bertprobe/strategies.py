@@ -6,6 +6,7 @@ kind: a plain ASCII word), so a failure reports the minimal sentence that still 
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Union
@@ -55,7 +56,19 @@ def vocabulary_sentences(tokenizer: PreTrainedTokenizerBase, *, max_words: int =
     return st.lists(st.sampled_from(words), min_size=1, max_size=max_words).map(" ".join)
 
 
+# Per tokenizer, keyed by its size: every VocabularyPick of every example reads the same word list.
+_WORDS: weakref.WeakKeyDictionary[PreTrainedTokenizerBase, tuple[int, list[str]]] = weakref.WeakKeyDictionary()
+
+
 def _vocabulary_words(tokenizer: PreTrainedTokenizerBase) -> list[str]:
+    size = len(tokenizer)
+    cached = _WORDS.get(tokenizer)
+    if cached is None or cached[0] != size:
+        cached = _WORDS[tokenizer] = (size, _read_vocabulary_words(tokenizer))
+    return cached[1]
+
+
+def _read_vocabulary_words(tokenizer: PreTrainedTokenizerBase) -> list[str]:
     special = set(getattr(tokenizer, "all_special_tokens", ()))
     cleaned = {
         token.removeprefix("##").lstrip("▁Ġ").strip()
