@@ -125,15 +125,22 @@ def assert_special_tokens_in_place(
     if first is None and last is None:
         raise NotApplicable(f"{type(tokenizer).__name__} defines neither [CLS]/BOS nor [SEP]/EOS")
     length = _working_length(model, tokenizer)
-    # Fast tokenizers truncate a pair of very long texts in time and memory that grow without bound
-    # (a 20k-character pair exhausts 24 GiB); clipped pairs still overflow `length`, so truncation is tested.
+    # Fast tokenizers truncate very long texts in time (and, for pairs, memory: a 20k-character pair exhausts
+    # 24 GiB) that grow with the text; clipped texts still overflow `length`, and `_long_text` always does.
     clip = 8 * length
-    inputs: list[str | tuple[str, str]] = [*sentences, *((a[:clip], b[:clip]) for a, b in pairs), _long_text(length)]
+    singles = [*(text[:clip] for text in sentences), _long_text(length)]
+    clipped_pairs = [(a[:clip], b[:clip]) for a, b in pairs]
+    inputs: list[str | tuple[str, str]] = [*singles[:-1], *clipped_pairs, singles[-1]]
+    # One call per shape: the same ids as a call per text, for a fraction of the per-call cost.
+    single_ids = tokenizer(singles, truncation=True, max_length=length)["input_ids"]
+    pair_ids = (
+        tokenizer([a for a, _ in clipped_pairs], [b for _, b in clipped_pairs], truncation=True, max_length=length)["input_ids"]
+        if clipped_pairs
+        else []
+    )
     wrong: list[tuple[str, int, str | tuple[str, str], list[int]]] = []
     misplaced: set[int] = set()
-    for index, text in enumerate(inputs):
-        args = text if isinstance(text, tuple) else (text,)
-        ids = tokenizer(*args, truncation=True, max_length=length)["input_ids"]
+    for index, (text, ids) in enumerate(zip(inputs, [*single_ids[:-1], *pair_ids, single_ids[-1]])):
         for expected, position in ((first, 0), (last, len(ids) - 1)):
             if expected is not None and ids[position] != tokenizer.convert_tokens_to_ids(expected):
                 wrong.append((expected, position, text, ids))
