@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import inspect
+import os
+import sys
+import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -14,7 +18,10 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-_CACHE_SIZE = 64
+# Every check walks the same batches in the same order, so the memo must hold a whole walk to share it:
+# bounded by bytes (hidden states dominate), not by a count that a larger --bert-budget would outgrow.
+_CACHE_BYTES = 3 << 30
+_ENCODING_CACHE_SIZE = 4096
 
 
 @dataclass(frozen=True)
@@ -29,34 +36,79 @@ class Forward:
 
 
 class _Memo:
-    """Per-model memo of forward passes, and how many passes were really run."""
+    """Per-model memo of forward passes and of its tokenizer's encodings; passes really run, and their cost."""
 
-    def __init__(self) -> None:
-        self.entries: OrderedDict[str, Forward] = OrderedDict()
+    def __init__(self, tokenizer: PreTrainedTokenizerBase | None) -> None:
+        self.entries: OrderedDict[str, tuple[Forward, int]] = OrderedDict()
+        self.bytes = 0
         self.passes = 0
+        self.timings: list[tuple[int, float]] = []  # (tokens, seconds) of each pass run
+        self.tokenizer = tokenizer
 
 
 _memos: weakref.WeakKeyDictionary[Any, _Memo] = weakref.WeakKeyDictionary()
+_encodings: weakref.WeakKeyDictionary[Any, OrderedDict[tuple[Any, ...], Any]] = weakref.WeakKeyDictionary()
+_passes_run = 0
 
 
-def share_forward_passes(model: PreTrainedModel) -> None:
-    """Memoize `run` for `model`: only for models nobody mutates, such as the session fixtures."""
-    _memos.setdefault(model, _Memo())
+def wait_passively() -> None:
+    """Before torch loads, unless the user chose a policy: OpenMP threads that wait at a barrier sleep, not spin.
+
+    Forward passes of small batches are a chain of short parallel regions. Where the cores are shared (CI
+    runners, other suites running), a spinning thread holds the core its descheduled partner needs: on 2
+    shared cores the MiniLM audit ran 7x slower and the bge-large-sized one 4x slower with the default policy.
+    """
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def share_forward_passes(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase | None = None) -> None:
+    """Memoize `run` for `model` (and `encode` for `tokenizer`): only for what nobody mutates, such as the session fixtures."""
+    memo = _memos.setdefault(model, _Memo(tokenizer))
+    if tokenizer is not None:
+        memo.tokenizer = tokenizer
+        _encodings.setdefault(tokenizer, OrderedDict())
 
 
 def stop_sharing(model: PreTrainedModel) -> None:
-    """Drop the memo, releasing its tensors."""
-    _memos.pop(model, None)
+    """Drop the memos, releasing their tensors."""
+    memo = _memos.pop(model, None)
+    if memo is not None and memo.tokenizer is not None:
+        _encodings.pop(memo.tokenizer, None)
 
 
 def forward_passes(model: PreTrainedModel) -> int:
-    """How many forward passes `run` has really executed for a shared model."""
+    """How many forward passes have really run for a shared model (memo misses and fresh passes)."""
     memo = _memos.get(model)
     return memo.passes if memo is not None else 0
 
 
+def passes_run() -> int:
+    """How many forward passes `execute` has run in this process, on any model."""
+    return _passes_run
+
+
+def pass_timings(model: PreTrainedModel) -> list[tuple[int, float]]:
+    """`(tokens, seconds)` of each pass run so far for a shared model: what a time budget is measured from."""
+    memo = _memos.get(model)
+    return list(memo.timings) if memo is not None else []
+
+
 def encode(tokenizer: PreTrainedTokenizerBase, sentences: Sequence[str], device: Any = None) -> Any:
-    """Tokenize a batch the way consumers do: padded, truncated to the model maximum."""
+    """Tokenize a batch the way consumers do: padded, truncated to the model maximum (recalled for a shared tokenizer)."""
+    memo = _encodings.get(tokenizer)
+    if memo is None:
+        return _tokenize(tokenizer, sentences, device)
+    key = (tuple(sentences), str(device))
+    if key not in memo:
+        memo[key] = _tokenize(tokenizer, sentences, device)
+        if len(memo) > _ENCODING_CACHE_SIZE:
+            memo.popitem(last=False)
+    memo.move_to_end(key)
+    return copy.copy(memo[key])  # a new mapping over the same tensors: callers may add or replace keys
+
+
+def _tokenize(tokenizer: PreTrainedTokenizerBase, sentences: Sequence[str], device: Any) -> Any:
     encoding = tokenizer(list(sentences), padding=True, truncation=True, return_tensors="pt")
     return encoding.to(device) if device is not None else encoding
 
@@ -97,12 +149,21 @@ def run(model: PreTrainedModel, inputs: Mapping[str, torch.Tensor]) -> Forward:
         return execute(model, inputs)
     key = _batch_key(inputs)
     if key not in memo.entries:
-        memo.entries[key] = execute(model, inputs)
-        memo.passes += 1
-        if len(memo.entries) > _CACHE_SIZE:
-            memo.entries.popitem(last=False)
+        forward = execute(model, inputs)
+        size = _nbytes(forward)
+        memo.entries[key] = (forward, size)
+        memo.bytes += size
+        while memo.bytes > _CACHE_BYTES and len(memo.entries) > 1:
+            memo.bytes -= memo.entries.popitem(last=False)[1][1]
     memo.entries.move_to_end(key)
-    return memo.entries[key]
+    return memo.entries[key][0]
+
+
+def _nbytes(forward: Forward) -> int:
+    """Memory a memo entry holds: each distinct tensor storage once (hidden_states[-1] is often last_hidden_state)."""
+    tensors = [*forward.hidden_states, forward.last_hidden_state, forward.pooler_output, forward.pooler_input]
+    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors if t is not None}
+    return sum(storages.values())
 
 
 def _batch_key(inputs: Mapping[str, torch.Tensor]) -> str:
@@ -116,6 +177,7 @@ def _batch_key(inputs: Mapping[str, torch.Tensor]) -> str:
 
 def execute(model: PreTrainedModel, inputs: Mapping[str, torch.Tensor]) -> Forward:
     """Always run a fresh forward pass, bypassing the memo (determinism and kernel comparisons need one)."""
+    global _passes_run
     import torch
 
     captured: list[torch.Tensor] = []
@@ -124,12 +186,19 @@ def execute(model: PreTrainedModel, inputs: Mapping[str, torch.Tensor]) -> Forwa
     if isinstance(pooler, torch.nn.Module):
         handle = pooler.register_forward_hook(lambda _module, args, _output: captured.append(args[0]))
     on_device = {name: value.to(model.device) for name, value in accepted_inputs(model, inputs).items()}
+    started = time.perf_counter()
     try:
         with torch.inference_mode():
             output = model(**on_device, output_hidden_states=True, return_dict=True)
     finally:
         if handle is not None:
             handle.remove()
+    _passes_run += 1
+    memo = _memos.get(model)
+    if memo is not None:
+        memo.passes += 1
+        ids = on_device.get("input_ids")
+        memo.timings.append((int(ids.numel()) if ids is not None else 0, time.perf_counter() - started))
     return Forward(
         inputs=on_device,
         last_hidden_state=output.last_hidden_state,
