@@ -36,7 +36,7 @@ def bert_checkpoint(request: pytest.FixtureRequest) -> Iterator[loading.Checkpoi
     record.loads += 1
     record.load_seconds += checkpoint.load_seconds
     record.model_type = checkpoint.model_type
-    probes.share_forward_passes(checkpoint.model)
+    probes.share_forward_passes(checkpoint.model, checkpoint.tokenizer)
     yield checkpoint
     record.forward_passes = probes.forward_passes(checkpoint.model)
     probes.stop_sharing(checkpoint.model)
@@ -55,7 +55,7 @@ def bert_reference(request: pytest.FixtureRequest) -> Iterator[loading.Checkpoin
         checkpoint = loading.load_checkpoint(session.reference, "reference", settings)
     except loading.CheckpointError as error:
         pytest.exit(str(error), returncode=pytest.ExitCode.USAGE_ERROR)
-    probes.share_forward_passes(checkpoint.model)
+    probes.share_forward_passes(checkpoint.model, checkpoint.tokenizer)
     yield checkpoint
     probes.stop_sharing(checkpoint.model)
 
