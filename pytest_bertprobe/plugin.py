@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bertprobe import coverage, loading, options, preflight, report_files, tolerances
+from pytest_bertprobe import coverage, loading, options, preflight, probes, report_files, tolerances
 from pytest_bertprobe import report as reporting
 from pytest_bertprobe.fixtures import (  # noqa: F401 - fixtures are found by their presence here
     bert_anatomy,
@@ -35,6 +35,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if getattr(config.option, "dist", None) == "load":
         config.option.dist = "loadgroup"  # same as load for ungrouped tests; keeps each checkpoint on one worker
     settings = options.read_settings(config)
+    if settings.models:
+        probes.wait_passively()  # before anything imports torch
     try:
         coverage.validate_languages(settings.languages)
         tolerances.set_overrides(config.getini("bert_tolerances"))
