@@ -20,10 +20,11 @@ MODEL_PROPERTY = "bertprobe.model"
 CHECK_PROPERTY = "bertprobe.check"
 METRICS_PROPERTY = "bertprobe.metrics"
 STATE_PROPERTY = "bertprobe.state"
-_STATE_FIELDS = ("model_type", "pooler_kind", "pooler_activation", "loads", "load_seconds", "forward_passes")
+_STATE_FIELDS = ("model_type", "pooler_kind", "pooler_activation", "loads", "load_seconds", "forward_passes", "budget")
 
 
 _RESULTS = pytest.StashKey[dict[str, Any]]()
+_PASSES_BEFORE = pytest.StashKey[int]()
 
 
 def record_result(item: pytest.Item, result: Any) -> None:
@@ -67,8 +68,10 @@ def annotate(item: pytest.Item, call: pytest.CallInfo[None], session: ProbeSessi
     if call.when == "setup":
         item.user_properties.append((MODEL_PROPERTY, checkpoint_id))
         item.user_properties.append((CHECK_PROPERTY, marker.kwargs.get("check", item.originalname)))
+        item.stash[_PASSES_BEFORE] = probes.passes_run()
     if call.when == "call":
-        _attach_outcome_metrics(item, call.excinfo.value if call.excinfo is not None else None)
+        passes = probes.passes_run() - item.stash.get(_PASSES_BEFORE, probes.passes_run())
+        _attach_outcome_metrics(item, call.excinfo.value if call.excinfo is not None else None, passes)
     checkpoint = getattr(item, "funcargs", {}).get("bert_checkpoint")
     if call.when == "call" and checkpoint is not None:
         record = session.record(checkpoint_id)
@@ -118,21 +121,21 @@ def shorten_failure(item: pytest.Item, call: pytest.CallInfo[None], report: pyte
     report.longrepr = "\n".join(f"E   {line}" if line else "E" for text in lines for line in str(text).splitlines())
 
 
-def _attach_outcome_metrics(item: pytest.Item, error: BaseException | None) -> None:
-    """The kept (worst) metrics, or a failure's own; with the example count for Hypothesis tests that ran."""
+def _attach_outcome_metrics(item: pytest.Item, error: BaseException | None, passes: int) -> None:
+    """The kept (worst) metrics, or a failure's own; with the check's forward passes and Hypothesis examples."""
     kept = item.stash.get(_RESULTS, {"examples": 0, "metrics": {}})
     if isinstance(error, pytest.skip.Exception):
         if kept["metrics"]:
-            _attach(item, dict(kept["metrics"]))  # what was measured before the check found it does not apply
+            _attach(item, {**kept["metrics"], "forward_passes": passes})  # measured before the check found it does not apply
         return
     metrics = error.gap.metrics() if isinstance(error, Mismatch) else dict(kept["metrics"])
+    metrics["forward_passes"] = passes
     batch = failing_batch(error)
     if batch is not None:
         metrics["failing_batch"] = batch
     if getattr(getattr(item, "obj", None), "is_hypothesis_test", False):
         metrics["examples"] = kept["examples"] + (1 if isinstance(error, Mismatch) else 0)
-    if metrics:
-        _attach(item, metrics)
+    _attach(item, metrics)
 
 
 class Collector:
@@ -233,6 +236,12 @@ def write_summary(terminal: pytest.TerminalReporter, session: ProbeSession) -> N
         terminal.write_line("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
     verbose = terminal.config.get_verbosity() > 0
     for record in session.records.values():
+        if record.budget:
+            plan = record.budget
+            terminal.write_line(
+                f"{record.id}: --bert-budget={plan['budget_seconds']:g}: {plan['max_examples']} generated examples per check "
+                f"(predicted {plan['predicted_seconds']:.0f} s at {plan['seconds_per_token'] * 1e3:.3g} ms per token)"
+            )
         for check in record.checks:
             if verbose or check.outcome in ("failed", "error"):
                 terminal.write_line(f"{record.id}: {check.check}: {_describe(check)}")

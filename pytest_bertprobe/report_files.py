@@ -50,7 +50,9 @@ def build_json(session: ProbeSession) -> dict[str, Any]:
                     "evidence": record.pooler_evidence,
                 },
                 "loads": record.loads,
+                "load_seconds": round(record.load_seconds, 3),
                 "forward_passes": record.forward_passes,
+                "budget": record.budget or None,
             }
             for record in session.records.values()
         ],

@@ -36,6 +36,7 @@ class ModelRecord:
     pooler_verdict: str | None = None
     pooler_evidence: dict[str, Any] = field(default_factory=dict)
     checks: list[CheckResult] = field(default_factory=list)
+    budget: dict[str, Any] = field(default_factory=dict)  # `--bert-budget`'s plan: example count and its grounds
 
     @property
     def outcome(self) -> str:

@@ -233,7 +233,8 @@ def test_audit_fails_each_planted_fault_and_passes_its_healthy_twin(
             check_fault(run, name, fault)
     with subtests.test("a failure keeps its metrics in the JUnit report"):
         metrics = junit_metrics(pytester.path / "report.xml", "test_max_length_fits_the_position_table")
-        assert metrics["max-length-512"] == {"model_max_length": 512, "usable_positions": 64, "position_offset": 0}
+        # Refused before any forward pass: none ran.
+        assert metrics["max-length-512"] == {"model_max_length": 512, "usable_positions": 64, "position_offset": 0, "forward_passes": 0}
 
 
 def _load(path: Path) -> tuple[Any, Any]:
