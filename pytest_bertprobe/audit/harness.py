@@ -6,16 +6,19 @@ batches reach every invariant and `probes.run` serves each batch's forward pass 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import pytest
-from hypothesis import HealthCheck, example, given, seed, settings
+from hypothesis import HealthCheck, Phase, example, given, seed, settings
 
 from pytest_bertprobe import probes
+from pytest_bertprobe.audit.budget import Plan, plan_examples
 from pytest_bertprobe.compare import NotApplicable
 from pytest_bertprobe.report import FAILING_BATCH_ATTRIBUTE, record_result
-from pytest_bertprobe.sentences import ADVERSARIAL_SENTENCES, PROBE_SENTENCES
+from pytest_bertprobe.sentences import ADVERSARIAL_SENTENCES, PROBE_SENTENCES, SEED_SENTENCES
+from pytest_bertprobe.session import probe_session
 from pytest_bertprobe.strategies import Sentence, audit_sentences, batches, materialize
 
 AUDIT_SEED = 1560  # one seed for every audit test: the same generated batches, so shared forward passes
@@ -51,11 +54,64 @@ def audit_settings() -> settings:
 
 
 def given_batches(test: Test) -> Test:
-    """Run `test(..., batch)` on generated batches, after the seed's sentences and the edge cases."""
+    """Run `test(..., batch)` on generated batches, after the seed's sentences and the edge cases.
+
+    Hypothesis reads a test's settings when it is called; under `--bert-budget` the example count is set
+    then, once the checkpoint's cost is known.
+    """
     decorated = given(batch=batches(audit_sentences()))(test)
     for batch in reversed(EXPLICIT_BATCHES):
         decorated = example(batch=list(batch))(decorated)
-    return settings(audit_settings())(seed(AUDIT_SEED)(decorated))  # type: ignore[return-value]
+    hypothesis_test = settings(audit_settings())(seed(AUDIT_SEED)(decorated))
+
+    @functools.wraps(hypothesis_test)
+    def budgeted(*args: Any, **kwargs: Any) -> Any:
+        # The Hypothesis plugin adjusts the collected object's settings (pytest collects this wrapper).
+        current = budgeted._hypothesis_internal_use_settings  # type: ignore[attr-defined]
+        plan = budget_plan(kwargs["request"])
+        chosen = current if plan is None else settings(current, max_examples=plan.max_examples)
+        hypothesis_test._hypothesis_internal_use_settings = chosen  # type: ignore[attr-defined]
+        return hypothesis_test(*args, **kwargs)
+
+    return budgeted  # type: ignore[return-value]
+
+
+_PLANS = pytest.StashKey[dict[str, Plan]]()
+_PLANNED_SAMPLE = 20  # generated batches tokenized to price one example
+
+
+def budget_plan(request: pytest.FixtureRequest) -> Plan | None:
+    """The checkpoint's example count under `--bert-budget`, planned on its first generated check; None without one."""
+    session = probe_session(request.config)
+    if session.settings.budget is None or _user_profile:
+        return None
+    checkpoint = request.getfixturevalue("bert_checkpoint")
+    plans = request.config.stash.setdefault(_PLANS, {})
+    if checkpoint.id not in plans:
+        tokenizer = checkpoint.tokenizer
+        plans[checkpoint.id] = plan_examples(
+            checkpoint.model, tokenizer, session.settings.budget,
+            load_seconds=checkpoint.load_seconds, head_model=checkpoint.head_model is not None,
+            calibration=[PROBE_SENTENCES, SEED_SENTENCES], explicit=EXPLICIT_BATCHES,
+            generated=[materialize(batch, tokenizer) for batch in _first_batches(_PLANNED_SAMPLE)],
+        )  # fmt: skip
+        session.record(checkpoint.id).budget = plans[checkpoint.id].metrics()
+    return plans[checkpoint.id]
+
+
+@functools.cache
+def _first_batches(count: int) -> tuple[list[Sentence], ...]:
+    """The first `count` batches the audit's generated checks draw (same strategy, seed and derandomization)."""
+    drawn: list[list[Sentence]] = []
+
+    @settings(settings.get_profile(AUDIT_PROFILE), max_examples=count, phases=[Phase.generate])
+    @seed(AUDIT_SEED)
+    @given(batch=batches(audit_sentences()))
+    def draw(batch: list[Sentence]) -> None:
+        drawn.append(batch)
+
+    draw()
+    return tuple(drawn)
 
 
 def encode_batch(model: Any, tokenizer: Any, batch: list[Sentence]) -> tuple[list[str], Any]:

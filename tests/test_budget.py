@@ -1,0 +1,86 @@
+"""`--bert-budget`: generated example counts scale to a time budget per checkpoint, and the report says how many."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from pytest_bertprobe.audit.budget import MIN_EXAMPLES, batch_cost
+from pytest_bertprobe.audit.harness import EXPLICIT_BATCHES
+from tests.helpers import assert_usage_error, junit_metrics
+
+Factory = Callable[..., Path]
+TWO_CHECKS = "pooler_is_dense or cls_is_not"
+
+
+def _audit(pytester: pytest.Pytester, checkpoint: Path, *args: str) -> dict:
+    result = pytester.runpytest(f"--bert-model={checkpoint}", "-k", TWO_CHECKS, "--bert-report-json=report.json", *args)
+    result.assert_outcomes(passed=2)
+    return json.loads((pytester.path / "report.json").read_text(encoding="utf-8"))
+
+
+def _examples(report: dict) -> dict[str, int]:
+    return {check["check"]: check["metrics"]["examples"] for check in report["checks"]}
+
+
+def test_a_small_budget_gets_fewer_examples_than_a_large_one(pytester: pytest.Pytester, tiny_checkpoint: Factory) -> None:
+    checkpoint = tiny_checkpoint("bert")
+    small, large = _audit(pytester, checkpoint, "--bert-budget=0.001"), _audit(pytester, checkpoint, "--bert-budget=4")
+    (small_plan,), (large_plan,) = ([model["budget"] for model in report["models"]] for report in (small, large))
+    assert small_plan["max_examples"] == MIN_EXAMPLES < large_plan["max_examples"]
+    assert small_plan["budget_seconds"] == 0.001 and small_plan["seconds_per_token"] > 0
+    # Every generated check gets the plan's count, after the explicit examples.
+    assert set(_examples(small).values()) == {len(EXPLICIT_BATCHES) + MIN_EXAMPLES}
+    assert set(_examples(large).values()) == {len(EXPLICIT_BATCHES) + large_plan["max_examples"]}
+
+
+def test_one_count_per_checkpoint_keeps_the_batches_shared(pytester: pytest.Pytester, tiny_checkpoint: Factory) -> None:
+    report = _audit(pytester, tiny_checkpoint("bert"), "--bert-budget=2")
+    passes = {check["check"]: check["metrics"]["forward_passes"] for check in report["checks"]}
+    assert passes["pooler_relation"] > 0 and passes["cls_differs_from_pooler"] == 0  # the second check reran nothing
+
+
+def test_the_plan_is_in_the_terminal_summary_and_junit(pytester: pytest.Pytester, tiny_checkpoint: Factory) -> None:
+    result = pytester.runpytest(f"--bert-model={tiny_checkpoint('bert')}", "-k", TWO_CHECKS, "--bert-budget=0.001", "--junitxml=junit.xml")
+    result.stdout.fnmatch_lines([f"bert: --bert-budget=0.001: {MIN_EXAMPLES} generated examples per check (predicted * s at * ms per token)"])
+    examples = [metrics["examples"] for metrics in junit_metrics(pytester.path / "junit.xml").values()]
+    assert examples == [len(EXPLICIT_BATCHES) + MIN_EXAMPLES] * 2
+
+
+def test_a_users_hypothesis_profile_wins_over_the_budget(pytester: pytest.Pytester, tiny_checkpoint: Factory) -> None:
+    pytester.makeconftest(
+        "from hypothesis import settings\nsettings.register_profile('tiny', max_examples=2, database=None, deadline=None)\n"
+    )
+    report = _audit(pytester, tiny_checkpoint("bert"), "--bert-budget=0.001", "--hypothesis-profile=tiny")
+    assert set(_examples(report).values()) == {len(EXPLICIT_BATCHES) + 2}
+    assert report["models"][0]["budget"] is None
+
+
+def test_without_a_budget_the_fixed_profile_runs(pytester: pytest.Pytester, tiny_checkpoint: Factory) -> None:
+    report = _audit(pytester, tiny_checkpoint("bert"))
+    assert set(_examples(report).values()) == {len(EXPLICIT_BATCHES) + 10}
+    assert report["models"][0]["budget"] is None
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-5", "inf", "nan"])
+def test_a_bad_budget_is_a_usage_error(pytester: pytest.Pytester, value: str) -> None:
+    result = pytester.runpytest_subprocess(f"--bert-budget={value}")
+    assert_usage_error(result, f"--bert-budget={value}: give a positive number of seconds, e.g. --bert-budget=60")
+
+
+def test_a_bad_ini_budget_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nbert_budget = soon\n")
+    result = pytester.runpytest_subprocess()
+    assert_usage_error(result, "--bert-budget=soon: give a positive number of seconds*")
+
+
+def test_a_batch_costs_its_passes() -> None:
+    import torch
+
+    single = {"input_ids": torch.ones(1, 5, dtype=torch.long), "attention_mask": torch.ones(1, 5, dtype=torch.long)}
+    padded = {"input_ids": torch.ones(2, 5, dtype=torch.long), "attention_mask": torch.tensor([[1] * 5, [1, 1, 0, 0, 0]])}
+    # alone: the shared pass and the eager pass; padded pair: also masked content, the shuffled batch and 7 real tokens alone.
+    assert batch_cost(single, head_model=False) < batch_cost(padded, head_model=False) < batch_cost(padded, head_model=True)
