@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -48,3 +50,15 @@ def test_bert_fixtures_skip_with_a_reason_when_no_model_is_given(pytester: pytes
     result = pytester.runpytest("-rs")
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["*no checkpoint to audit: pass --bert-model=PATH_OR_HUB_ID*"])
+
+
+def test_an_audit_run_lets_waiting_threads_sleep_unless_the_user_chose(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tiny_checkpoint: Callable[..., Path]
+) -> None:
+    pytester.makeconftest("import os\ndef pytest_unconfigure(config):\n    print('OMP:', os.environ.get('OMP_WAIT_POLICY'))\n")
+    checkpoint = tiny_checkpoint("bert")
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    pytester.runpytest_subprocess(f"--bert-model={checkpoint}", "--co", "-s").stdout.fnmatch_lines(["OMP: PASSIVE"])
+    pytester.runpytest_subprocess("--co", "-s").stdout.fnmatch_lines(["OMP: None"])  # no checkpoint: nothing touched
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    pytester.runpytest_subprocess(f"--bert-model={checkpoint}", "--co", "-s").stdout.fnmatch_lines(["OMP: ACTIVE"])
