@@ -1,0 +1,63 @@
+"""Overhead: the whole audit of the real MiniLM against model load plus the same forward passes, bare.
+
+First one audit runs with `bertprobe_bench_recorder`, which records every forward pass (the model class,
+attention implementation and exact input tensors). Then, alternating, each round times two fresh processes:
+the whole audit (`pytest --bert-model=MINILM` from an empty folder, no recorder) and `bare_passes.py`
+(import torch and transformers, load the checkpoint, replay the recorded passes in a plain loop), under the
+OpenMP wait policy the plugin gives its own passes (PASSIVE unless the environment sets one). The ratio of
+their median wall times is what the audit costs beyond its forward passes; the bound is 1.3.
+Usage: `python benchmarks/overhead.py [--repeats N] [CHECKPOINT]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+import common
+
+BOUND = 1.3
+HERE = Path(__file__).resolve().parent
+
+
+def record_passes(checkpoint: str, record: Path) -> common.Run:
+    """One audit with the recorder plugin, writing its forward passes to `record`."""
+    env = {**common.ENV, "BERTPROBE_RECORD": str(record), "PYTHONPATH": os.pathsep.join([str(HERE), common.ENV.get("PYTHONPATH", "")])}
+    with tempfile.TemporaryDirectory(prefix="bertprobe-bench-") as folder:
+        argv = common.audit_argv([checkpoint], "-p", "bertprobe_bench_recorder")
+        return common.checked(common.run(argv, cwd=folder, env=env), "the recording audit")
+
+
+def main() -> None:
+    """Record, then alternate audit and bare loop; print both and their ratio."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint", nargs="?", default=None, help="default: the real all-MiniLM-L6-v2")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    checkpoint = args.checkpoint or common.minilm_path()
+    print(f"checkpoint: {checkpoint}\nmachine: {common.machine()}")
+    with tempfile.TemporaryDirectory(prefix="bertprobe-record-") as folder:
+        record = Path(folder) / "passes.pt"
+        print(f"recording: {record_passes(checkpoint, record).tail(1)}")
+        bare = [common.PYTHON, str(HERE / "bare_passes.py"), checkpoint, str(record)]
+        bare_env = {**common.ENV, "OMP_WAIT_POLICY": common.ENV.get("OMP_WAIT_POLICY", "PASSIVE")}
+        results = common.alternate(
+            {
+                "audit": lambda: common.run_audit([checkpoint]),
+                "bare": lambda: common.checked(common.run(bare, env=bare_env), "the bare loop"),
+            },
+            args.repeats,
+        )
+    print(f"bare loop: {results['bare'][-1].tail(1)}")
+    print(common.describe("whole audit", results["audit"]))
+    print(common.describe("load + same passes", results["bare"]))
+    pairs = common.paired_ratios(results["audit"], results["bare"])
+    print("round ratios: " + ", ".join(f"{ratio:.2f}" for ratio in pairs))
+    print(f"machine after: {common.machine()}")
+    print(common.verdict("overhead (audit / bare, medians)", common.median_wall(results["audit"]) / common.median_wall(results["bare"]), BOUND))
+
+
+if __name__ == "__main__":
+    main()
