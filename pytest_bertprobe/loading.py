@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import re
 import time
@@ -153,8 +154,13 @@ def load_checkpoint(source: Source, checkpoint_id: str, settings: Settings) -> C
     started = time.perf_counter()
     kwargs: dict[str, Any] = {"revision": source.revision, "trust_remote_code": settings.trust_remote_code}
     config = AutoConfig.from_pretrained(source.location, **kwargs)
+    architecture = _saved_architecture(config)  # imports the model's module
+    # torch and transformers built ~1M objects that live as long as the process: freeze them (after collecting
+    # what is garbage now), so every later full collection, and the interpreter's exit, skips them.
+    gc.collect()
+    gc.freeze()
     try:
-        full_model, info = _saved_architecture(config).from_pretrained(
+        full_model, info = architecture.from_pretrained(
             source.location,
             config=config,
             dtype=getattr(torch, settings.dtype),
