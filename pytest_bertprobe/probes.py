@@ -94,6 +94,13 @@ def pass_timings(model: PreTrainedModel) -> list[tuple[int, float]]:
     return list(memo.timings) if memo is not None else []
 
 
+def ran_at_width(model: PreTrainedModel, width: int) -> bool:
+    """Whether the memo holds a pass of `model` on inputs exactly `width` tokens wide (a pass that worked)."""
+    memo = _memos.get(model)
+    widths = (forward.inputs.get("input_ids") for forward, _ in memo.entries.values()) if memo is not None else ()
+    return any(ids is not None and int(ids.shape[-1]) == width for ids in widths)
+
+
 def encode(tokenizer: PreTrainedTokenizerBase, sentences: Sequence[str], device: Any = None) -> Any:
     """Tokenize a batch the way consumers do: padded, truncated to the model maximum (recalled for a shared tokenizer)."""
     memo = _encodings.get(tokenizer)

@@ -305,6 +305,24 @@ def test_a_forward_pass_that_breaks_at_the_maximum_length_fails(tiny_checkpoint:
     assert failure.value.metrics["forward_length"] == 64
 
 
+def test_max_length_reuses_a_shared_pass_at_that_length(tiny_checkpoint: TinyFactory) -> None:
+    from pytest_bertprobe import probes
+
+    model, tokenizer = _load(tiny_checkpoint("bert"))
+    probes.share_forward_passes(model, tokenizer)
+    try:
+        probes.run(model, probes.encode(tokenizer, ["hello"]))
+        assert contract.assert_max_length_fits(model, tokenizer)["forward_length"] == 64
+        assert probes.forward_passes(model) == 2  # no pass was 64 tokens wide: it ran its own
+        probes.stop_sharing(model)
+        probes.share_forward_passes(model, tokenizer)
+        probes.run(model, probes.encode(tokenizer, ["长" * 500]))  # another check's input, truncated to 64 tokens
+        assert contract.assert_max_length_fits(model, tokenizer)["forward_length"] == 64
+        assert probes.forward_passes(model) == 1  # nothing new to run: a pass this wide already worked
+    finally:
+        probes.stop_sharing(model)
+
+
 def test_token_types_do_not_apply_without_a_token_type_table_or_ids(tiny_checkpoint: TinyFactory) -> None:
     with pytest.raises(contract.NotApplicable, match="MPNetModel has no token type embeddings"):
         contract.assert_token_types_fit(*_load(tiny_checkpoint("mpnet")))
