@@ -107,7 +107,7 @@ _ARCHS: dict[str, _Arch] = {
 
 ARCHITECTURES: tuple[str, ...] = tuple(_ARCHS)
 
-# transformers' own models whose attention mask has no effect (5.24): padding changes their outputs.
+# transformers' own models whose attention mask has no effect (5.24 and 4.57): padding changes their outputs.
 MASK_IGNORING_ARCHITECTURES: tuple[str, ...] = ("yoso", "fnet")
 _ARCHS.update({arch: _ARCHS["bert"] for arch in MASK_IGNORING_ARCHITECTURES})
 

@@ -115,7 +115,7 @@ def _audit(pytester: pytest.Pytester, *models: Path, checks: tuple[str, ...], co
 
 @pytest.fixture(scope="session")
 def mask_ignoring_checkpoint(tiny_checkpoint: Callable[..., Path]) -> Callable[[str], Path]:
-    """Tiny yoso / fnet checkpoints: transformers' own models whose attention mask has no effect (5.24)."""
+    """Tiny yoso / fnet checkpoints: transformers' own models whose attention mask has no effect (5.24 and 4.57)."""
     return tiny_checkpoint
 
 
