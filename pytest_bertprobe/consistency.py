@@ -7,7 +7,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from pytest_bertprobe import compare, probes
+from pytest_bertprobe import compare, compat, probes
 from pytest_bertprobe.invariances import NotApplicable, assert_outputs_agree, attention_mask, forward_view
 from pytest_bertprobe.tolerances import model_dtype, tolerance_for
 
@@ -53,18 +53,23 @@ def assert_eager_matches_sdpa(
 ) -> compare.Gap:
     """Assert the sdpa attention kernel gives what eager attention gives; the model's own setting is restored.
 
-    Raises `NotApplicable` when the architecture has only one of the two implementations.
+    Where the implementation cannot be switched in place (transformers 4.x), both passes run on
+    twins that share the model's weights. Raises `NotApplicable` when the architecture has only one
+    of the two implementations.
     """
     __tracebackhide__ = True
     name, current = type(model).__name__, model.config._attn_implementation
-    if not getattr(model, "_supports_sdpa", False) or not model._can_set_attn_implementation():
+    if not getattr(model, "_supports_sdpa", False):
         raise NotApplicable(
             f"{name} ({model.config.model_type}) has only the {current} attention implementation: nothing to compare"
         )
+    probes.require_eval_mode(model)
     mask = attention_mask(inputs)
+    in_place = compat.switches_attention_in_place(model)
     outputs = {
         implementation: forward_view(
-            probes.run(model, inputs) if implementation == current else _pass_with(model, implementation, inputs), mask
+            probes.run(model, inputs) if in_place and implementation == current else _pass_with(model, implementation, inputs),
+            mask,
         )
         for implementation in (_REFERENCE, _FUSED)
     }
@@ -82,12 +87,8 @@ def assert_eager_matches_sdpa(
 
 def _pass_with(model: PreTrainedModel, implementation: str, inputs: Mapping[str, Any]) -> probes.Forward:
     """One fresh pass with another attention implementation, then the model's own one again."""
-    original = model.config._attn_implementation
-    model.set_attn_implementation(implementation)
-    try:
-        return probes.execute(model, inputs)
-    finally:
-        model.set_attn_implementation(original)
+    with compat.attention_implementation(model, implementation) as switched:
+        return probes.execute(switched, inputs)
 
 
 def assert_save_load_round_trip(

@@ -6,7 +6,7 @@ import inspect
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from pytest_bertprobe import compare, probes
+from pytest_bertprobe import compare, compat, probes
 from pytest_bertprobe.compare import NotApplicable
 from pytest_bertprobe.sentences import PROBE_SENTENCES
 from pytest_bertprobe.tolerances import model_dtype, tolerance_for
@@ -107,8 +107,8 @@ def assert_hidden_states_consistent(
     mask = attention_mask(inputs)
     last, expected_last, claim = forward.hidden_states[-1], forward.last_hidden_state, "hidden_states[-1] == last_hidden_state"
     final_norm = getattr(model, "final_norm", None)
-    if getattr(model.config, "tie_last_hidden_states", None) is False and isinstance(final_norm, torch.nn.Module):
-        # Untied on purpose (DESIGN §4): hidden_states[-1] is the state before the final norm.
+    if not compat.ties_last_hidden_state(model.config) and isinstance(final_norm, torch.nn.Module):
+        # Untied on purpose (DESIGN §4), or by transformers 4.x: hidden_states[-1] is the state before the final norm.
         with torch.inference_mode():
             last = final_norm(last)
         claim = "final_norm(hidden_states[-1]) == last_hidden_state"

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pytest_bertprobe import compat
 from pytest_bertprobe.options import Settings
 
 if TYPE_CHECKING:
@@ -180,9 +181,9 @@ def load_checkpoint(source: Source, checkpoint_id: str, settings: Settings) -> C
         head_model=full_model if full_model is not model else None,
         tokenizer=tokenizer,
         loading_info=LoadingInfo(
-            missing_keys=set(info.get("missing_keys", ())),
-            unexpected_keys=set(info.get("unexpected_keys", ())),
-            mismatched_keys={str(key) for key in info.get("mismatched_keys", ())},
+            missing_keys=compat.key_names(info.get("missing_keys", ())),
+            unexpected_keys=compat.key_names(info.get("unexpected_keys", ())),
+            mismatched_keys=compat.key_names(info.get("mismatched_keys", ())),
         ),
         device=device,
         load_seconds=time.perf_counter() - started,

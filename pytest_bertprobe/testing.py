@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import torch
 import transformers
-from transformers import PreTrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from pytest_bertprobe.sentences import SEED_SENTENCES
 
@@ -107,7 +107,7 @@ _ARCHS: dict[str, _Arch] = {
 
 ARCHITECTURES: tuple[str, ...] = tuple(_ARCHS)
 
-# transformers' own models whose attention mask has no effect (5.24): padding changes their outputs.
+# transformers' own models whose attention mask has no effect (5.24 and 4.57): padding changes their outputs.
 MASK_IGNORING_ARCHITECTURES: tuple[str, ...] = ("yoso", "fnet")
 _ARCHS.update({arch: _ARCHS["bert"] for arch in MASK_IGNORING_ARCHITECTURES})
 
@@ -152,7 +152,7 @@ def make_tiny_checkpoint(
     return out
 
 
-def _resolve_model_class(name: str, config: PreTrainedConfig) -> type[PreTrainedModel]:
+def _resolve_model_class(name: str, config: PretrainedConfig) -> type[PreTrainedModel]:
     cls = getattr(transformers, name, None)
     if cls is None:
         raise ValueError(f"transformers has no class named {name!r}")
@@ -168,7 +168,7 @@ def _resolve_model_class(name: str, config: PreTrainedConfig) -> type[PreTrained
     return cls
 
 
-def _build_config(arch: str, spec: _Arch, tokenizer: PreTrainedTokenizerBase) -> PreTrainedConfig:
+def _build_config(arch: str, spec: _Arch, tokenizer: PreTrainedTokenizerBase) -> PretrainedConfig:
     config_cls = transformers.CONFIG_MAPPING[arch]
     defaults = config_cls().to_dict()
     bos = tokenizer.bos_token_id if tokenizer.bos_token is not None else tokenizer.cls_token_id
@@ -187,7 +187,8 @@ def _build_config(arch: str, spec: _Arch, tokenizer: PreTrainedTokenizerBase) ->
 
 def _build_tokenizer(spec: _Arch, extra_words: Iterable[str]) -> PreTrainedTokenizerBase:
     chars, words = _alphabet(extra_words, spec.lowercase)
-    cls = getattr(transformers, spec.tokenizer_class)
+    legacy = not hasattr(transformers, "TokenizersBackend")  # transformers 4.x: separate slow and fast classes
+    cls = getattr(transformers, spec.tokenizer_class + ("Fast" if legacy else ""))
     kwargs: dict[str, Any] = {"model_max_length": _MAX_LENGTH, "padding_side": "right"}
     if "do_lower_case" in inspect.signature(cls.__init__).parameters:
         kwargs["do_lower_case"] = spec.lowercase
@@ -204,6 +205,10 @@ def _build_tokenizer(spec: _Arch, extra_words: Iterable[str]) -> PreTrainedToken
         ]
     else:
         kwargs["vocab"], kwargs["merges"] = _byte_bpe(spec.specials, chars, words)
+    if legacy:
+        from pytest_bertprobe._tokenizers4 import build_tokenizer
+
+        return build_tokenizer(spec.tokenizer_class, spec.specials, kwargs, bare_backend=spec.bare_backend)
     tokenizer = cls(**kwargs)
     if spec.bare_backend:
         pad, unk, cls_token, sep, mask = spec.specials

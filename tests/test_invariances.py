@@ -75,20 +75,22 @@ def bert_model(bert_checkpoint):
     return bert_checkpoint.model
 """
 
+# transformers' sdpa attention (5.x interface and 4.x Sdpa classes alike) calls torch's kernel at call time.
 LOSSY_SDPA = """
-from transformers.integrations.sdpa_attention import sdpa_attention_forward
-from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+import torch
 
-def lossy_sdpa(module, query, key, value, attention_mask, **kwargs):
+fused_kernel = torch.nn.functional.scaled_dot_product_attention
+
+def lossy_sdpa(query, key, value, *args, **kwargs):
     # a fused kernel that rounds its operands to bfloat16
     query, key, value = (tensor.bfloat16().float() for tensor in (query, key, value))
-    return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    return fused_kernel(query, key, value, *args, **kwargs)
 
 def pytest_configure(config):
-    ALL_ATTENTION_FUNCTIONS["sdpa"] = lossy_sdpa
+    torch.nn.functional.scaled_dot_product_attention = lossy_sdpa
 
 def pytest_unconfigure(config):
-    del ALL_ATTENTION_FUNCTIONS["sdpa"]
+    torch.nn.functional.scaled_dot_product_attention = fused_kernel
 """
 
 EPS_NOT_IN_CONFIG = """
@@ -113,7 +115,7 @@ def _audit(pytester: pytest.Pytester, *models: Path, checks: tuple[str, ...], co
 
 @pytest.fixture(scope="session")
 def mask_ignoring_checkpoint(tiny_checkpoint: Callable[..., Path]) -> Callable[[str], Path]:
-    """Tiny yoso / fnet checkpoints: transformers' own models whose attention mask has no effect (5.24)."""
+    """Tiny yoso / fnet checkpoints: transformers' own models whose attention mask has no effect (5.24 and 4.57)."""
     return tiny_checkpoint
 
 
@@ -262,9 +264,9 @@ def test_training_mode_fails_the_helper_directly(tiny_checkpoint: Callable[..., 
 
 
 def test_a_lossy_sdpa_kernel_fails_against_eager(pytester: pytest.Pytester, tiny_checkpoint: Callable[..., Path]) -> None:
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+    import torch
 
+    fused_kernel = torch.nn.functional.scaled_dot_product_attention
     result = _audit(pytester, tiny_checkpoint("bert"), checks=("eager_matches_sdpa",), conftest=LOSSY_SDPA)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([
@@ -272,7 +274,7 @@ def test_a_lossy_sdpa_kernel_fails_against_eager(pytester: pytest.Pytester, tiny
         "E*(up to 1e-05 allowed)",
         "E*Hint: the sdpa attention kernel disagrees with the reference eager attention on cpu*",
     ])
-    assert ALL_ATTENTION_FUNCTIONS["sdpa"] is sdpa_attention_forward  # the planted kernel is gone again
+    assert torch.nn.functional.scaled_dot_product_attention is fused_kernel  # the planted kernel is gone again
 
 
 def _crashing_kernel(*args: Any, **kwargs: Any) -> Any:
@@ -283,17 +285,17 @@ def _crashing_kernel(*args: Any, **kwargs: Any) -> Any:
 def test_the_attention_implementation_is_restored_even_on_failure(
     loaded_with: str, tiny_checkpoint: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+    import torch
 
     model, tokenizer = _load(tiny_checkpoint("bert"), attn_implementation=loaded_with)
     inputs = _probe_inputs(tokenizer)
     assert_eager_matches_sdpa(model, inputs)
     assert model.config._attn_implementation == loaded_with
-    monkeypatch.setitem(ALL_ATTENTION_FUNCTIONS, "sdpa", lambda module, query, *args, **kwargs: (query.transpose(1, 2), None))
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", lambda query, *args, **kwargs: query)
     with pytest.raises(AssertionError, match="attn_implementation='sdpa'"):
         assert_eager_matches_sdpa(model, inputs)
     assert model.config._attn_implementation == loaded_with
-    monkeypatch.setitem(ALL_ATTENTION_FUNCTIONS, "sdpa", _crashing_kernel)
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", _crashing_kernel)
     with pytest.raises(RuntimeError, match="sdpa kernel crashed"):
         assert_eager_matches_sdpa(model, inputs)
     assert model.config._attn_implementation == loaded_with
