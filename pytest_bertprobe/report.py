@@ -240,7 +240,7 @@ def write_summary(terminal: pytest.TerminalReporter, session: ProbeSession) -> N
             plan = record.budget
             terminal.write_line(
                 f"{record.id}: --bert-budget={plan['budget_seconds']:g}: {plan['max_examples']} generated examples per check "
-                f"(predicted {plan['predicted_seconds']:.0f} s at {plan['seconds_per_token'] * 1e3:.3g} ms per token)"
+                f"(predicted {plan['predicted_seconds']:.0f} s; {plan['seconds_per_example']:.3g} s per example)"
             )
         for check in record.checks:
             if verbose or check.outcome in ("failed", "error"):

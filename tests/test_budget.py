@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bertprobe.audit.budget import MIN_EXAMPLES, batch_cost
+from pytest_bertprobe.audit.budget import MIN_EXAMPLES, Price, batch_passes, fit_price
 from pytest_bertprobe.audit.harness import EXPLICIT_BATCHES
 from tests.helpers import assert_usage_error, junit_metrics
 
@@ -31,7 +31,7 @@ def test_a_small_budget_gets_fewer_examples_than_a_large_one(pytester: pytest.Py
     small, large = _audit(pytester, checkpoint, "--bert-budget=0.001"), _audit(pytester, checkpoint, "--bert-budget=4")
     (small_plan,), (large_plan,) = ([model["budget"] for model in report["models"]] for report in (small, large))
     assert small_plan["max_examples"] == MIN_EXAMPLES < large_plan["max_examples"]
-    assert small_plan["budget_seconds"] == 0.001 and small_plan["seconds_per_token"] > 0
+    assert small_plan["budget_seconds"] == 0.001 and small_plan["seconds_per_example"] > 0
     # Every generated check gets the plan's count, after the explicit examples.
     assert set(_examples(small).values()) == {len(EXPLICIT_BATCHES) + MIN_EXAMPLES}
     assert set(_examples(large).values()) == {len(EXPLICIT_BATCHES) + large_plan["max_examples"]}
@@ -45,7 +45,7 @@ def test_one_count_per_checkpoint_keeps_the_batches_shared(pytester: pytest.Pyte
 
 def test_the_plan_is_in_the_terminal_summary_and_junit(pytester: pytest.Pytester, tiny_checkpoint: Factory) -> None:
     result = pytester.runpytest(f"--bert-model={tiny_checkpoint('bert')}", "-k", TWO_CHECKS, "--bert-budget=0.001", "--junitxml=junit.xml")
-    result.stdout.fnmatch_lines([f"bert: --bert-budget=0.001: {MIN_EXAMPLES} generated examples per check (predicted * s at * ms per token)"])
+    result.stdout.fnmatch_lines([f"bert: --bert-budget=0.001: {MIN_EXAMPLES} generated examples per check (predicted * s; * s per example)"])
     examples = [metrics["examples"] for metrics in junit_metrics(pytester.path / "junit.xml").values()]
     assert examples == [len(EXPLICIT_BATCHES) + MIN_EXAMPLES] * 2
 
@@ -82,5 +82,15 @@ def test_a_batch_costs_its_passes() -> None:
 
     single = {"input_ids": torch.ones(1, 5, dtype=torch.long), "attention_mask": torch.ones(1, 5, dtype=torch.long)}
     padded = {"input_ids": torch.ones(2, 5, dtype=torch.long), "attention_mask": torch.tensor([[1] * 5, [1, 1, 0, 0, 0]])}
-    # alone: the shared pass and the eager pass; padded pair: also masked content, the shuffled batch and 7 real tokens alone.
-    assert batch_cost(single, head_model=False) < batch_cost(padded, head_model=False) < batch_cost(padded, head_model=True)
+    # alone: the shared pass and the eager pass; a padded pair: also masked content, the shuffled batch, each row alone.
+    assert batch_passes(single, head_model=False) == (2.3, 11.5)
+    assert batch_passes(padded, head_model=False) == (6.3, 4.3 * 10 + 7)
+    assert batch_passes(padded, head_model=True) == (7.3, 5.3 * 10 + 7)
+
+
+def test_a_pass_is_priced_per_pass_and_per_token() -> None:
+    warm_up = (3, 9.0)
+    fitted = fit_price([warm_up, (10, 1.1), (110, 2.1)])
+    assert (fitted.per_pass, fitted.per_token) == pytest.approx((1.0, 0.01))
+    assert fit_price([warm_up, (10, 2.0), (110, 1.0)]) == Price(1.5, 0.0)  # noise: a flat price per pass
+    assert fit_price([(100, 1.0)]) == Price(1.0, 0.0)  # one pass: nothing left out

@@ -1,12 +1,14 @@
 """`--bert-budget`: how many generated examples the audit checks get so that a checkpoint fits its time budget.
 
-The cost of an audit is forward passes. Before the first generated check of a checkpoint runs, the probe
-and seed batches go through the model (the memo keeps them for the checks that read them later): their
-seconds per token, on this machine and this checkpoint, price every other pass. The explicit batches and
-the first batches Hypothesis will generate (same seed, same batches) are tokenized to count the tokens
-each costs. What the budget leaves after the load, the save/load round trip, the explicit examples and
-the fixed checks, divided by the cost of one generated example, is the example count of every generated
-check: one count per checkpoint, so every check still draws the same batches and shares their passes.
+The cost of an audit is forward passes. Before the first generated check of a checkpoint runs, a few
+batches every audit needs anyway (the empty sentence, the seed's, the probe sentences) go through the
+model and stay in the memo for the checks that read them later. Their timings, on this machine and this
+checkpoint, fit a pass's price: a fixed part (every weight is read once per pass, which dominates short
+batches of large models) plus a part per token. The explicit batches and the first batches Hypothesis will
+generate (same seed, same batches) are tokenized and priced pass by pass. What the budget leaves after the
+load, the save/load round trip and the explicit examples, divided by the price of one generated example,
+is the example count of every generated check: one count per checkpoint, so every check still draws the
+same batches and shares their passes.
 """
 
 from __future__ import annotations
@@ -18,14 +20,13 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from pytest_bertprobe import probes
-from pytest_bertprobe.tokenizer_contract import usable_positions
 
 MIN_EXAMPLES = 1
 MAX_EXAMPLES = 1000
-# Everything besides forward passes (tokenizing, comparing, Hypothesis, pytest); the overhead benchmark bounds it by 1.3.
-OVERHEAD = 1.3
+# Per example and generated check, besides its passes: Hypothesis, tokenizing, comparing (measured on MiniLM).
+CHECK_SECONDS = 0.008
 # Eager attention materializes the attention matrix: slower than the fused kernel the other passes use.
-EAGER_COST = 1.5
+EAGER_COST = 1.3
 
 
 @dataclass(frozen=True)
@@ -34,37 +35,59 @@ class Plan:
 
     budget_seconds: float
     max_examples: int
+    seconds_per_pass: float
     seconds_per_token: float
-    tokens_per_example: float
+    seconds_per_example: float
     fixed_seconds: float
     predicted_seconds: float
 
     def metrics(self) -> dict[str, Any]:
         """Plain JSON for the report, rounded for reading."""
-        return {key: round(value, 9) if isinstance(value, float) else value for key, value in asdict(self).items()}
+        return {key: round(value, 6) if isinstance(value, float) else value for key, value in asdict(self).items()}
 
 
-def batch_cost(inputs: Any, *, head_model: bool) -> float:
-    """Token-passes one batch costs across the generated checks, in fused-attention tokens.
+@dataclass(frozen=True)
+class Price:
+    """A pass's price: seconds per pass plus seconds per token."""
+
+    per_pass: float
+    per_token: float
+
+    def of(self, passes: float, tokens: float) -> float:
+        """Seconds for `passes` passes over `tokens` tokens in all."""
+        return passes * self.per_pass + tokens * self.per_token
+
+
+def fit_price(timings: Sequence[tuple[int, float]]) -> Price:
+    """Least squares over `(tokens, seconds)` of the passes run so far; the first pays for warm-up and is left out."""
+    points = [(tokens, seconds) for tokens, seconds in timings[1:] or timings if tokens > 0]
+    if not points:
+        raise ValueError("no forward pass measured yet")
+    mean_tokens = statistics.fmean(tokens for tokens, _ in points)
+    mean_seconds = statistics.fmean(seconds for _, seconds in points)
+    spread = sum((tokens - mean_tokens) ** 2 for tokens, _ in points)
+    slope = sum((tokens - mean_tokens) * (seconds - mean_seconds) for tokens, seconds in points) / spread if spread else 0.0
+    if slope <= 0:  # noise or one size only: a flat price per pass
+        return Price(mean_seconds, 0.0)
+    intercept = mean_seconds - slope * mean_tokens
+    if intercept < 0:  # a price per token only
+        return Price(0.0, sum(seconds for _, seconds in points) / sum(tokens for tokens, _ in points))
+    return Price(intercept, slope)
+
+
+def batch_passes(inputs: Any, *, head_model: bool) -> tuple[float, float]:
+    """Passes and tokens one batch costs across the generated checks (eager passes weighted by EAGER_COST).
 
     Shared by every check: one pass; eager_matches_sdpa: one eager pass; masked_content_invariance: one
     pass when a row is padded; permutation_equivariance: one when there are two rows or more; padding_invariance:
     each row alone; head_relation: one pass of the head model.
     """
-    mask = inputs["attention_mask"] if "attention_mask" in inputs else None
     rows, width = (int(size) for size in inputs["input_ids"].shape)
     padded = rows * width
-    real = int(mask.sum()) if mask is not None else padded
-    passes = 1 + EAGER_COST + (1 if real < padded else 0) + (1 if rows > 1 else 0) + (1 if head_model else 0)
-    return passes * padded + (real if rows > 1 else 0)
-
-
-def seconds_per_token(model: Any) -> float:
-    """Seconds per token of the passes run so far; the first pass pays for warm-up, so it is left out when others exist."""
-    timings = [(tokens, seconds) for tokens, seconds in probes.pass_timings(model) if tokens > 0]
-    if not timings:
-        raise ValueError("no forward pass measured yet")
-    return statistics.fmean(seconds / tokens for tokens, seconds in (timings[1:] or timings))
+    real = int(inputs["attention_mask"].sum()) if "attention_mask" in inputs else padded
+    full = 1 + EAGER_COST + (real < padded) + (rows > 1) + head_model
+    alone = rows if rows > 1 else 0
+    return full + alone, full * padded + (real if alone else 0)
 
 
 def plan_examples(
@@ -74,26 +97,25 @@ def plan_examples(
     *,
     load_seconds: float,
     head_model: bool,
+    generated_checks: int,
     calibration: Sequence[Sequence[str]],
     explicit: Sequence[Sequence[str]],
     generated: Sequence[Sequence[str]],
 ) -> Plan:
-    """Run the `calibration` batches (they are memoized for later checks), price the rest, pick the example count."""
+    """Run the `calibration` batches (memoized for later checks), price the rest, pick the example count."""
     for sentences in calibration:
         probes.run(model, probes.encode(tokenizer, sentences, model.device))
-    rate = seconds_per_token(model)
+    price = fit_price(probes.pass_timings(model))
 
-    def tokens(batches: Sequence[Sequence[str]]) -> list[float]:
-        return [batch_cost(probes.encode(tokenizer, batch, model.device), head_model=head_model) for batch in batches]
+    def seconds(batch: Sequence[str]) -> float:
+        return price.of(*batch_passes(probes.encode(tokenizer, batch, model.device), head_model=head_model))
 
-    per_example = statistics.fmean(tokens(generated)) if generated else 1.0
-    # Fixed checks: a second pass (determinism) and a reloaded pass (save/load) of the probe batch, one pass at
-    # the maximum length, and the round trip's save and load, priced as a second load.
-    probe_tokens = probes.encode(tokenizer, calibration[0], model.device)["input_ids"].numel()
-    max_length = min(n for n in (getattr(tokenizer, "model_max_length", None), usable_positions(model), 4096) if n)
-    fixed_tokens = sum(tokens(explicit)) + 2 * probe_tokens + max_length
-    fixed = 2 * load_seconds + OVERHEAD * rate * fixed_tokens
-    affordable = (budget - fixed) / (OVERHEAD * rate * per_example)
+    per_check = CHECK_SECONDS * generated_checks
+    per_example = statistics.fmean(seconds(batch) for batch in generated) + per_check if generated else per_check
+    # The load already spent, the save/load round trip's reload priced as another, and its second pass
+    # with determinism's; then every explicit example.
+    probe_tokens = probes.encode(tokenizer, calibration[-1], model.device)["input_ids"].numel()
+    fixed = 2 * load_seconds + price.of(2, 2 * probe_tokens) + sum(seconds(batch) + per_check for batch in explicit)
+    affordable = (budget - fixed) / per_example
     count = max(MIN_EXAMPLES, min(MAX_EXAMPLES, math.floor(affordable) if affordable > 0 else 0))
-    predicted = fixed + OVERHEAD * rate * per_example * count
-    return Plan(budget, count, rate, per_example, fixed, predicted)
+    return Plan(budget, count, price.per_pass, price.per_token, per_example, fixed, fixed + per_example * count)

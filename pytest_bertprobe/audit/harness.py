@@ -92,11 +92,25 @@ def budget_plan(request: pytest.FixtureRequest) -> Plan | None:
         plans[checkpoint.id] = plan_examples(
             checkpoint.model, tokenizer, session.settings.budget,
             load_seconds=checkpoint.load_seconds, head_model=checkpoint.head_model is not None,
-            calibration=[PROBE_SENTENCES, SEED_SENTENCES], explicit=EXPLICIT_BATCHES,
+            generated_checks=_generated_checks(request.session, checkpoint.source),
+            # The empty sentence first (a warm-up pass), then two sizes to fit a pass's price; all needed later.
+            calibration=[("",), SEED_SENTENCES, PROBE_SENTENCES], explicit=EXPLICIT_BATCHES,
             generated=[materialize(batch, tokenizer) for batch in _first_batches(_PLANNED_SAMPLE)],
         )  # fmt: skip
         session.record(checkpoint.id).budget = plans[checkpoint.id].metrics()
     return plans[checkpoint.id]
+
+
+def _generated_checks(session: pytest.Session, source: Any) -> int:
+    """How many of this run's tests are generated audit checks of the checkpoint at `source`."""
+    return sum(
+        1
+        for item in session.items
+        if getattr(getattr(item, "obj", None), "is_hypothesis_test", False)
+        and item.get_closest_marker("bertprobe_audit") is not None
+        and getattr(item, "callspec", None) is not None
+        and item.callspec.params.get("bert_checkpoint") == source
+    )
 
 
 @functools.cache
