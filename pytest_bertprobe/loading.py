@@ -156,10 +156,10 @@ def load_checkpoint(source: Source, checkpoint_id: str, settings: Settings) -> C
     kwargs: dict[str, Any] = {"revision": source.revision, "trust_remote_code": settings.trust_remote_code}
     config = AutoConfig.from_pretrained(source.location, **kwargs)
     architecture = _saved_architecture(config)  # imports the model's module
-    # torch and transformers built ~1M objects that live as long as the process: freeze them (after collecting
-    # what is garbage now), so every later full collection, and the interpreter's exit, skips them.
-    gc.collect()
-    gc.freeze()
+    # torch and transformers built ~1M objects that live as long as the process: freeze them, once, so every
+    # later full collection, and the interpreter's exit, skips them (models loaded later stay collectable).
+    if gc.get_freeze_count() == 0:
+        gc.freeze()
     try:
         full_model, info = architecture.from_pretrained(
             source.location,
