@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import pytest
-from hypothesis import HealthCheck, Phase, example, given, seed, settings
+from hypothesis import HealthCheck, Phase, given, seed, settings
 
 from pytest_bertprobe import probes
 from pytest_bertprobe.audit.budget import Plan, plan_examples
@@ -54,26 +54,27 @@ def audit_settings() -> settings:
 
 
 def given_batches(test: Test) -> Test:
-    """Run `test(..., batch)` on generated batches, after the seed's sentences and the edge cases.
+    """Run `test(..., batch)` on each explicit batch (the probe sentences alone), then on generated batches.
 
-    Hypothesis reads a test's settings when it is called; under `--bert-budget` the example count is set
-    then, once the checkpoint's cost is known.
+    The explicit batches run here rather than as Hypothesis `@example`s, which pretty-print every argument
+    (whole models) for each one. Hypothesis reads a test's settings when it is called; under `--bert-budget`
+    the example count is set then, once the checkpoint's cost is known.
     """
-    decorated = given(batch=batches(audit_sentences()))(test)
-    for batch in reversed(EXPLICIT_BATCHES):
-        decorated = example(batch=list(batch))(decorated)
-    hypothesis_test = settings(audit_settings())(seed(AUDIT_SEED)(decorated))
+    hypothesis_test = settings(audit_settings())(seed(AUDIT_SEED)(given(batch=batches(audit_sentences()))(test)))
 
     @functools.wraps(hypothesis_test)
-    def budgeted(*args: Any, **kwargs: Any) -> Any:
+    def explicit_then_generated(*args: Any, **kwargs: Any) -> Any:
         # The Hypothesis plugin adjusts the collected object's settings (pytest collects this wrapper).
-        current = budgeted._hypothesis_internal_use_settings  # type: ignore[attr-defined]
+        current = explicit_then_generated._hypothesis_internal_use_settings  # type: ignore[attr-defined]
         plan = budget_plan(kwargs["request"])
         chosen = current if plan is None else settings(current, max_examples=plan.max_examples)
         hypothesis_test._hypothesis_internal_use_settings = chosen  # type: ignore[attr-defined]
+        if Phase.explicit in chosen.phases:
+            for batch in EXPLICIT_BATCHES:
+                test(*args, **kwargs, batch=list(batch))
         return hypothesis_test(*args, **kwargs)
 
-    return budgeted  # type: ignore[return-value]
+    return explicit_then_generated  # type: ignore[return-value]
 
 
 _PLANS = pytest.StashKey[dict[str, Plan]]()
