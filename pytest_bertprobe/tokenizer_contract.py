@@ -126,10 +126,11 @@ def assert_special_tokens_in_place(
         raise NotApplicable(f"{type(tokenizer).__name__} defines neither [CLS]/BOS nor [SEP]/EOS")
     length = _working_length(model, tokenizer)
     # Fast tokenizers truncate very long texts in time (and, for pairs, memory: a 20k-character pair exhausts
-    # 24 GiB) that grow with the text; clipped texts still overflow `length`, and `_long_text` always does.
+    # 24 GiB) that grows faster than the text. At a token per 8 characters or more, a text clipped to 8 * length
+    # characters still overflows `length`, and so does a pair of halves that long; `_long_text` always does.
     clip = 8 * length
     singles = [*(text[:clip] for text in sentences), _long_text(length)]
-    clipped_pairs = [(a[:clip], b[:clip]) for a, b in pairs]
+    clipped_pairs = [(a[: clip // 2], b[: clip // 2]) for a, b in pairs]
     inputs: list[str | tuple[str, str]] = [*singles[:-1], *clipped_pairs, singles[-1]]
     # One call per shape: the same ids as a call per text, for a fraction of the per-call cost.
     single_ids = tokenizer(singles, truncation=True, max_length=length)["input_ids"]

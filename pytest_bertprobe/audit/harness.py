@@ -70,11 +70,25 @@ def given_batches(test: Test) -> Test:
         chosen = current if plan is None else settings(current, max_examples=plan.max_examples)
         hypothesis_test._hypothesis_internal_use_settings = chosen  # type: ignore[attr-defined]
         if Phase.explicit in chosen.phases:
-            for batch in EXPLICIT_BATCHES:
-                test(*args, **kwargs, batch=list(batch))
+            _run_explicit(test, args, kwargs)
         return hypothesis_test(*args, **kwargs)
 
     return explicit_then_generated  # type: ignore[return-value]
+
+
+def _run_explicit(test: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Every explicit batch; of those that fail, raise the simplest (shortest), as Hypothesis reports them."""
+    failures: list[tuple[str, Exception]] = []
+    for batch in EXPLICIT_BATCHES:
+        try:
+            test(*args, **kwargs, batch=list(batch))
+        except Exception as failure:  # noqa: BLE001 - skips and pytest outcomes are BaseExceptions: they stop the loop
+            failures.append((repr(batch), failure))
+    if failures:
+        _, simplest = min(failures, key=lambda failure: (len(failure[0]), failure[0]))
+        if len(failures) > 1 and hasattr(simplest, "add_note"):  # Python 3.11+
+            simplest.add_note(f"(note: {len(failures) - 1} other explicit batches also failed)")
+        raise simplest
 
 
 _PLANS = pytest.StashKey[dict[str, Plan]]()
