@@ -6,6 +6,8 @@ import gc
 import json
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -146,20 +148,38 @@ def resolve_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
+@contextmanager
+def _long_lived_imports() -> Iterator[None]:
+    """Around importing torch and transformers: ~1M objects that live as long as the process.
+
+    No collections while they are built (each full one rescans them all and frees next to nothing); then one,
+    and what is left is frozen, once, so every later collection and the interpreter's exit skip it. The
+    collection must come first: frozen garbage (frames of a caught ImportError) would pin whatever their
+    callers' frames hold later, such as a model. On the MiniLM audit: 0.3 s less importing, 1 s less at exit.
+    """
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
+        if gc.get_freeze_count() == 0:
+            gc.collect()
+            gc.freeze()
+
+
 def load_checkpoint(source: Source, checkpoint_id: str, settings: Settings) -> Checkpoint:
     """Load model and tokenizer with the requested dtype and device, in eval mode."""
-    import torch
-    from transformers import AutoConfig, AutoTokenizer
+    with _long_lived_imports():
+        import torch
+        from transformers import AutoConfig, AutoTokenizer
 
-    device = resolve_device(settings.device)
-    started = time.perf_counter()
-    kwargs: dict[str, Any] = {"revision": source.revision, "trust_remote_code": settings.trust_remote_code}
-    config = AutoConfig.from_pretrained(source.location, **kwargs)
-    architecture = _saved_architecture(config)  # imports the model's module
-    # torch and transformers built ~1M objects that live as long as the process: freeze them, once, so every
-    # later full collection, and the interpreter's exit, skips them (models loaded later stay collectable).
-    if gc.get_freeze_count() == 0:
-        gc.freeze()
+        device = resolve_device(settings.device)
+        started = time.perf_counter()
+        kwargs: dict[str, Any] = {"revision": source.revision, "trust_remote_code": settings.trust_remote_code}
+        config = AutoConfig.from_pretrained(source.location, **kwargs)
+        architecture = _saved_architecture(config)  # imports the model's module
     try:
         full_model, info = architecture.from_pretrained(
             source.location,
