@@ -154,11 +154,12 @@ def assert_agrees_with_reference(
 def config_differences(config: Any, reference_config: Any) -> list[str]:
     """`key: value here, value in the reference` for each setting both configs have and set differently."""
     ours, theirs = config_values(config), config_values(reference_config)
-    return [
-        f"{key}: {ours[key]!r} here, {theirs[key]!r} in the reference"
-        for key in sorted(ours.keys() & theirs.keys())
-        if ours[key] != theirs[key]
-    ]
+    return [f"{key}: {ours[key]!r} here, {theirs[key]!r} in the reference" for key in differing_settings(ours, theirs)]
+
+
+def differing_settings(ours: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
+    """The keys both `config_values` dicts have and set differently, sorted."""
+    return [key for key in sorted(ours.keys() & theirs.keys()) if ours[key] != theirs[key]]
 
 
 def weight_differences(model: PreTrainedModel, reference: PreTrainedModel, limit: int = _LISTED) -> list[str]:
@@ -265,8 +266,8 @@ def _assert_same_ids(
             continue
         ours, theirs = inputs[key].cpu(), reference_inputs[key].cpu()
         for row in range(max(len(ours), len(theirs))):
-            mine = _unpadded(ours, inputs, row)
-            original = _unpadded(theirs, reference_inputs, row)
+            mine = real_ids(ours, inputs, row)
+            original = real_ids(theirs, reference_inputs, row)
             if mine == original:
                 continue
             position = next((i for i, (a, b) in enumerate(zip(mine, original)) if a != b), min(len(mine), len(original)))
@@ -283,7 +284,8 @@ def _assert_same_ids(
             raise failure
 
 
-def _unpadded(tensor: torch.Tensor, inputs: Mapping[str, torch.Tensor], row: int) -> list[int]:
+def real_ids(tensor: torch.Tensor, inputs: Mapping[str, torch.Tensor], row: int) -> list[int]:
+    """Row `row` of `tensor` (ids, mask or token types) at the positions `inputs`' attention mask keeps."""
     if row >= len(tensor):
         return []
     values = tensor[row]

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_bertprobe import probes, reference, tolerances
 from pytest_bertprobe.compare import Gap, assert_close, measure
+from pytest_bertprobe.embedding import sentence_embedding
 from pytest_bertprobe.sentences import PROBE_SENTENCES
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ def take_snapshot(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, se
         "model_type": str(model.config.model_type),
         "dtype": tolerances.model_dtype(model),
         "sentences": list(sentences),
-        "input_ids": [_real_ids(inputs, row) for row in range(len(sentences))],
+        "input_ids": [reference.real_ids(inputs["input_ids"], inputs, row) for row in range(len(sentences))],
         "embeddings": {kind: _encode_tensor(vector) for kind, vector in _embeddings(model, inputs).items()},
         "config_hash": _config_hash(config),
         "config": config,
@@ -98,7 +99,7 @@ def assert_matches_snapshot(
     __tracebackhide__ = True
     sentences = list(snapshot["sentences"])
     inputs = probes.encode(tokenizer, sentences, model.device)
-    now_ids = [_real_ids(inputs, row) for row in range(len(sentences))]
+    now_ids = [reference.real_ids(inputs["input_ids"], inputs, row) for row in range(len(sentences))]
     for row, (then, now) in enumerate(zip(snapshot["input_ids"], now_ids)):
         if then != now:
             raise AssertionError(
@@ -142,8 +143,8 @@ def tensor_hashes(model: PreTrainedModel) -> dict[str, str]:
 def _changes(model: PreTrainedModel, snapshot: dict[str, Any], same_dtype: bool) -> tuple[list[str], bool]:
     """Config keys and weights that differ from the snapshot's, one line each kind; and whether any do."""
     config = reference.config_values(model.config)
-    keys = sorted(config.keys() & snapshot["config"].keys())
-    settings = [f"{key}: {snapshot['config'][key]!r} then, {config[key]!r} now" for key in keys if config[key] != snapshot["config"][key]]
+    differing = reference.differing_settings(config, snapshot["config"])
+    settings = [f"{key}: {snapshot['config'][key]!r} then, {config[key]!r} now" for key in differing]
     lines = ["Config differences: " + ("; ".join(settings) if settings else "none")]
     if not same_dtype:
         return lines + [f"Weights: not compared (snapshot in {snapshot['dtype']}, model in {tolerances.model_dtype(model)})"], bool(settings)
@@ -157,18 +158,8 @@ def _changes(model: PreTrainedModel, snapshot: dict[str, Any], same_dtype: bool)
 
 def _embeddings(model: PreTrainedModel, inputs: Any) -> dict[str, torch.Tensor]:
     forward = probes.run(model, inputs)
-    mask = forward.inputs["attention_mask"].unsqueeze(-1).to(forward.last_hidden_state.dtype)
-    vectors = {"cls": forward.last_hidden_state[:, 0], "mean": (forward.last_hidden_state * mask).sum(1) / mask.sum(1).clamp_min(1)}
-    if forward.pooler_output is not None:
-        vectors["pooler"] = forward.pooler_output
-    return {kind: vectors[kind] for kind in EMBEDDINGS if kind in vectors}
-
-
-def _real_ids(inputs: Any, row: int) -> list[int]:
-    ids = inputs["input_ids"][row]
-    if "attention_mask" in inputs:
-        ids = ids[inputs["attention_mask"][row].bool()]
-    return [int(value) for value in ids]
+    kinds = [kind for kind in EMBEDDINGS if kind != "pooler" or forward.pooler_output is not None]
+    return {kind: sentence_embedding(kind, forward, forward.inputs.get("attention_mask")) for kind in kinds}
 
 
 def _config_hash(config: dict[str, Any]) -> str:

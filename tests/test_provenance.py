@@ -16,20 +16,10 @@ from pytest_bertprobe import loading
 from pytest_bertprobe.anatomy import NoPoolerError
 from pytest_bertprobe.options import Settings
 from pytest_bertprobe.provenance import assert_pooler_trained, inspect_pooler_provenance
+from tests.helpers import plant_copy
 
 TinyFactory = Callable[..., Path]
 QUERY_WEIGHT = "encoder.layer.0.attention.self.query.weight"
-
-
-def _plant(source: Path, target: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
-    """Copy a cached checkpoint and edit the copy's model.safetensors (the cache is never touched)."""
-    from safetensors.torch import load_file, save_file
-
-    shutil.copytree(source, target)
-    tensors = load_file(target / "model.safetensors")
-    edit(tensors)
-    save_file(tensors, target / "model.safetensors", metadata={"format": "pt"})
-    return target
 
 
 def _drop_pooler(tensors: dict[str, Any]) -> None:
@@ -92,7 +82,7 @@ def test_healthy_checkpoint_passes_every_check_with_verdict_trained(pytester: py
 def test_pooler_weights_missing_from_the_checkpoint_fail_provenance(
     pytester: pytest.Pytester, tiny_checkpoint: TinyFactory, tmp_path: Path
 ) -> None:
-    planted = _plant(tiny_checkpoint("bert"), tmp_path / "no-pooler", _drop_pooler)
+    planted = plant_copy(tiny_checkpoint("bert"), tmp_path / "no-pooler", weights=_drop_pooler)
     result, metrics = _audit(pytester, planted)
     result.assert_outcomes(failed=1, passed=3)
     result.stdout.fnmatch_lines([
@@ -109,7 +99,7 @@ def test_pooler_weights_missing_from_the_checkpoint_fail_provenance(
 def test_all_zero_pooler_fails_as_degenerate_and_is_reported_untrained(
     pytester: pytest.Pytester, tiny_checkpoint: TinyFactory, tmp_path: Path
 ) -> None:
-    planted = _plant(tiny_checkpoint("bert"), tmp_path / "zero-pooler", _zero_pooler)
+    planted = plant_copy(tiny_checkpoint("bert"), tmp_path / "zero-pooler", weights=_zero_pooler)
     result, metrics = _audit(pytester, planted)
     result.assert_outcomes(failed=1, passed=3)
     result.stdout.fnmatch_lines([
@@ -126,7 +116,7 @@ def test_all_zero_pooler_fails_as_degenerate_and_is_reported_untrained(
 def test_nan_weight_fails_outputs_finite_naming_tensor_position_sentence_and_parameter(
     pytester: pytest.Pytester, tiny_checkpoint: TinyFactory, tmp_path: Path
 ) -> None:
-    planted = _plant(tiny_checkpoint("bert"), tmp_path / "nan-weight", _nan_query_weight)
+    planted = plant_copy(tiny_checkpoint("bert"), tmp_path / "nan-weight", weights=_nan_query_weight)
     result, metrics = _audit(pytester, planted)
     result.assert_outcomes(failed=1, passed=1, skipped=2)
     result.stdout.fnmatch_lines([
@@ -145,7 +135,7 @@ def test_nan_weight_fails_outputs_finite_naming_tensor_position_sentence_and_par
 def test_untrained_pooler_is_reported_and_fails_only_when_declared_the_embedding(
     pytester: pytest.Pytester, tiny_checkpoint: TinyFactory, tmp_path: Path
 ) -> None:
-    planted = _plant(tiny_checkpoint("bert"), tmp_path / "untrained-pooler", _untrain_pooler)
+    planted = plant_copy(tiny_checkpoint("bert"), tmp_path / "untrained-pooler", weights=_untrain_pooler)
     reported, metrics = _audit(pytester, planted)
     reported.assert_outcomes(passed=4)
     evidence = metrics["pooler_provenance"]["evidence"]
@@ -259,7 +249,7 @@ def test_head_model_keys_carry_the_prefix(tiny_checkpoint: TinyFactory, tmp_path
     for name in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copy(tiny_checkpoint("bert") / name, healthy / name)
     assert assert_pooler_trained(_load(healthy)).evidence["identical_to_file"] is True
-    planted = _plant(healthy, tmp_path / "pretraining-no-pooler", _drop_pooler)
+    planted = plant_copy(healthy, tmp_path / "pretraining-no-pooler", weights=_drop_pooler)
     provenance = inspect_pooler_provenance(_load(planted))
     assert provenance.verdict == "missing"
     assert provenance.evidence["missing_at_load"] == ["bert.pooler.dense.bias", "bert.pooler.dense.weight"]
@@ -268,7 +258,7 @@ def test_head_model_keys_carry_the_prefix(tiny_checkpoint: TinyFactory, tmp_path
 def test_albert_pooler_is_a_bare_linear(tiny_checkpoint: TinyFactory, tmp_path: Path) -> None:
     healthy = _load(tiny_checkpoint("albert"))
     assert assert_pooler_trained(healthy).evidence["parameters"] == ["pooler.bias", "pooler.weight"]
-    planted = _plant(tiny_checkpoint("albert"), tmp_path / "albert-no-pooler", _drop_pooler)
+    planted = plant_copy(tiny_checkpoint("albert"), tmp_path / "albert-no-pooler", weights=_drop_pooler)
     provenance = inspect_pooler_provenance(_load(planted))
     assert (provenance.verdict, provenance.evidence["missing_at_load"]) == ("missing", ["pooler.bias", "pooler.weight"])
 
