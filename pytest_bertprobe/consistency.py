@@ -28,9 +28,9 @@ def assert_deterministic(
     """Assert no module is in training mode and two forward passes give identical outputs."""
     __tracebackhide__ = True
     mask = attention_mask(inputs)
-    # probes.run fails first on a model in training mode; its pass is shared with the other checks of this batch.
-    first = forward_view(probes.run(model, inputs), mask)
-    # A fresh pass on purpose: `probes.run` would hand back the first one from its memo.
+    first = forward_view(probes.run(model, inputs), mask)  # shared with the other checks of this batch
+    # A fresh pass on purpose: `probes.run` would hand back the first one from its memo. Like every fresh
+    # pass, it fails on a model in training mode.
     second = forward_view(probes.execute(model, inputs), mask)
     return assert_outputs_agree(
         second,

@@ -10,9 +10,9 @@ import sys
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     import torch
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 # bounded by bytes (hidden states dominate), not by a count that a larger --bert-budget would outgrow.
 _CACHE_BYTES = 3 << 30
 _ENCODING_CACHE_SIZE = 4096
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,16 @@ def encode(tokenizer: PreTrainedTokenizerBase, sentences: Sequence[str], device:
     return copy.copy(memo[key])  # a new mapping over the same tensors: callers may add or replace keys
 
 
+def recall(tokenizer: PreTrainedTokenizerBase, key: tuple[Any, ...], compute: Callable[[], T]) -> T:
+    """`compute()`, kept with a shared tokenizer's encodings under `key` (computed each time for any other)."""
+    memo = _encodings.get(tokenizer)
+    if memo is None:
+        return compute()
+    if key not in memo:
+        memo[key] = compute()
+    return memo[key]  # type: ignore[no-any-return]
+
+
 def _tokenize(tokenizer: PreTrainedTokenizerBase, sentences: Sequence[str], device: Any) -> Any:
     encoding = tokenizer(list(sentences), padding=True, truncation=True, return_tensors="pt")
     return encoding.to(device) if device is not None else encoding
@@ -131,6 +142,8 @@ def require_eval_mode(model: Any) -> None:
     __tracebackhide__ = True
     import torch
 
+    if not any(module.training for module in model.modules()):  # the common case, without building names
+        return
     # A stateless leaf (Tanh, Identity) swapped in after .eval() trains nothing; flag what can act on the flag.
     training = [
         name or type(model).__name__
@@ -150,7 +163,6 @@ def require_eval_mode(model: Any) -> None:
 def run(model: PreTrainedModel, inputs: Mapping[str, torch.Tensor]) -> Forward:
     """Run (or recall) one forward pass of `inputs` with hidden states and the pooler input."""
     __tracebackhide__ = True
-    require_eval_mode(model)
     memo = _memos.get(model)
     if memo is None:
         return execute(model, inputs)
@@ -185,7 +197,10 @@ def _batch_key(inputs: Mapping[str, torch.Tensor]) -> str:
 def execute(model: PreTrainedModel, inputs: Mapping[str, torch.Tensor]) -> Forward:
     """Always run a fresh forward pass, bypassing the memo (determinism and kernel comparisons need one)."""
     global _passes_run
+    __tracebackhide__ = True
     import torch
+
+    require_eval_mode(model)  # here, not in `run`: a recalled pass ran in eval mode, a fresh one must too
 
     captured: list[torch.Tensor] = []
     pooler = getattr(model.base_model, "pooler", None)

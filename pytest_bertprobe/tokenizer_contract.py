@@ -129,19 +129,23 @@ def assert_special_tokens_in_place(
     # 24 GiB) that grows faster than the text. At a token per 8 characters or more, a text clipped to 8 * length
     # characters still overflows `length`, and so does a pair of halves that long; `_long_text` always does.
     clip = 8 * length
-    singles = [*(text[:clip] for text in sentences), _long_text(length)]
+    singles = [text[:clip] for text in sentences]
     clipped_pairs = [(a[: clip // 2], b[: clip // 2]) for a, b in pairs]
-    inputs: list[str | tuple[str, str]] = [*singles[:-1], *clipped_pairs, singles[-1]]
+    long_text = _long_text(length)
+    inputs: list[str | tuple[str, str]] = [*singles, *clipped_pairs, long_text]
     # One call per shape: the same ids as a call per text, for a fraction of the per-call cost.
-    single_ids = tokenizer(singles, truncation=True, max_length=length)["input_ids"]
+    single_ids = tokenizer(singles, truncation=True, max_length=length)["input_ids"] if singles else []
     pair_ids = (
         tokenizer([a for a, _ in clipped_pairs], [b for _, b in clipped_pairs], truncation=True, max_length=length)["input_ids"]
         if clipped_pairs
         else []
     )
+    # The same truncated text whatever the batch: tokenized once per shared (read-only) tokenizer.
+    long_ids = probes.recall(tokenizer, ("truncated", long_text, length),
+                             lambda: tokenizer([long_text], truncation=True, max_length=length)["input_ids"][0])  # fmt: skip
     wrong: list[tuple[str, int, str | tuple[str, str], list[int]]] = []
     misplaced: set[int] = set()
-    for index, (text, ids) in enumerate(zip(inputs, [*single_ids[:-1], *pair_ids, single_ids[-1]])):
+    for index, (text, ids) in enumerate(zip(inputs, [*single_ids, *pair_ids, long_ids])):
         for expected, position in ((first, 0), (last, len(ids) - 1)):
             if expected is not None and ids[position] != tokenizer.convert_tokens_to_ids(expected):
                 wrong.append((expected, position, text, ids))

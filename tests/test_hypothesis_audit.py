@@ -10,7 +10,7 @@ import pytest
 from hypothesis import find
 
 from pytest_bertprobe import strategies
-from pytest_bertprobe.audit.harness import EXPLICIT_BATCHES
+from pytest_bertprobe.audit.harness import EXPLICIT_BATCHES, KERNEL_BATCHES
 from pytest_bertprobe.testing import MASK_IGNORING_ARCHITECTURES
 
 Factory = Callable[..., Path]
@@ -57,7 +57,9 @@ def test_examples_and_forward_passes_are_reported(pytester: pytest.Pytester, tin
     assert result.ret == pytest.ExitCode.OK
     report = _report(pytester)
     examples = {check["check"]: check["metrics"].get("examples") for check in report["checks"]}
-    assert examples["pooler_relation"] == examples["padding_invariance"] > 10  # explicit sentences + generated
+    # Each probe sentence alone, then ten generated; padding_invariance has no explicit examples (alone, a sentence has no padding).
+    assert examples["pooler_relation"] == len(EXPLICIT_BATCHES) + 10 and examples["padding_invariance"] == 10
+    assert examples["eager_matches_sdpa"] == len(KERNEL_BATCHES) + 10  # kernels differ by shape: the shortest and longest input
     (model,) = report["models"]
     assert 0 < model["forward_passes"] < 200
     result.stdout.fnmatch_lines(["bert*bert*standard/tanh*trained*1 *[0-9]*"])

@@ -75,17 +75,17 @@ def fit_price(timings: Sequence[tuple[int, float]]) -> Price:
     return Price(intercept, slope)
 
 
-def batch_passes(inputs: Any, *, head_model: bool) -> tuple[float, float]:
+def batch_passes(inputs: Any, *, head_model: bool, eager: bool = True) -> tuple[float, float]:
     """Passes and tokens one batch costs across the generated checks (eager passes weighted by EAGER_COST).
 
-    Shared by every check: one pass; eager_matches_sdpa: one eager pass; masked_content_invariance: one
+    Shared by every check: one pass; eager_matches_sdpa: one eager pass (if `eager`); masked_content_invariance: one
     pass when a row is padded; permutation_equivariance: one when there are two rows or more; padding_invariance:
     each row alone; head_relation: one pass of the head model.
     """
     rows, width = (int(size) for size in inputs["input_ids"].shape)
     padded = rows * width
     real = int(inputs["attention_mask"].sum()) if "attention_mask" in inputs else padded
-    full = 1 + EAGER_COST + (real < padded) + (rows > 1) + head_model
+    full = 1 + EAGER_COST * eager + (real < padded) + (rows > 1) + head_model
     alone = rows if rows > 1 else 0
     return full + alone, full * padded + (real if alone else 0)
 
@@ -100,6 +100,7 @@ def plan_examples(
     generated_checks: int,
     calibration: Sequence[Sequence[str]],
     explicit: Sequence[Sequence[str]],
+    eager_explicit: Sequence[Sequence[str]],
     generated: Sequence[Sequence[str]],
 ) -> Plan:
     """Run the `calibration` batches (memoized for later checks), price the rest, pick the example count."""
@@ -107,15 +108,15 @@ def plan_examples(
         probes.run(model, probes.encode(tokenizer, sentences, model.device))
     price = fit_price(probes.pass_timings(model))
 
-    def seconds(batch: Sequence[str]) -> float:
-        return price.of(*batch_passes(probes.encode(tokenizer, batch, model.device), head_model=head_model))
+    def seconds(batch: Sequence[str], eager: bool = True) -> float:
+        return price.of(*batch_passes(probes.encode(tokenizer, batch, model.device), head_model=head_model, eager=eager))
 
     per_check = CHECK_SECONDS * generated_checks
     per_example = statistics.fmean(seconds(batch) for batch in generated) + per_check if generated else per_check
     # The load already spent, the save/load round trip's reload priced as another, and its second pass
-    # with determinism's; then every explicit example.
+    # with determinism's; then every explicit example (eager_matches_sdpa runs only `eager_explicit` of them).
     probe_tokens = probes.encode(tokenizer, calibration[-1], model.device)["input_ids"].numel()
-    fixed = 2 * load_seconds + price.of(2, 2 * probe_tokens) + sum(seconds(batch) + per_check for batch in explicit)
+    fixed = 2 * load_seconds + price.of(2, 2 * probe_tokens) + sum(seconds(batch, batch in eager_explicit) + per_check for batch in explicit)
     affordable = (budget - fixed) / per_example
     count = max(MIN_EXAMPLES, min(MAX_EXAMPLES, math.floor(affordable) if affordable > 0 else 0))
     return Plan(budget, count, price.per_pass, price.per_token, per_example, fixed, fixed + per_example * count)

@@ -7,7 +7,7 @@ batches reach every invariant and `probes.run` serves each batch's forward pass 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import pytest
@@ -17,7 +17,7 @@ from pytest_bertprobe import probes
 from pytest_bertprobe.audit.budget import Plan, plan_examples
 from pytest_bertprobe.compare import NotApplicable
 from pytest_bertprobe.report import FAILING_BATCH_ATTRIBUTE, record_result
-from pytest_bertprobe.sentences import ADVERSARIAL_SENTENCES, PROBE_SENTENCES, SEED_SENTENCES
+from pytest_bertprobe.sentences import ADVERSARIAL_SENTENCES, LONG_SENTENCE, PROBE_SENTENCES, SEED_SENTENCES
 from pytest_bertprobe.session import probe_session
 from pytest_bertprobe.strategies import Sentence, audit_sentences, batches, materialize
 
@@ -26,6 +26,16 @@ AUDIT_PROFILE = "bertprobe-audit"
 # Each probe sentence alone, first: they pass on a healthy checkpoint whatever the batching, so a fault
 # that needs padding is left to the generated batches, which Hypothesis shrinks to the minimal one.
 EXPLICIT_BATCHES: tuple[tuple[str, ...], ...] = tuple((sentence,) for sentence in PROBE_SENTENCES + ADVERSARIAL_SENTENCES)
+# Attention kernels differ by shape, not by text: the generated batches, the shortest input and one cut at the
+# model's maximum length (where sdpa may take another backend) cover them, at 2 eager passes instead of 16.
+KERNEL_BATCHES: tuple[tuple[str, ...], ...] = (("",), (LONG_SENTENCE,))
+_EXPLICIT_BY_CHECK: dict[str, tuple[tuple[str, ...], ...]] = {
+    "eager_matches_sdpa": KERNEL_BATCHES,
+    # A sentence alone has no padding, nothing under the mask and no neighbour: these would compare a pass with itself.
+    "padding_invariance": (),
+    "masked_content_invariance": (),
+    "permutation_equivariance": (),
+}
 
 settings.register_profile(
     AUDIT_PROFILE,
@@ -53,8 +63,13 @@ def audit_settings() -> settings:
     return settings.get_profile(_user_profile) if _user_profile else settings.get_profile(AUDIT_PROFILE)
 
 
+def explicit_batches(check: str) -> tuple[tuple[str, ...], ...]:
+    """The batches a check runs before the generated ones: each probe sentence alone, fewer where text does not matter."""
+    return _EXPLICIT_BY_CHECK.get(check, EXPLICIT_BATCHES)
+
+
 def given_batches(test: Test) -> Test:
-    """Run `test(..., batch)` on each explicit batch (the probe sentences alone), then on generated batches.
+    """Run `test(..., batch)` on the check's explicit batches (see `explicit_batches`), then on generated batches.
 
     The explicit batches run here rather than as Hypothesis `@example`s, which pretty-print every argument
     (whole models) for each one. Hypothesis reads a test's settings when it is called; under `--bert-budget`
@@ -70,16 +85,19 @@ def given_batches(test: Test) -> Test:
         chosen = current if plan is None else settings(current, max_examples=plan.max_examples)
         hypothesis_test._hypothesis_internal_use_settings = chosen  # type: ignore[attr-defined]
         if Phase.explicit in chosen.phases:
-            _run_explicit(test, args, kwargs)
+            marker = kwargs["request"].node.get_closest_marker("bertprobe_audit")
+            _run_explicit(test, explicit_batches(marker.kwargs.get("check", "") if marker else ""), args, kwargs)
         return hypothesis_test(*args, **kwargs)
 
     return explicit_then_generated  # type: ignore[return-value]
 
 
-def _run_explicit(test: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+def _run_explicit(
+    test: Callable[..., Any], explicit: Sequence[Sequence[str]], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
     """Every explicit batch; of those that fail, raise the simplest (shortest), as Hypothesis reports them."""
     failures: list[tuple[str, Exception]] = []
-    for batch in EXPLICIT_BATCHES:
+    for batch in explicit:
         try:
             test(*args, **kwargs, batch=list(batch))
         except Exception as failure:  # noqa: BLE001 - skips and pytest outcomes are BaseExceptions: they stop the loop
@@ -109,7 +127,7 @@ def budget_plan(request: pytest.FixtureRequest) -> Plan | None:
             load_seconds=checkpoint.load_seconds, head_model=checkpoint.head_model is not None,
             generated_checks=_generated_checks(request.session, checkpoint.source),
             # The empty sentence first (a warm-up pass), then two sizes to fit a pass's price; all needed later.
-            calibration=[("",), SEED_SENTENCES, PROBE_SENTENCES], explicit=EXPLICIT_BATCHES,
+            calibration=[("",), SEED_SENTENCES, PROBE_SENTENCES], explicit=EXPLICIT_BATCHES, eager_explicit=KERNEL_BATCHES,
             generated=[materialize(batch, tokenizer) for batch in _first_batches(_PLANNED_SAMPLE)],
         )  # fmt: skip
         session.record(checkpoint.id).budget = plans[checkpoint.id].metrics()
