@@ -17,7 +17,10 @@ def switches_attention_in_place(model: PreTrainedModel) -> bool:
     transformers 4.x BERT-family models pick their attention classes when they are built, so there
     the implementation can only change by building the model again.
     """
-    return bool(model._can_set_attn_implementation())
+    try:
+        return bool(model._can_set_attn_implementation())
+    except KeyError:  # 4.x reads sys.modules[the model's module], which tests may clear (pytester does); 5.x says False
+        return False
 
 
 @contextmanager

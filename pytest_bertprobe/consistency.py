@@ -65,11 +65,9 @@ def assert_eager_matches_sdpa(
         )
     probes.require_eval_mode(model)
     mask = attention_mask(inputs)
-    in_place = compat.switches_attention_in_place(model)
     outputs = {
         implementation: forward_view(
-            probes.run(model, inputs) if in_place and implementation == current else _pass_with(model, implementation, inputs),
-            mask,
+            probes.run(model, inputs) if implementation == current else _pass_with(model, implementation, inputs), mask
         )
         for implementation in (_REFERENCE, _FUSED)
     }
@@ -86,9 +84,9 @@ def assert_eager_matches_sdpa(
 
 
 def _pass_with(model: PreTrainedModel, implementation: str, inputs: Mapping[str, Any]) -> probes.Forward:
-    """One fresh pass with another attention implementation, then the model's own one again."""
+    """A pass with another attention implementation (recalled for a batch seen before), then the model's own one again."""
     with compat.attention_implementation(model, implementation) as switched:
-        return probes.execute(switched, inputs)
+        return probes.run(switched, inputs)
 
 
 def assert_save_load_round_trip(

@@ -72,7 +72,7 @@ class Checkpoint:
     tokenizer: PreTrainedTokenizerBase
     loading_info: LoadingInfo
     device: torch.device
-    load_seconds: float
+    load_seconds: float  # reading weights and tokenizer; torch's and transformers' imports, paid once per process, aside
     head_model: PreTrainedModel | None = None  # the saved architecture when it has heads (BertForPreTraining, ...)
 
     @property
@@ -176,10 +176,10 @@ def load_checkpoint(source: Source, checkpoint_id: str, settings: Settings) -> C
         from transformers import AutoConfig, AutoTokenizer
 
         device = resolve_device(settings.device)
-        started = time.perf_counter()
         kwargs: dict[str, Any] = {"revision": source.revision, "trust_remote_code": settings.trust_remote_code}
         config = AutoConfig.from_pretrained(source.location, **kwargs)
         architecture = _saved_architecture(config)  # imports the model's module
+    started = time.perf_counter()
     try:
         full_model, info = architecture.from_pretrained(
             source.location,

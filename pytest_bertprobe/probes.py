@@ -166,7 +166,8 @@ def run(model: PreTrainedModel, inputs: Mapping[str, torch.Tensor]) -> Forward:
     memo = _memos.get(model)
     if memo is None:
         return execute(model, inputs)
-    key = _batch_key(inputs)
+    # The attention implementation is part of the key: eager_matches_sdpa switches it in place.
+    key = f"{model.config._attn_implementation}:{_batch_key(inputs)}"
     if key not in memo.entries:
         forward = execute(model, inputs)
         size = _nbytes(forward)

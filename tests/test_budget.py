@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bertprobe.audit.budget import MIN_EXAMPLES, Price, batch_passes, fit_price
+from pytest_bertprobe.audit.budget import CHECK_SECONDS, MIN_EXAMPLES, Price, batch_passes, fit_price, plan_examples
 from pytest_bertprobe.audit.harness import EXPLICIT_BATCHES, explicit_batches
 from tests.helpers import assert_usage_error, junit_metrics
 
@@ -92,6 +92,40 @@ def test_a_batch_costs_its_passes() -> None:
     assert batch_passes(single, head_model=False) == (2.3, 11.5)
     assert batch_passes(padded, head_model=False) == (6.3, 4.3 * 10 + 7)
     assert batch_passes(padded, head_model=True) == (7.3, 5.3 * 10 + 7)
+
+
+def test_only_rows_not_yet_run_alone_are_priced_alone() -> None:
+    import torch
+
+    padded = {"input_ids": torch.ones(2, 5, dtype=torch.long), "attention_mask": torch.tensor([[1] * 5, [1, 1, 0, 0, 0]])}
+    assert batch_passes(padded, head_model=False, alone=[1]) == (5.3, 4.3 * 10 + 2)
+    assert batch_passes(padded, head_model=False, alone=[]) == (4.3, 4.3 * 10)
+
+
+def test_the_plan_prices_nothing_the_memo_already_holds(tiny_checkpoint: Factory) -> None:
+    from transformers import AutoModel, AutoTokenizer
+
+    from pytest_bertprobe import probes
+
+    path = tiny_checkpoint("bert")
+    model, tokenizer = AutoModel.from_pretrained(path).eval(), AutoTokenizer.from_pretrained(path)
+    probes.share_forward_passes(model, tokenizer)
+
+    def per_example(explicit: list[tuple[str, ...]], generated: list[list[str]]) -> float:
+        plan = plan_examples(
+            model, tokenizer, 60.0, load_seconds=0.0, head_model=False, generated_checks=1,
+            calibration=[("",), ("a b c",), ("hello world", "the weather is sad today")],
+            explicit=explicit, eager_explicit=(), generated=generated,
+        )  # fmt: skip
+        return plan.seconds_per_example - CHECK_SECONDS
+
+    try:
+        batch = ["hello world", "the weather is sad today, will there be a big typhoon?"]
+        once = per_example([], [batch])
+        assert per_example([], [batch, batch]) == pytest.approx(once / 2)  # the second time, every pass is recalled
+        assert 0 < per_example([("hello world",)], [batch]) < once  # that sentence ran alone as an explicit example
+    finally:
+        probes.stop_sharing(model)
 
 
 def test_a_pass_is_priced_per_pass_and_per_token() -> None:

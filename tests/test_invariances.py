@@ -277,6 +277,23 @@ def test_a_lossy_sdpa_kernel_fails_against_eager(pytester: pytest.Pytester, tiny
     assert torch.nn.functional.scaled_dot_product_attention is fused_kernel  # the planted kernel is gone again
 
 
+def test_shared_passes_are_kept_apart_per_attention_implementation(tiny_checkpoint: Callable[..., Path]) -> None:
+    from pytest_bertprobe import compat
+
+    model, tokenizer = _load(tiny_checkpoint("bert"))
+    probes.share_forward_passes(model, tokenizer)
+    try:
+        inputs = _probe_inputs(tokenizer)
+        # In place (5.x) both implementations run on the model itself; 4.x runs eager on a twin outside the memo.
+        own_passes = 2 if compat.switches_attention_in_place(model) else 1
+        assert assert_eager_matches_sdpa(model, inputs).max_abs > 0  # two real passes, not one recalled twice
+        assert probes.forward_passes(model) == own_passes
+        assert_eager_matches_sdpa(model, inputs)
+        assert probes.forward_passes(model) == own_passes  # a batch seen before: both recalled
+    finally:
+        probes.stop_sharing(model)
+
+
 def _crashing_kernel(*args: Any, **kwargs: Any) -> Any:
     raise RuntimeError("sdpa kernel crashed")
 

@@ -5,10 +5,11 @@ batches every audit needs anyway (the empty sentence, the seed's, the probe sent
 model and stay in the memo for the checks that read them later. Their timings, on this machine and this
 checkpoint, fit a pass's price: a fixed part (every weight is read once per pass, which dominates short
 batches of large models) plus a part per token. The explicit batches and the first batches Hypothesis will
-generate (same seed, same batches) are tokenized and priced pass by pass. What the budget leaves after the
-load, the save/load round trip and the explicit examples, divided by the price of one generated example,
-is the example count of every generated check: one count per checkpoint, so every check still draws the
-same batches and shares their passes.
+generate (same seed, same batches) are tokenized and priced pass by pass, counting only passes the memo
+does not already hold. What the budget leaves after the load (torch's and transformers' imports, once per
+process, aside), the save/load round trip and the explicit examples, divided by the price of one generated
+example, is the example count of every generated check: one count per checkpoint, so every check still
+draws the same batches and shares their passes.
 """
 
 from __future__ import annotations
@@ -75,19 +76,20 @@ def fit_price(timings: Sequence[tuple[int, float]]) -> Price:
     return Price(intercept, slope)
 
 
-def batch_passes(inputs: Any, *, head_model: bool, eager: bool = True) -> tuple[float, float]:
-    """Passes and tokens one batch costs across the generated checks (eager passes weighted by EAGER_COST).
+def batch_passes(inputs: Any, *, head_model: bool, eager: bool = True, alone: Sequence[int] | None = None) -> tuple[float, float]:
+    """Passes and tokens one new batch costs across the generated checks (eager passes weighted by EAGER_COST).
 
-    Shared by every check: one pass; eager_matches_sdpa: one eager pass (if `eager`); masked_content_invariance: one
-    pass when a row is padded; permutation_equivariance: one when there are two rows or more; padding_invariance:
-    each row alone; head_relation: one pass of the head model.
+    Shared by every check: one pass; eager_matches_sdpa: one eager pass (if `eager`); masked_content_invariance:
+    one pass when a row is padded; permutation_equivariance: one when there are two rows or more;
+    padding_invariance: each row alone (only the rows in `alone` where given: others ran alone before);
+    head_relation: one pass of the head model.
     """
     rows, width = (int(size) for size in inputs["input_ids"].shape)
     padded = rows * width
-    real = int(inputs["attention_mask"].sum()) if "attention_mask" in inputs else padded
-    full = 1 + EAGER_COST * eager + (real < padded) + (rows > 1) + head_model
-    alone = rows if rows > 1 else 0
-    return full + alone, full * padded + (real if alone else 0)
+    lengths = [int(n) for n in inputs["attention_mask"].sum(dim=1)] if "attention_mask" in inputs else [width] * rows
+    full = 1 + EAGER_COST * eager + (sum(lengths) < padded) + (rows > 1) + head_model
+    alone_rows = (range(rows) if alone is None else alone) if rows > 1 else ()
+    return full + len(alone_rows), full * padded + sum(lengths[row] for row in alone_rows)
 
 
 def plan_examples(
@@ -108,11 +110,21 @@ def plan_examples(
         probes.run(model, probes.encode(tokenizer, sentences, model.device))
     price = fit_price(probes.pass_timings(model))
 
-    def seconds(batch: Sequence[str], eager: bool = True) -> float:
-        return price.of(*batch_passes(probes.encode(tokenizer, batch, model.device), head_model=head_model, eager=eager))
+    def seconds(batch: Sequence[str], eager: bool = True, alone: Sequence[int] | None = None) -> float:
+        inputs = probes.encode(tokenizer, batch, model.device)
+        return price.of(*batch_passes(inputs, head_model=head_model, eager=eager, alone=alone))
 
+    # Every pass is memoized: a batch seen before costs nothing, a sentence run alone before no second time.
+    seen_batches = {tuple(batch) for batch in explicit}
+    seen_alone = {batch[0] for batch in explicit if len(batch) == 1}
+    generated_seconds = []
+    for batch in generated:
+        alone = [row for row, sentence in enumerate(batch) if sentence not in seen_alone and sentence not in batch[:row]]
+        generated_seconds.append(seconds(batch, alone=alone) if tuple(batch) not in seen_batches else 0.0)
+        seen_batches.add(tuple(batch))
+        seen_alone.update(batch)
     per_check = CHECK_SECONDS * generated_checks
-    per_example = statistics.fmean(seconds(batch) for batch in generated) + per_check if generated else per_check
+    per_example = statistics.fmean(generated_seconds) + per_check if generated else per_check
     # The load already spent, the save/load round trip's reload priced as another, and its second pass
     # with determinism's; then every explicit example (eager_matches_sdpa runs only `eager_explicit` of them).
     probe_tokens = probes.encode(tokenizer, calibration[-1], model.device)["input_ids"].numel()
