@@ -53,9 +53,9 @@ def assert_eager_matches_sdpa(
 ) -> compare.Gap:
     """Assert the sdpa attention kernel gives what eager attention gives; the model's own setting is restored.
 
-    Where the implementation cannot be switched in place (transformers 4.x), both passes run on
-    twins that share the model's weights. Raises `NotApplicable` when the architecture has only one
-    of the two implementations.
+    Where the implementation cannot be switched in place (transformers 4.x), the other implementation
+    runs on a twin that shares the model's weights. Raises `NotApplicable` when the architecture has
+    only one of the two implementations.
     """
     __tracebackhide__ = True
     name, current = type(model).__name__, model.config._attn_implementation

@@ -27,7 +27,7 @@ AUDIT_PROFILE = "bertprobe-audit"
 # that needs padding is left to the generated batches, which Hypothesis shrinks to the minimal one.
 EXPLICIT_BATCHES: tuple[tuple[str, ...], ...] = tuple((sentence,) for sentence in PROBE_SENTENCES + ADVERSARIAL_SENTENCES)
 # Attention kernels differ by shape, not by text: the generated batches, the shortest input and one cut at the
-# model's maximum length (where sdpa may take another backend) cover them, at 2 eager passes instead of 16.
+# model's maximum length (where sdpa may take another backend) cover them, at 2 eager passes instead of 19.
 KERNEL_BATCHES: tuple[tuple[str, ...], ...] = (("",), (LONG_SENTENCE,))
 _EXPLICIT_BY_CHECK: dict[str, tuple[tuple[str, ...], ...]] = {
     "eager_matches_sdpa": KERNEL_BATCHES,
