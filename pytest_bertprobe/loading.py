@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import json
 import re
@@ -38,7 +39,7 @@ class Source:
     config_file: Path | None = None  # the config.json read before loading (downloaded for hub ids)
     option: str = "--bert-model"  # the option that named it, for messages
 
-    @property
+    @functools.cached_property  # read for every reference_agreement example; the file does not change
     def stored_dtype(self) -> str | None:
         """The dtype the weights were saved in, as config.json says (`dtype`, or `torch_dtype` before 5.0)."""
         if self.config_file is None or not self.config_file.is_file():

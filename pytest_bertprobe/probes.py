@@ -104,16 +104,8 @@ def ran_at_width(model: PreTrainedModel, width: int) -> bool:
 
 def encode(tokenizer: PreTrainedTokenizerBase, sentences: Sequence[str], device: Any = None) -> Any:
     """Tokenize a batch the way consumers do: padded, truncated to the model maximum (recalled for a shared tokenizer)."""
-    memo = _encodings.get(tokenizer)
-    if memo is None:
-        return _tokenize(tokenizer, sentences, device)
-    key = (tuple(sentences), str(device))
-    if key not in memo:
-        memo[key] = _tokenize(tokenizer, sentences, device)
-        if len(memo) > _ENCODING_CACHE_SIZE:
-            memo.popitem(last=False)
-    memo.move_to_end(key)
-    return copy.copy(memo[key])  # a new mapping over the same tensors: callers may add or replace keys
+    encoding = recall(tokenizer, (tuple(sentences), str(device)), lambda: _tokenize(tokenizer, sentences, device))
+    return copy.copy(encoding)  # a new mapping over the same tensors: callers may add or replace keys
 
 
 def recall(tokenizer: PreTrainedTokenizerBase, key: tuple[Any, ...], compute: Callable[[], T]) -> T:
@@ -123,6 +115,9 @@ def recall(tokenizer: PreTrainedTokenizerBase, key: tuple[Any, ...], compute: Ca
         return compute()
     if key not in memo:
         memo[key] = compute()
+        if len(memo) > _ENCODING_CACHE_SIZE:
+            memo.popitem(last=False)
+    memo.move_to_end(key)
     return memo[key]  # type: ignore[no-any-return]
 
 

@@ -141,7 +141,7 @@ def assert_special_tokens_in_place(
         else []
     )
     # The same truncated text whatever the batch: tokenized once per shared (read-only) tokenizer.
-    long_ids = probes.recall(tokenizer, ("truncated", long_text, length),
+    long_ids = probes.recall(tokenizer, ("special tokens: long text", length),
                              lambda: tokenizer([long_text], truncation=True, max_length=length)["input_ids"][0])  # fmt: skip
     wrong: list[tuple[str, int, str | tuple[str, str], list[int]]] = []
     misplaced: set[int] = set()
