@@ -181,7 +181,7 @@ def _first_lines(report: pytest.TestReport, count: int = 3) -> str:
     text = crash.message if crash is not None else str(report.longrepr)
     lines = [line.removeprefix("E   ") for line in text.splitlines()[:count]]
     if lines:
-        lines[0] = re.sub(r"^(\w+\.)*\w+(Error|Mismatch|Violation|Exception): ", "", lines[0])  # the message, not its class
+        lines[0] = re.sub(r"^(\w+\.)*\w*(Error|Mismatch|Violation|Exception): ", "", lines[0])  # the message, not its class
     return "\n".join(lines)
 
 
@@ -212,15 +212,15 @@ def _ratio(difference: float, tolerance: float) -> float:
 
 def summary_rows(session: ProbeSession) -> list[tuple[str, ...]]:
     """The table shared by the terminal and Markdown reports: header row first."""
-    rows = [("model", "type", "head", "pooler", "verdict", "passed", "failed", "skipped", "loads", "forward passes", "worst")]
+    rows = [("model", "type", "pooler", "verdict", "head", "passed", "failed", "skipped", "loads", "forward passes", "worst")]
     for record in session.records.values():
         verdicts = list(record.verdicts().values())
         rows.append((
             record.id,
             record.model_type or "-",
-            record.head or "-",
             "/".join(part for part in (record.pooler_kind, record.pooler_activation) if part) or "-",
             record.pooler_verdict or "-",
+            record.head or "-",
             str(verdicts.count("passed")),
             str(verdicts.count("failed") + verdicts.count("error")),
             str(verdicts.count("skipped")),
