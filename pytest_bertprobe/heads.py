@@ -58,8 +58,7 @@ if TYPE_CHECKING:
 SEQUENCE_TASKS = ("NSP", "SOP")
 PRETRAINING_TASKS = ("NSP", "SOP", "MLM", "RTD")
 QA_FIELD = "start_logits+end_logits"
-# What the base model's outputs are called in messages, with the short name a report shows.
-_ACCEPTED_UNLISTED = (POOLER_OUTPUT, LAST_HIDDEN_STATE, CLS_STATE)  # for a model type the catalogue does not list
+_ACCEPTED_UNLISTED = (POOLER_OUTPUT, LAST_HIDDEN_STATE, CLS_STATE)  # what a head of a model type the catalogue lacks may read
 
 # output field -> (task, the base output the head was trained on)
 _FIELDS: dict[str, tuple[str, str]] = {
@@ -228,13 +227,13 @@ def _check(head_model: PreTrainedModel, head: Head, forward: probes.Forward, ato
     """Replay `head` on the base output it is promised; return the gap and how reports name the head."""
     __tracebackhide__ = True
     received = identify(head.received, forward)
-    what = received or "none of the base model's outputs"
-    reads = head.reads or _unlisted_reads(head_model, head, received)
-    claim = f"{head.field} == {head.path}({reads})"
-    promise = f"pretraining fed it {reads}" if head.task in PRETRAINING_TASKS else f"{type(head_model).__name__} promises {reads}"
-    hint = f"the {head.task} head reads {what}, but {promise}; check the head's wiring in the model code (a port, remote code or a patched forward)"
-    name = describe(head.task, head.labels, short_name(received) if received else "?")
+    name = describe(head.task, head.labels, short_name(received) if received else "an unknown tensor")
     try:
+        what = received or "none of the base model's outputs"
+        reads = head.reads or _unlisted_reads(head_model, head, received)
+        claim = f"{head.field} == {head.path}({reads})"
+        promise = f"pretraining fed it {reads}" if head.task in PRETRAINING_TASKS else f"{type(head_model).__name__} promises {reads}"
+        hint = f"the {head.task} head reads {what}, but {promise}; check the head's wiring in the model code (a port, remote code or a patched forward)"
         return _compare(head_model, head, forward, reads, claim, what, hint, atol, rtol, sentences), name
     except AssertionError as failure:
         failure.bertprobe_head = name  # type: ignore[attr-defined]  # the report's head column, on failures too

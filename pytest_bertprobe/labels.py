@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 _GENERIC_NAME = re.compile(r"LABEL_\d+")
 _PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
 _SHOWN = 5  # offending entries quoted per problem
+_REPORTED_NAMES = 50  # label names kept in the report
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,8 @@ class LabelMap:
 
     def metrics(self) -> dict[str, Any]:
         """Plain-JSON view for reports."""
-        return {"labels": self.labels, "names": list(self.names[:50]), "generic_names": self.generic, "problem_type": self.problem_type}
+        names = list(self.names[:_REPORTED_NAMES])
+        return {"labels": self.labels, "names": names, "generic_names": self.generic, "problem_type": self.problem_type}
 
 
 def _classifier(model: PreTrainedModel) -> tuple[str, int] | None:
@@ -67,37 +69,72 @@ def _listing(items: list[str]) -> str:
 def label_map_problems(model: PreTrainedModel, stored: Mapping[str, Any] | None = None) -> list[tuple[str, str]]:
     """Every way the label map misfits the head, as (what is wrong, where); empty when it fits."""
     config = model.config
-    id2label: dict[int, str] = {int(key): str(value) for key, value in (config.id2label or {}).items()}
-    count = len(id2label)
-    problems: list[tuple[str, str]] = []
+    id2label = {int(key): str(value) for key, value in (config.id2label or {}).items()}
+    label2id = {str(key): _as_id(value) for key, value in (config.label2id or {}).items()}
+    found = [
+        _outputs_problem(model, len(id2label)),
+        _stored_count_problem(stored or {}),
+        _ids_problem(id2label),
+        _duplicates_problem(id2label),
+        _inverse_problem(id2label, label2id),
+        _problem_type_problem(getattr(config, "problem_type", None), len(id2label)),
+    ]
+    return [problem for problem in found if problem is not None]
+
+
+def _as_id(value: Any) -> Any:
+    """An id as stored ("2" and 2 alike); anything else kept as is, to be reported rather than crash."""
+    return int(value) if isinstance(value, int) or (isinstance(value, str) and value.isdigit()) else value
+
+
+def _outputs_problem(model: PreTrainedModel, count: int) -> tuple[str, str] | None:
     classifier = _classifier(model)
-    if classifier is not None and classifier[1] != count:
-        problems.append(("num_labels != the classifier's out_features", f"{classifier[0]}.out_features = {classifier[1]}, but id2label has {count} entries"))
-    stored = stored or {}
-    if isinstance(stored.get("num_labels"), int) and isinstance(stored.get("id2label"), dict) and stored["num_labels"] != len(stored["id2label"]):
-        problems.append(("num_labels != len(id2label) in config.json", f"num_labels = {stored['num_labels']}, id2label has {len(stored['id2label'])} entries"))
-    if sorted(id2label) != list(range(count)):
-        missing = sorted(set(range(count)) - set(id2label))
-        problems.append(("ids are not 0..n-1", f"ids {_listing([str(i) for i in sorted(id2label)])}; missing {_listing([str(i) for i in missing])}"))
+    if classifier is None or classifier[1] == count:
+        return None
+    return "num_labels != the classifier's out_features", f"{classifier[0]}.out_features = {classifier[1]}, but id2label has {count} entries"
+
+
+def _stored_count_problem(stored: Mapping[str, Any]) -> tuple[str, str] | None:
+    """config.json's own num_labels against its own id2label (loading resolves the conflict silently)."""
+    count, names = stored.get("num_labels"), stored.get("id2label")
+    if not isinstance(count, int) or not isinstance(names, dict) or count == len(names):
+        return None
+    return "num_labels != len(id2label) in config.json", f"num_labels = {count}, id2label has {len(names)} entries"
+
+
+def _ids_problem(id2label: Mapping[int, str]) -> tuple[str, str] | None:
+    if sorted(id2label) == list(range(len(id2label))):
+        return None
+    missing = sorted(set(range(len(id2label))) - set(id2label))
+    return "ids are not 0..n-1", f"ids {_listing([str(i) for i in sorted(id2label)])}; missing {_listing([str(i) for i in missing])}"
+
+
+def _duplicates_problem(id2label: Mapping[int, str]) -> tuple[str, str] | None:
     by_name: dict[str, list[int]] = {}
     for index, name in sorted(id2label.items()):
         by_name.setdefault(name, []).append(index)
     duplicates = [f"{name!r} at ids {', '.join(map(str, ids))}" for name, ids in by_name.items() if len(ids) > 1]
-    if duplicates:
-        problems.append(("duplicate label names", _listing(duplicates)))
-    label2id = {str(key): value for key, value in (config.label2id or {}).items()}
-    if label2id:  # 5.x writes none (label2id: null) and derives it; a stored one must be the inverse
-        wrong = [f"label2id[{name!r}] = {index}, but id2label[{index}] = {id2label.get(int(index))!r}"
-                 for name, index in label2id.items() if id2label.get(int(index)) != name]  # fmt: skip
-        wrong += [f"id2label[{index}] = {name!r} is not in label2id" for name, (index, *_) in by_name.items() if name not in label2id]
-        if wrong or len(label2id) != count:
-            problems.append(("label2id is not the inverse of id2label", _listing(wrong) or f"{len(label2id)} entries, id2label has {count}"))
-    problem_type = getattr(config, "problem_type", None)
+    return ("duplicate label names", _listing(duplicates)) if duplicates else None
+
+
+def _inverse_problem(id2label: Mapping[int, str], label2id: Mapping[str, Any]) -> tuple[str, str] | None:
+    """A stored label2id must invert id2label; 5.x writes none (`label2id: null`) and derives it."""
+    if not label2id:
+        return None
+    wrong = [f"label2id[{name!r}] = {index}, but id2label[{index}] = {id2label.get(index)!r}"
+             for name, index in label2id.items() if id2label.get(index) != name]  # fmt: skip
+    wrong += [f"id2label[{index}] = {name!r} is not in label2id" for index, name in sorted(id2label.items()) if name not in label2id]
+    if not wrong and len(label2id) == len(id2label):
+        return None
+    return "label2id is not the inverse of id2label", _listing(wrong) or f"{len(label2id)} entries, id2label has {len(id2label)}"
+
+
+def _problem_type_problem(problem_type: str | None, count: int) -> tuple[str, str] | None:
     if problem_type is not None and problem_type not in _PROBLEM_TYPES:
-        problems.append(("problem_type is unknown", f"problem_type = {problem_type!r}; transformers knows {', '.join(_PROBLEM_TYPES)}"))
-    elif problem_type in _PROBLEM_TYPES[1:] and count < 2:
-        problems.append(("problem_type does not fit the labels", f"problem_type = {problem_type!r} with {count} label (classification needs 2 or more)"))
-    return problems
+        return "problem_type is unknown", f"problem_type = {problem_type!r}; transformers knows {', '.join(_PROBLEM_TYPES)}"
+    if problem_type in _PROBLEM_TYPES[1:] and count < 2:
+        return "problem_type does not fit the labels", f"problem_type = {problem_type!r} with {count} label (classification needs 2 or more)"
+    return None
 
 
 def assert_label_map(model: PreTrainedModel, config_file: str | Path | None = None) -> LabelMap:

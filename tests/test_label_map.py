@@ -121,3 +121,10 @@ def test_audit_fails_planted_label_maps_by_name_and_reports_generic_names(
     assert metrics[generic.name]["generic_names"] is True and metrics[classifier.name]["generic_names"] is False
     assert metrics["dups"]["problems"][0] == "duplicate label names"
     assert json.dumps(metrics[classifier.name]["names"]) == json.dumps(list(LABELS))
+
+
+def test_an_id_that_is_not_a_number_is_reported_not_crashed_on(classifier: Path) -> None:
+    model = _load(classifier)
+    model.config.label2id = {"sports": "zero", "politics": 1, "tech": 2}
+    problems = dict(label_map_problems(model))
+    assert problems["label2id is not the inverse of id2label"].startswith("label2id['sports'] = zero, but id2label[zero] = None")
