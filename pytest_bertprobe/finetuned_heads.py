@@ -10,7 +10,9 @@ reads depends on the architecture (measured on transformers 5.24 and 4.57, see d
 - DistilBERT: `pre_classifier` -> ReLU -> classifier on `last_hidden_state[:, 0]`;
 - ModernBERT: its head over `last_hidden_state[:, 0]`, or over the masked mean with `classifier_pooling="mean"`.
 
-Token classification and question answering heads read `last_hidden_state` in every architecture.
+Token classification and question answering heads read `last_hidden_state` in every architecture. Multiple-choice
+heads (run with one choice per sentence) read `pooler_output` in BERT- *and* RoBERTa-style models, their own head
+over `last_hidden_state` in ELECTRA and DeBERTa, and `last_hidden_state[:, 0]` in DistilBERT, YOSO and ModernBERT.
 """
 
 from __future__ import annotations
@@ -30,16 +32,17 @@ MEAN_STATE = "mean of last_hidden_state over the attention mask"
 SEQUENCE_CLASSIFICATION = "SequenceClassification"
 TOKEN_CLASSIFICATION = "TokenClassification"
 QUESTION_ANSWERING = "QuestionAnswering"
+MULTIPLE_CHOICE = "MultipleChoice"
 CLASSIFICATION_TASKS = (SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION)
-FINETUNED_TASKS = (*CLASSIFICATION_TASKS, QUESTION_ANSWERING)
+FINETUNED_TASKS = (*CLASSIFICATION_TASKS, QUESTION_ANSWERING, MULTIPLE_CHOICE)
 
 # class-name suffix -> task whose logits a plain `logits` field (or QA's start/end logits) carries
 TASK_BY_SUFFIX: dict[str, str] = {
     "ForSequenceClassification": SEQUENCE_CLASSIFICATION,
     "ForTokenClassification": TOKEN_CLASSIFICATION,
     "ForQuestionAnswering": QUESTION_ANSWERING,
+    "ForMultipleChoice": MULTIPLE_CHOICE,  # run with one choice per sentence: the base sees the shared pass's batch
 }
-NOT_REPLAYED_SUFFIXES = ("ForMultipleChoice",)  # inputs reshaped per choice: the shared pass has another shape
 
 # Read from transformers' code (5.24 and 4.57); the types with tiny checkpoints are also measured by replay.
 _POOLER_CLASSIFIERS = frozenset({"bert", "albert", "mobilebert", "ernie", "megatron-bert", "roc_bert", "squeezebert", "fnet"})
@@ -48,21 +51,28 @@ _OWN_HEAD_CLASSIFIERS = frozenset({
     "electra", "deberta", "deberta-v2", "mpnet", "big_bird", "roformer", "convbert", "yoso", "nystromformer", "mra",
     "esm",
 })  # fmt: skip
+# Multiple choice differs: RoBERTa-style models score choices from pooler_output there, YOSO like DistilBERT.
+_POOLER_MULTIPLE_CHOICE = frozenset({"bert", "albert", "mobilebert", "ernie", "roberta", "xlm-roberta", "mpnet", "big_bird", "fnet"})
+_OWN_HEAD_MULTIPLE_CHOICE = frozenset({"electra", "deberta", "deberta-v2"})  # sequence_summary / ContextPooler on the head
+# task -> (model types reading pooler_output, reading last_hidden_state through their own head, reading the [CLS] state)
+_PROMISES: dict[str, tuple[frozenset[str], frozenset[str], frozenset[str]]] = {
+    SEQUENCE_CLASSIFICATION: (_POOLER_CLASSIFIERS, _OWN_HEAD_CLASSIFIERS, frozenset({"distilbert"})),
+    MULTIPLE_CHOICE: (_POOLER_MULTIPLE_CHOICE, _OWN_HEAD_MULTIPLE_CHOICE, frozenset({"distilbert", "yoso"})),
+}
 
 
 def promised_input(model_type: str, task: str, config: Any) -> str | None:
     """The base output `task`'s head of a `model_type` model reads by design; None when this catalogue has no entry."""
-    if task != SEQUENCE_CLASSIFICATION:
-        return LAST_HIDDEN_STATE
-    if model_type == "distilbert":
-        return CLS_STATE
+    if task not in _PROMISES:
+        return LAST_HIDDEN_STATE  # token classification, QA
     if model_type == "modernbert":
         return MEAN_STATE if getattr(config, "classifier_pooling", "cls") == "mean" else CLS_STATE
-    if model_type in _POOLER_CLASSIFIERS:
+    pooler, own_head, cls_state = _PROMISES[task]
+    if model_type in pooler:
         return POOLER_OUTPUT
-    if model_type in _OWN_HEAD_CLASSIFIERS:
+    if model_type in own_head:
         return LAST_HIDDEN_STATE
-    return None
+    return CLS_STATE if model_type in cls_state else None
 
 
 def describe(task: str, labels: int | None, received: str) -> str:

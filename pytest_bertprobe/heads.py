@@ -39,7 +39,7 @@ from pytest_bertprobe.finetuned_heads import (
     CLS_STATE,
     FINETUNED_TASKS,
     LAST_HIDDEN_STATE,
-    NOT_REPLAYED_SUFFIXES,
+    MULTIPLE_CHOICE,
     POOLER_OUTPUT,
     QUESTION_ANSWERING,
     TASK_BY_SUFFIX,
@@ -189,6 +189,23 @@ def _qa_head(calls: Sequence[_Call], output: Mapping[str, Any]) -> _Call | None:
     return None
 
 
+def _viewed_head(calls: Sequence[_Call], logits: Any) -> _Call | None:
+    """The outermost call whose output, viewed in the logits' shape, is the logits (multiple choice: `.view(-1, choices)`)."""
+    import torch
+
+    for call in reversed(calls):
+        output = call.output
+        if isinstance(output, torch.Tensor) and output is not call.first_input() and output.numel() == logits.numel():
+            if torch.equal(output.reshape(logits.shape), logits):
+                return call
+    return None
+
+
+def _one_choice_each(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """(batch, length) inputs as (batch, 1 choice, length): the multiple-choice model flattens them back to the batch."""
+    return {key: value.unsqueeze(1) if hasattr(value, "unsqueeze") else value for key, value in inputs.items()}
+
+
 def find_heads(head_model: PreTrainedModel, inputs: Mapping[str, Any]) -> list[Head]:
     """Run `head_model` once on `inputs` and return its heads (empty when it has none this module checks)."""
     __tracebackhide__ = True
@@ -197,10 +214,8 @@ def find_heads(head_model: PreTrainedModel, inputs: Mapping[str, Any]) -> list[H
     probes.require_eval_mode(head_model)
     if head_model.base_model is head_model:
         return []
-    name = type(head_model).__name__
-    if name.endswith(NOT_REPLAYED_SUFFIXES):
-        raise NoHeadError(f"{name}: multiple-choice heads are not replayed (their inputs are reshaped per choice)")
-    calls, output = _record_calls(head_model, inputs)
+    name, task = type(head_model).__name__, task_of(head_model)
+    calls, output = _record_calls(head_model, _one_choice_each(inputs) if task == MULTIPLE_CHOICE else inputs)
     # Hooks fire innermost first, so a later call with the same output object is the outer module; a call
     # that hands back its own input (dropout in eval) produced nothing.
     produced = {
@@ -208,8 +223,10 @@ def find_heads(head_model: PreTrainedModel, inputs: Mapping[str, Any]) -> list[H
         for call in calls
         if isinstance(call.output, torch.Tensor) and call.output is not call.first_input()
     }
-    ends = [(field, task, reads, produced.get(id(output[field]))) for field, task, reads in _head_fields(head_model, output)]
-    if task_of(head_model) == QUESTION_ANSWERING and isinstance(output.get("start_logits"), torch.Tensor):
+    ends = [(field, kind, reads, produced.get(id(output[field]))) for field, kind, reads in _head_fields(head_model, output)]
+    if task == MULTIPLE_CHOICE:
+        ends = [(field, kind, reads, last or _viewed_head(calls, output[field])) for field, kind, reads, last in ends]
+    if task == QUESTION_ANSWERING and isinstance(output.get("start_logits"), torch.Tensor):
         ends.append((QA_FIELD, QUESTION_ANSWERING, LAST_HIDDEN_STATE, _qa_head(calls, output)))
     heads = []
     for field, task, reads, last in ends:

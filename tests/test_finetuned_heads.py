@@ -24,11 +24,12 @@ _PREFIX = {
 SEQUENCE = "SequenceClassification(3 labels) ← "
 TOKEN = "TokenClassification(3 labels) ← last_hidden_state"
 QA = "QuestionAnswering ← last_hidden_state"
+CHOICE = "MultipleChoice ← "
 
 
 def _checkpoint(tiny_checkpoint: TinyFactory, arch: str, kind: str) -> Path:
-    """A tiny checkpoint saved with a fine-tuned head (3 named labels; QA heads have their 2 outputs)."""
-    labels = None if kind == "QuestionAnswering" else LABELS
+    """A tiny checkpoint saved with a fine-tuned head (3 named labels; QA and multiple-choice heads have their own outputs)."""
+    labels = None if kind in ("QuestionAnswering", "MultipleChoice") else LABELS
     return tiny_checkpoint(arch, model_class=f"{_PREFIX[arch]}For{kind}", labels=labels)
 
 
@@ -47,6 +48,10 @@ HEALTHY = [
     *[(arch, "SequenceClassification", SEQUENCE + "last_hidden_state[:, 0]") for arch in ("distilbert", "modernbert")],
     *[(arch, "TokenClassification", TOKEN) for arch in ("bert", "roberta", "electra", "deberta-v2", "distilbert", "modernbert")],
     *[(arch, "QuestionAnswering", QA) for arch in ("bert", "roberta", "electra", "deberta-v2", "distilbert", "modernbert")],
+    # Multiple choice, one choice per sentence: RoBERTa scores choices from the pooler, unlike its sequence classifier.
+    *[(arch, "MultipleChoice", CHOICE + "pooler_output") for arch in ("bert", "roberta")],
+    *[(arch, "MultipleChoice", CHOICE + "last_hidden_state") for arch in ("electra", "deberta-v2")],
+    *[(arch, "MultipleChoice", CHOICE + "last_hidden_state[:, 0]") for arch in ("distilbert", "modernbert")],
 ]
 
 
@@ -65,6 +70,7 @@ def test_healthy_fine_tuned_heads_read_their_promise_bit_exact(tiny_checkpoint: 
         ("deberta-v2", "SequenceClassification", "pooler -> classifier"),  # ContextPooler sits on the head
         ("roberta", "SequenceClassification", "classifier"),  # RobertaClassificationHead takes [:, 0] itself
         ("modernbert", "QuestionAnswering", "head -> classifier"),
+        ("electra", "MultipleChoice", "sequence_summary -> classifier"),
     ],
 )
 def test_the_head_chain_is_found_by_replay(tiny_checkpoint: TinyFactory, arch: str, kind: str, path: str) -> None:
@@ -117,6 +123,10 @@ FAULTS = {
     "distilbert token classifier on the embeddings": (
         "distilbert", "TokenClassification", "classifier", lambda m: m.distilbert.embeddings, _layer_output,
         "hidden_states[0] (the embeddings)", "last_hidden_state",
+    ),
+    "roberta multiple-choice classifier on the [CLS] state": (
+        "roberta", "MultipleChoice", "classifier", lambda m: m.roberta, lambda out: out[0][:, 0],
+        "last_hidden_state[:, 0] (the [CLS] state)", "pooler_output",
     ),
     "deberta-v2 QA head on a middle layer": (
         "deberta-v2", "QuestionAnswering", "qa_outputs", lambda m: m.deberta.encoder.layer[0], _layer_output,
@@ -182,10 +192,14 @@ def test_audit_passes_every_head_kind_and_names_the_heads(pytester: pytest.Pytes
         "distilbert": _checkpoint(tiny_checkpoint, "distilbert", "SequenceClassification"),
         "electra-token": _checkpoint(tiny_checkpoint, "electra", "TokenClassification"),
         "deberta-qa": _checkpoint(tiny_checkpoint, "deberta-v2", "QuestionAnswering"),
+        "roberta-choice": _checkpoint(tiny_checkpoint, "roberta", "MultipleChoice"),
     }
     result = pytester.runpytest(*(f"--bert-model={path}" for path in paths.values()), *AUDIT, "--junitxml=out.xml", "--bert-report-json=r.json")
-    result.assert_outcomes(passed=9, skipped=1)
-    result.stdout.fnmatch_lines(["*SKIPPED*DebertaV2ForQuestionAnswering has no classification head, so no label map to check"])
+    result.assert_outcomes(passed=10, skipped=2)
+    result.stdout.fnmatch_lines_random([
+        "*SKIPPED*DebertaV2ForQuestionAnswering has no classification head, so no label map to check",
+        "*SKIPPED*RobertaForMultipleChoice has no classification head, so no label map to check",
+    ])
     result.stdout.fnmatch_lines([f"{paths['bert'].name} *bert *{SEQUENCE}pooler_output *"])
     heads = {model["id"]: model["head"] for model in json.loads((pytester.path / "r.json").read_text())["models"]}
     assert heads == {
@@ -194,6 +208,7 @@ def test_audit_passes_every_head_kind_and_names_the_heads(pytester: pytest.Pytes
         paths["distilbert"].name: SEQUENCE + "last_hidden_state[:, 0]",
         paths["electra-token"].name: TOKEN,
         paths["deberta-qa"].name: QA,
+        paths["roberta-choice"].name: CHOICE + "pooler_output",
     }
     metrics = junit_metrics(pytester.path / "out.xml", "test_heads_read_what_their_architecture_promises")
     assert all(values["max_abs"] == 0.0 for values in metrics.values())
