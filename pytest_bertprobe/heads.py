@@ -7,7 +7,8 @@ How a head is found, with one rule for the whole family instead of a table of mo
    recording each call's arguments and output.
 2. The head behind an output field (`seq_relationship_logits`, `sop_logits`, `prediction_logits`,
    `logits`) is the outermost recorded call whose output IS that logits tensor (the same object, not
-   equal values); a QA head is the call whose two output channels are `start_logits` and `end_logits`.
+   equal values); a QA head is the call whose two output channels are `start_logits` and `end_logits`, a
+   multiple-choice head (run with one choice per sentence) the call whose output the logits are a view of.
    Walking back, a call whose first argument IS another recorded call's output joins the chain:
    ELECTRA's generator_predictions -> generator_lm_head, DistilBERT's pre_classifier -> ReLU() ->
    classifier. A module that hands back its own input (dropout in eval) is not a link. The chain stops
