@@ -42,6 +42,7 @@ def build_json(session: ProbeSession) -> dict[str, Any]:
                 "id": record.id,
                 "path": record.source.location,
                 "model_type": record.model_type or None,
+                "head": record.head or None,
                 "outcome": record.outcome,
                 "pooler": {
                     "kind": record.pooler_kind or None,
