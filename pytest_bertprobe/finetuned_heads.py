@@ -2,7 +2,7 @@
 
 Pretraining heads (NSP/SOP on `pooler_output`, MLM and ELECTRA's discriminator on `last_hidden_state`)
 go by output field. Fine-tuned heads go by the class name's suffix, and what a sequence classifier
-reads depends on the architecture (measured on transformers 5.24 and 4.57, see docs/heads.md):
+reads depends on the architecture (measured on transformers 5.24 and 4.57, see docs/DESIGN.md §6):
 
 - BERT style (bert, albert, mobilebert, ernie, megatron-bert, fnet, ...): dropout -> classifier on `pooler_output`;
 - RoBERTa style (roberta, xlm-roberta, camembert, electra, deberta(-v2), mpnet, big_bird, ...): their own
