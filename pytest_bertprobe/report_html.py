@@ -12,13 +12,16 @@ import os
 import tempfile
 from html import escape
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pytest_bertprobe import __version__
 from pytest_bertprobe.report import CHECK_PROPERTY, METRICS_PROPERTY, worst_metric
 from pytest_bertprobe.session import CheckResult, ModelRecord, ProbeSession
+
+if TYPE_CHECKING:
+    from pytest_bertprobe.plots import Plot
 
 MISSING_MATPLOTLIB = "--bert-report-html needs matplotlib to draw its plots: pip install 'pytest-bertprobe[html]'"
 _CSS = """
@@ -138,16 +141,16 @@ def _model_section(record: ModelRecord) -> str:
     return "\n".join(parts)
 
 
-def _figures(check: CheckResult) -> list[Any]:
+def _figures(check: CheckResult) -> list[Plot]:
     from pytest_bertprobe import plots  # matplotlib only when a page is drawn
 
     return plots.figures_for(check.check, check.metrics)
 
 
-def _figure(plot: Any, check: CheckResult | None = None) -> str:
+def _figure(plot: Plot, check: CheckResult) -> str:
     """A plot as a captioned `<figure>`; the cosine plot lists its sentences."""
     legend = ""
-    if plot.key.endswith("-cosine") and check is not None:
+    if plot.key.endswith("-cosine"):
         rows = "".join(
             f"<tr><td>{index}</td><td>{escape(str(label))}</td><td>{value:.4f}</td></tr>"
             for index, (label, value) in enumerate(check.metrics["plot"]["series"])
