@@ -33,7 +33,7 @@ th{background:#eef2f7}.passed{color:#18794e;font-weight:600}.failed,.error{color
 pre{background:#f6f8fa;border-left:4px solid #c22;padding:.6em;white-space:pre-wrap;font-size:.85em}
 figure{margin:1.2em 0;padding:.6em;border:1px solid #e3e7ed;border-radius:6px}figure svg{max-width:100%;height:auto}
 figcaption{font-size:.9em;color:#333}figcaption b{display:block;font-size:1.05em;margin-bottom:.2em}
-.muted{color:#666;font-size:.9em}.plots{display:grid;grid-template-columns:repeat(auto-fit,minmax(480px,1fr));gap:0 1em}
+.muted{color:#666;font-size:.9em}.overview{width:100%;font-size:.85em}.plots{display:grid;grid-template-columns:repeat(auto-fit,minmax(480px,1fr));gap:0 1em}
 """
 _PLOT_ORDER = ("pooler", "cosine", "unk", "layers", "padding")  # the issue's order: the pooler first, padding last
 
@@ -106,7 +106,7 @@ def _overview(records: list[ModelRecord]) -> str:
             ))  # fmt: skip
             + "</tr>"
         )
-    return "<table><tr>" + "".join(f"<th>{escape(cell)}</th>" for cell in header) + "</tr>" + "".join(rows) + "</table>"
+    return '<table class="overview"><tr>' + "".join(f"<th>{escape(cell)}</th>" for cell in header) + "</tr>" + "".join(rows) + "</table>"
 
 
 def _model_section(record: ModelRecord) -> str:

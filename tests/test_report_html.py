@@ -164,7 +164,7 @@ def test_the_failed_check_and_the_first_diverging_layer_are_named(runs: dict[str
     assert "First diverging: layer 2." in " ".join(layers["caption"])
     healthy_layers = _parse(healthy).figures["plot-reference_agreement-layers"]
     assert "No output diverges" in " ".join(healthy_layers["caption"])
-    overview = page.split("<h2", 1)[0]
+    overview = page.split('<table class="overview">', 1)[1].split("</table>", 1)[0]
     assert '<tr class="verdict-passed"><td><a href="#model-bert">' in overview
     assert '<tr class="verdict-failed"><td><a href="#model-transposed">' in overview
     for cell in ("BertModel", "standard/tanh", "trained", "reference_agreement: |Δ|"):
@@ -235,3 +235,27 @@ def test_without_matplotlib_the_option_is_one_usage_line(pytester: pytest.Pytest
     result = pytester.runpytest_subprocess("-p", "hide_matplotlib", f"--bert-model={tiny_checkpoint('bert')}", "--bert-report-html=report.html")
     assert_usage_error(result, "--bert-report-html needs matplotlib*pip install 'pytest-bertprobe?html?'")
     assert not (pytester.path / "report.html").exists()
+
+
+def test_plot_data_merges_over_examples(pytester: pytest.Pytester) -> None:
+    from pytest_bertprobe.report import PLOT_POINTS, _PLOTS, record_plot
+
+    item = pytester.getitem("def test_func(): pass")
+    record_plot(item, {"kind": "layer_differences", "series": [["embeddings", 0.0], ["layer 1", 2.0]], "diverging": ["layer 1"]})
+    record_plot(item, {"kind": "layer_differences", "series": [["layer 1", 1.0], ["layer 2", 3.0]], "diverging": []})
+    assert item.stash[_PLOTS] == {
+        "kind": "layer_differences", "series": [["embeddings", 0.0], ["layer 1", 2.0], ["layer 2", 3.0]], "diverging": ["layer 1"],
+    }  # fmt: skip
+    record_plot(item, {"series": [[f"sentence {index}", 0.5] for index in range(2 * PLOT_POINTS)]})
+    assert len(item.stash[_PLOTS]["series"]) == PLOT_POINTS
+
+
+def test_the_page_is_replaced_whole(tmp_path: Path) -> None:
+    from pytest_bertprobe.report_html import _write_atomic
+
+    target = tmp_path / "reports" / "page.html"
+    _write_atomic(target, "first")
+    _write_atomic(target, "second")
+    assert target.read_text(encoding="utf-8") == "second"
+    assert [path.name for path in target.parent.iterdir()] == ["page.html"]  # no temporary file left behind
+    assert target.stat().st_mode & 0o044 == 0o044  # readable by a CI artifact's other users
