@@ -113,7 +113,10 @@ def assert_checkpoints_agree(
                 tolerance,
                 claim=f"Checkpoint vs reference, first diverging output {name}",
                 sentences=sentences,
-                details=_diagnosis({n: gaps[n] for n in names[: position + 1]}, ours, theirs, mask, sentences, model, reference, dtype),
+                # Only the outputs up to this one: "outputs that agree" are those before the divergence.
+                details=_diagnosis(
+                    {earlier: gaps[earlier] for earlier in names[: position + 1]}, ours, theirs, mask, sentences, model, reference, dtype
+                ),
                 hint=_hint(name, names),
             )
     agreement = Agreement(gaps, dtype)

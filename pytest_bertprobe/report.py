@@ -20,7 +20,9 @@ MODEL_PROPERTY = "bertprobe.model"
 CHECK_PROPERTY = "bertprobe.check"
 METRICS_PROPERTY = "bertprobe.metrics"
 STATE_PROPERTY = "bertprobe.state"
-_STATE_FIELDS = ("model_type", "model_class", "head_class", "pooler_kind", "pooler_activation", "loads", "load_seconds", "forward_passes", "budget")
+_STATE_FIELDS = (
+    "model_type", "model_class", "head_class", "pooler_kind", "pooler_activation", "loads", "load_seconds", "forward_passes", "budget",
+)  # fmt: skip
 
 
 _RESULTS = pytest.StashKey[dict[str, Any]]()

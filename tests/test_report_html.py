@@ -230,9 +230,11 @@ def test_headless_chromium_renders_the_page_with_its_plots(runs: dict[str, Any],
     assert share(PLOT_RED) > 1e-5, "the first diverging layer's red marker is missing"
 
 
-def test_without_matplotlib_the_option_is_one_usage_line(pytester: pytest.Pytester, tiny_checkpoint: Factory) -> None:
+@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["serial", "xdist"])
+def test_without_matplotlib_the_option_is_one_usage_line(pytester: pytest.Pytester, tiny_checkpoint: Factory, workers: tuple[str, ...]) -> None:
     pytester.makepyfile(hide_matplotlib="import sys\nsys.modules['matplotlib'] = None\n")
-    result = pytester.runpytest_subprocess("-p", "hide_matplotlib", f"--bert-model={tiny_checkpoint('bert')}", "--bert-report-html=report.html")
+    model = f"--bert-model={tiny_checkpoint('bert')}"
+    result = pytester.runpytest_subprocess("-p", "hide_matplotlib", model, "--bert-report-html=report.html", *workers)
     assert_usage_error(result, "--bert-report-html needs matplotlib*pip install 'pytest-bertprobe?html?'")
     assert not (pytester.path / "report.html").exists()
 
