@@ -12,16 +12,15 @@ import os
 import tempfile
 from html import escape
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
-from pytest_bertprobe import __version__
+# plots imports matplotlib only when it draws; imported here so that Hypothesis, which mines loaded modules'
+# constants for its examples, generates the same batches with and without the HTML report.
+from pytest_bertprobe import __version__, plots
 from pytest_bertprobe.report import CHECK_PROPERTY, METRICS_PROPERTY, worst_metric
 from pytest_bertprobe.session import CheckResult, ModelRecord, ProbeSession
-
-if TYPE_CHECKING:
-    from pytest_bertprobe.plots import Plot
 
 MISSING_MATPLOTLIB = "--bert-report-html needs matplotlib to draw its plots: pip install 'pytest-bertprobe[html]'"
 _CSS = """
@@ -141,13 +140,11 @@ def _model_section(record: ModelRecord) -> str:
     return "\n".join(parts)
 
 
-def _figures(check: CheckResult) -> list[Plot]:
-    from pytest_bertprobe import plots  # matplotlib only when a page is drawn
-
+def _figures(check: CheckResult) -> list[plots.Plot]:
     return plots.figures_for(check.check, check.metrics)
 
 
-def _figure(plot: Plot, check: CheckResult) -> str:
+def _figure(plot: plots.Plot, check: CheckResult) -> str:
     """A plot as a captioned `<figure>`; the cosine plot lists its sentences."""
     legend = ""
     if plot.key.endswith("-cosine"):
