@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from pytest_bertprobe import probes, reference, tolerances
+from pytest_bertprobe import probes, reference, snapshot, tolerances
 from pytest_bertprobe.anatomy import cls_vector, require_checkable_pooler
 from pytest_bertprobe.compare import quote
 from pytest_bertprobe.invariances import attention_mask, forward_view
@@ -107,6 +107,20 @@ def layer_differences(
         "atol": tolerance.atol,
         "compared_at": dtype,
         "against": "the reference",
+    }
+
+
+def snapshot_differences(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, stored: dict[str, Any]) -> dict[str, Any] | None:
+    """Greatest difference to the golden snapshot per embedding it holds (cls, pooler, mean), and which diverge."""
+    gaps = snapshot.embedding_differences(model, tokenizer, stored)
+    if not gaps:
+        return None
+    return {
+        "kind": "layer_differences",
+        "series": [[kind, gap.max_abs] for kind, gap in gaps.items()],
+        "diverging": [kind for kind, gap in gaps.items() if gap.mismatched],
+        "atol": next(iter(gaps.values())).atol,
+        "against": "the golden snapshot",
     }
 
 

@@ -29,17 +29,13 @@ class Plot:
 
 
 def figures_for(check: str, metrics: dict[str, Any]) -> list[Plot]:
-    """The figures a check's metrics can draw: its recorded plot data, [UNK] rates, snapshot gaps."""
+    """The figures a check's metrics can draw: its recorded plot data, and [UNK] rates."""
     plot = metrics.get("plot") or {}
     drawn: list[Plot | None] = []
     if plot.get("kind") in _DRAWERS:
         drawn.append(_DRAWERS[plot["kind"]](check, plot))
     if check == "token_coverage" and metrics.get("scripts"):
         drawn.append(unk_rates(metrics))
-    if check == "golden_snapshot" and isinstance(metrics.get("embeddings"), dict):
-        series = [[kind, value] for kind, value in metrics["embeddings"].items()]
-        data = {"series": series, "atol": metrics.get("atol", 0.0), "diverging": [], "against": "the golden snapshot"}
-        drawn.append(layer_differences(check, data))
     return [figure for figure in drawn if figure is not None]
 
 
@@ -126,7 +122,7 @@ def layer_differences(check: str, data: dict[str, Any]) -> Plot:
             axes.scatter([index], [values[index]], color=_BAD, s=60, zorder=4)
         axes.set_yscale("log")
         axes.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
-        axes.set_xlabel("output, in data-flow order")
+        axes.set_xlabel("output, in data-flow order" if data.get("against") != "the golden snapshot" else "embedding")
         axes.set_ylabel(f"greatest |difference| to {data.get('against', 'the reference')}")
         _legend(axes)
 

@@ -261,3 +261,21 @@ def test_the_page_is_replaced_whole(tmp_path: Path) -> None:
     assert target.read_text(encoding="utf-8") == "second"
     assert [path.name for path in target.parent.iterdir()] == ["page.html"]  # no temporary file left behind
     assert target.stat().st_mode & 0o044 == 0o044  # readable by a CI artifact's other users
+
+
+def test_a_regressed_snapshot_is_drawn_per_embedding(checkpoints: dict[str, Path]) -> None:
+    from pytest_bertprobe import loading, plot_data, plots, snapshot
+    from pytest_bertprobe.options import Settings
+
+    def load(path: Path) -> loading.Checkpoint:
+        settings = Settings(models=(str(path),), device="cpu", dtype="float32", revision=None, audit=True)
+        return loading.load_checkpoint(loading.resolve_source(str(path)), path.name, settings)
+
+    healthy = load(checkpoints["healthy"])
+    stored = snapshot.take_snapshot(healthy.model, healthy.tokenizer)
+    regressed = load(checkpoints["transposed"])
+    data = plot_data.snapshot_differences(regressed.model, regressed.tokenizer, stored)
+    assert data is not None and [kind for kind, _ in data["series"]] == ["cls", "pooler", "mean"]
+    assert data["diverging"] and data["against"] == "the golden snapshot"
+    [figure] = plots.figures_for("golden_snapshot", {"plot": data})
+    assert f"First diverging: {data['diverging'][0]}." in figure.caption and "embedding" in figure.svg

@@ -45,4 +45,6 @@ def test_matches_its_golden_snapshot(request: pytest.FixtureRequest, bert_checkp
         return
     if not path.is_file():
         pytest.skip(f"no golden snapshot at {path}: run once with --bert-snapshot-update to write it")
-    run_check(request, snapshot.assert_matches_snapshot, bert_model, bert_checkpoint.tokenizer, snapshot.read_snapshot(path))
+    stored = snapshot.read_snapshot(path)
+    record_plot_data(request, plot_data.snapshot_differences, bert_model, bert_checkpoint.tokenizer, stored)
+    run_check(request, snapshot.assert_matches_snapshot, bert_model, bert_checkpoint.tokenizer, stored)
