@@ -19,6 +19,7 @@ class CheckResult:
     check: str
     outcome: str
     metrics: dict[str, Any] = field(default_factory=dict)
+    text: str = ""  # a failure's whole message, for the HTML report (metrics keep its first lines)
 
 
 @dataclass
@@ -28,6 +29,8 @@ class ModelRecord:
     id: str
     source: Source
     model_type: str = ""
+    model_class: str = ""  # the class audited (the bare encoder)
+    head_class: str = ""  # the saved architecture with heads, when it has them
     loads: int = 0
     load_seconds: float = 0.0
     forward_passes: int = 0
