@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_bertprobe import loading, probes
+from pytest_bertprobe.load_failure import stop_run
 from pytest_bertprobe.anatomy import PoolerAnatomy, describe_pooler
 from pytest_bertprobe.sentences import SEED_SENTENCES
 from pytest_bertprobe.session import probe_session
@@ -31,7 +32,7 @@ def bert_checkpoint(request: pytest.FixtureRequest) -> Iterator[loading.Checkpoi
     try:
         checkpoint = loading.load_checkpoint(source, checkpoint_id, session.settings)
     except loading.CheckpointError as error:
-        pytest.exit(str(error), returncode=pytest.ExitCode.USAGE_ERROR)
+        stop_run(str(error))
     record = session.record(checkpoint_id)
     record.loads += 1
     record.load_seconds += checkpoint.load_seconds
@@ -54,7 +55,7 @@ def bert_reference(request: pytest.FixtureRequest) -> Iterator[loading.Checkpoin
     try:
         checkpoint = loading.load_checkpoint(session.reference, "reference", settings)
     except loading.CheckpointError as error:
-        pytest.exit(str(error), returncode=pytest.ExitCode.USAGE_ERROR)
+        stop_run(str(error))
     probes.share_forward_passes(checkpoint.model, checkpoint.tokenizer)
     yield checkpoint
     probes.stop_sharing(checkpoint.model)

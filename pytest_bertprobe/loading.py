@@ -5,7 +5,9 @@ from __future__ import annotations
 import functools
 import gc
 import json
+import os
 import re
+import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +24,8 @@ if TYPE_CHECKING:
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _GENERIC_FOLDER_NAMES = {"model", "models", "checkpoint", "final", "snapshot", "weights", "."}
+_HUB_PROBE_SECONDS = 3.0
+_MESSAGE_CHARS = 300
 
 
 class CheckpointError(Exception):
@@ -88,7 +92,7 @@ def resolve_source(spec: str, revision: str | None = None, option: str = "--bert
     if path.is_dir():
         if not any(path.iterdir()):
             raise CheckpointError(f"{option} {spec!r}: folder is empty; give a checkpoint folder (config.json, weights, tokenizer)")
-        if not (path / "config.json").is_file():
+        if not os.path.lexists(path / "config.json"):  # one that is not a regular file: the preflight names it
             raise CheckpointError(f"{option} {spec!r}: folder has no config.json, so it is not a checkpoint")
         return Source(spec, path.resolve(), None, revision, path.resolve() / "config.json", option)
     if path.exists():
@@ -100,21 +104,41 @@ def resolve_source(spec: str, revision: str | None = None, option: str = "--bert
 
 def _fetch_hub_config(hub_id: str, revision: str | None, option: str) -> Path:
     """Reach the hub for `config.json` only, so an unreachable id fails before any test runs."""
-    from huggingface_hub import hf_hub_download
+    from huggingface_hub import constants, hf_hub_download
 
+    unreachable = None if constants.HF_HUB_OFFLINE else _unreachable(constants.ENDPOINT)
     try:
-        return Path(hf_hub_download(hub_id, "config.json", revision=revision))
+        # Where the hub cannot be reached, only the cache can answer: no retries, no minute of backoff warnings.
+        return Path(hf_hub_download(hub_id, "config.json", revision=revision, local_files_only=unreachable is not None))
     except Exception as error:  # noqa: BLE001 - every hub failure becomes one usage line
+        cause = f"{constants.ENDPOINT} unreachable: {unreachable}" if unreachable else first_line(error)
         raise CheckpointError(
             f"{option} {hub_id!r}: no such local folder, and the hub id could not be fetched "
-            f"({_first_line(error)}); check the path, or run where the Hugging Face Hub is reachable"
+            f"({cause}); check the path, or run where the Hugging Face Hub is reachable"
         ) from None
 
 
-def _first_line(error: BaseException) -> str:
-    """`Type: first sentence` of an exception, for one-line messages."""
-    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return f"{type(error).__name__}: {text.split('. ')[0]}" if text else type(error).__name__
+def _unreachable(endpoint: str) -> str | None:
+    """Why a TCP connection to the hub endpoint fails within a few seconds, or None when it opens (or a proxy decides)."""
+    from urllib.parse import urlsplit
+
+    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY")):
+        return None
+    url = urlsplit(endpoint)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname or "", port), timeout=_HUB_PROBE_SECONDS).close()
+    except OSError as error:
+        return first_line(error)
+    return None
+
+
+def first_line(error: BaseException) -> str:
+    """`Type: first line` of an exception (its traceback never), for one-line messages."""
+    lines = str(error).strip().splitlines()
+    text = lines[0].strip() if lines else ""
+    text = text if len(text) <= _MESSAGE_CHARS else text[: _MESSAGE_CHARS - 1] + "…"
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def checkpoint_ids(sources: list[Source]) -> list[str]:
@@ -170,18 +194,31 @@ def _long_lived_imports() -> Iterator[None]:
             gc.freeze()
 
 
+@contextmanager
+def _failing_as(source: Source, what: str, hint: str) -> Iterator[None]:
+    """Whatever transformers raises while building `what` becomes one line naming it: class and message, no traceback."""
+    try:
+        yield
+    except CheckpointError:
+        raise
+    except Exception as error:  # noqa: BLE001 - any exception here means the checkpoint cannot be audited
+        raise CheckpointError(f"{source.option} {source.spec!r}: {what} could not be loaded ({first_line(error)}); {hint}") from None
+
+
 def load_checkpoint(source: Source, checkpoint_id: str, settings: Settings) -> Checkpoint:
     """Load model and tokenizer with the requested dtype and device, in eval mode."""
+    fix = "fix the file or re-save the checkpoint"
     with _long_lived_imports():
         import torch
         from transformers import AutoConfig, AutoTokenizer
 
         device = resolve_device(settings.device)
         kwargs: dict[str, Any] = {"revision": source.revision, "trust_remote_code": settings.trust_remote_code}
-        config = AutoConfig.from_pretrained(source.location, **kwargs)
-        architecture = _saved_architecture(config)  # imports the model's module
+        with _failing_as(source, "config.json", fix):
+            config = AutoConfig.from_pretrained(source.location, **kwargs)
+            architecture = _saved_architecture(config)  # imports the model's module
     started = time.perf_counter()
-    try:
+    with _failing_as(source, f"the model ({architecture.__name__} from config.json and the weights)", fix):
         full_model, info = architecture.from_pretrained(
             source.location,
             config=config,
@@ -190,10 +227,9 @@ def load_checkpoint(source: Source, checkpoint_id: str, settings: Settings) -> C
             use_safetensors=None if settings.allow_pickle else True,
             **kwargs,
         )
-    except (OSError, ValueError, RuntimeError) as error:
-        raise CheckpointError(f"{source.option} {source.spec!r}: could not be loaded ({_first_line(error)})") from None
-    full_model.to(device).eval()
-    tokenizer = AutoTokenizer.from_pretrained(source.location, **kwargs)
+        full_model.to(device).eval()
+    with _failing_as(source, "the tokenizer (tokenizer.json / tokenizer_config.json / vocab files)", fix):
+        tokenizer = AutoTokenizer.from_pretrained(source.location, **kwargs)
     model = full_model.base_model
     return Checkpoint(
         id=checkpoint_id,

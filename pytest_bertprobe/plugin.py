@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from pytest_bertprobe import coverage, loading, options, preflight, probes, report_files, tolerances
+from pytest_bertprobe.load_failure import LoadFailureGuard
 from pytest_bertprobe import report as reporting
 from pytest_bertprobe.fixtures import (  # noqa: F401 - fixtures are found by their presence here
     bert_anatomy,
@@ -55,6 +56,7 @@ def pytest_configure(config: pytest.Config) -> None:
     session = ProbeSession(settings, sources, loading.checkpoint_ids(sources), reference=reference)
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(reporting.Collector(session), "bertprobe-collector")
+    config.pluginmanager.register(LoadFailureGuard(), "bertprobe-load-failure")
     if sources and settings.audit:
         from pytest_bertprobe.audit import harness  # hypothesis only when an audit will run
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_bertprobe import probes, reference, tolerances
+from pytest_bertprobe.atomic import write_text_atomic
 from pytest_bertprobe.compare import Gap, assert_close, measure
 from pytest_bertprobe.embedding import sentence_embedding
 from pytest_bertprobe.sentences import PROBE_SENTENCES
@@ -57,8 +58,7 @@ def take_snapshot(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, se
 
 def write_snapshot(path: Path, snapshot: dict[str, Any]) -> None:
     """Write `snapshot` as JSON with one line per entry, so a diff of two snapshots reads well."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(_one_line_per_entry(snapshot) + "\n", encoding="utf-8")
+    write_text_atomic(path, _one_line_per_entry(snapshot) + "\n")
 
 
 def _one_line_per_entry(value: Any, indent: str = "") -> str:
