@@ -12,6 +12,7 @@ import pytest
 from pytest_bertprobe import loading, probes
 from pytest_bertprobe.load_failure import stop_run
 from pytest_bertprobe.anatomy import PoolerAnatomy, describe_pooler
+from pytest_bertprobe.forward_failure import ForwardError
 from pytest_bertprobe.sentences import SEED_SENTENCES
 from pytest_bertprobe.session import probe_session
 
@@ -84,7 +85,11 @@ def bert_anatomy(
     request: pytest.FixtureRequest, bert_checkpoint: loading.Checkpoint, bert_model: PreTrainedModel, bert_seed_inputs: Any
 ) -> PoolerAnatomy:
     """Where the pooler lives: kind, dense layer, activation (found numerically), what it reads."""
-    anatomy = describe_pooler(bert_model, probes.run(bert_model, bert_seed_inputs))
+    try:
+        forward = probes.run(bert_model, bert_seed_inputs)
+    except ForwardError as crash:
+        pytest.skip(crash.skip_reason)
+    anatomy = describe_pooler(bert_model, forward)
     record = probe_session(request.config).record(bert_checkpoint.id)
     record.pooler_kind, record.pooler_activation = anatomy.kind.value, anatomy.activation
     return anatomy

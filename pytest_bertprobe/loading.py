@@ -134,32 +134,57 @@ def _unreachable(endpoint: str) -> str | None:
 
 
 def first_line(error: BaseException) -> str:
-    """`Type: first line` of an exception (its traceback never), for one-line messages."""
-    lines = str(error).strip().splitlines()
-    text = lines[0].strip() if lines else ""
+    """`Type: message` of an exception on one line, shortened (its traceback never), for one-line messages."""
+    # Lines joined: some messages end their first line with a colon (pydantic-style validation errors).
+    text = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
     text = text if len(text) <= _MESSAGE_CHARS else text[: _MESSAGE_CHARS - 1] + "…"
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
+def distinct_sources(sources: list[Source]) -> list[Source]:
+    """One source per checkpoint: `X`, `X/` and symlinks to one folder are the same model (the first spelling kept)."""
+    return list({source.location: source for source in reversed(sources)}.values())[::-1]
+
+
 def checkpoint_ids(sources: list[Source]) -> list[str]:
-    """Short, deterministic, unique test ids: folder or hub name, widened only where needed."""
-    names = [_short_name(source) for source in sources]
-    seen: dict[str, int] = {}
-    unique = []
-    for name in names:
-        seen[name] = seen.get(name, 0) + 1
-        unique.append(name if names.count(name) == 1 else f"{name}-{seen[name]}")
-    return unique
+    """Short, unique test ids that depend on the paths alone, not their order: same-named folders take their parents' names."""
+    extra = [0] * len(sources)
+    while True:
+        names = [_short_name(source, parents) for source, parents in zip(sources, extra)]
+        clashing = [index for index, name in enumerate(names) if names.count(name) > 1]
+        widened = [index for index in clashing if _can_widen(sources[index], extra[index])]
+        if not clashing or not widened:
+            break
+        for index in widened:
+            extra[index] += 1
+    return [f"{name}-{_path_hash(source)}" if index in clashing else name for index, (name, source) in enumerate(zip(names, sources))]
 
 
-def _short_name(source: Source) -> str:
+def _short_name(source: Source, extra_parents: int = 0) -> str:
     if source.hub_id is not None:
         return source.hub_id
     assert source.local_path is not None
-    name = source.local_path.name
-    if name.lower() in _GENERIC_FOLDER_NAMES and source.local_path.parent.name:
-        name = f"{source.local_path.parent.name}-{name}"
-    return name
+    return "-".join(_name_parts(source.local_path)[-_kept_parts(source.local_path, extra_parents) :])
+
+
+def _name_parts(path: Path) -> list[str]:
+    return [part for part in path.parts if part.strip("/\\")]
+
+
+def _kept_parts(path: Path, extra_parents: int) -> int:
+    generic = path.name.lower() in _GENERIC_FOLDER_NAMES and bool(path.parent.name)
+    return 1 + int(generic) + extra_parents
+
+
+def _can_widen(source: Source, extra_parents: int) -> bool:
+    path = source.local_path
+    return path is not None and _kept_parts(path, extra_parents) < len(_name_parts(path))
+
+
+def _path_hash(source: Source) -> str:
+    import hashlib
+
+    return hashlib.blake2b(source.location.encode(), digest_size=3).hexdigest()
 
 
 def resolve_device(requested: str) -> torch.device:

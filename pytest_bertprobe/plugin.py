@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bertprobe import coverage, loading, options, preflight, probes, report_files, tolerances
+from pytest_bertprobe import coverage, loading, options, outputs, preflight, probes, report_files, tolerances
 from pytest_bertprobe.load_failure import LoadFailureGuard
 from pytest_bertprobe import report as reporting
 from pytest_bertprobe.fixtures import (  # noqa: F401 - fixtures are found by their presence here
@@ -36,12 +36,14 @@ def pytest_configure(config: pytest.Config) -> None:
     if getattr(config.option, "dist", None) == "load":
         config.option.dist = "loadgroup"  # same as load for ungrouped tests; keeps each checkpoint on one worker
     settings = options.read_settings(config)
+    if not hasattr(config, "workerinput"):  # the controller writes every output; workers need not race it
+        outputs.check_output_paths(config, settings)
     if settings.models:
         probes.wait_passively()  # before anything imports torch
     try:
         coverage.validate_languages(settings.languages)
         tolerances.set_overrides(config.getini("bert_tolerances"))
-        sources = [loading.resolve_source(spec, settings.revision) for spec in settings.models]
+        sources = loading.distinct_sources([loading.resolve_source(spec, settings.revision) for spec in settings.models])
         reference = loading.resolve_source(settings.reference, settings.revision, "--bert-reference") if settings.reference else None
         for source in [*sources, *([reference] if reference else [])]:
             preflight.check_source(

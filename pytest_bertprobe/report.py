@@ -128,7 +128,8 @@ def _attach_outcome_metrics(item: pytest.Item, error: BaseException | None, pass
         if kept["metrics"]:
             _attach(item, {**kept["metrics"], "forward_passes": passes})  # measured before the check found it does not apply
         return
-    metrics = error.gap.metrics() if isinstance(error, Mismatch) else dict(kept["metrics"])
+    own = getattr(error, "metrics", None) if isinstance(error, AssertionError) else None  # a failure's numbers describe it
+    metrics = error.gap.metrics() if isinstance(error, Mismatch) else dict(own if isinstance(own, dict) else kept["metrics"])
     metrics["forward_passes"] = passes
     batch = failing_batch(error)
     if batch is not None:

@@ -84,7 +84,29 @@ def read_snapshot(path: Path) -> dict[str, Any]:
         raise SnapshotError(f"Snapshot {path} cannot be read ({error})\nHint: {UPDATE_HINT}") from None
     if not isinstance(snapshot, dict) or snapshot.get("format") != FORMAT:
         raise SnapshotError(f"Snapshot {path} is not a {FORMAT!r} file\nHint: {UPDATE_HINT}")
+    problem = _malformed(snapshot)
+    if problem:
+        raise SnapshotError(f"Snapshot {path} is malformed: {problem}\nHint: {UPDATE_HINT}")
     return snapshot
+
+
+_SHAPES: dict[str, type] = {"model_type": str, "dtype": str, "sentences": list, "input_ids": list, "embeddings": dict,
+                            "config": dict, "tensor_hashes": dict}  # fmt: skip
+
+
+def _malformed(snapshot: dict[str, Any]) -> str:
+    """What a snapshot lacks or holds in the wrong shape ('' when it is sound), checked before anything reads it."""
+    for key, kind in _SHAPES.items():
+        if not isinstance(snapshot.get(key), kind):
+            return f"{key!r} is {'missing' if key not in snapshot else f'a {type(snapshot[key]).__name__}, not a {kind.__name__}'}"
+    if len(snapshot["input_ids"]) != len(snapshot["sentences"]) or not all(isinstance(s, str) for s in snapshot["sentences"]):
+        return "'sentences' and 'input_ids' do not pair up"
+    for kind, encoded in snapshot["embeddings"].items():
+        try:
+            _decode_tensor(encoded)
+        except (TypeError, ValueError, KeyError, AttributeError) as error:
+            return f"embedding {kind!r} cannot be decoded ({type(error).__name__}: {error})"
+    return ""
 
 
 def assert_matches_snapshot(
