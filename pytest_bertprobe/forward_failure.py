@@ -2,7 +2,8 @@
 
 Many checks share one pass of a batch. The check whose clause explains the crash reports it once (an input
 past the position table: `tokenizer_max_length`; token ids past the embedding matrix:
-`tokenizer_ids_in_embeddings`; token types past their table: `tokenizer_token_types`; any other crash:
+`tokenizer_ids_in_embeddings`; token types past their table: `tokenizer_token_types`; a crash at the
+tokenizer's maximum length: `tokenizer_max_length` again; any other crash:
 `outputs_finite`, the check that every output exists and is finite); the others skip, pointing at it.
 """
 
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import torch
-    from transformers import PreTrainedModel
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 DEFAULT_OWNER = "outputs_finite"
 
@@ -32,7 +33,9 @@ class ForwardError(Exception):
         return f"the forward pass this check needs raised ({str(self).splitlines()[0]}); {self.owner} reports it"
 
 
-def diagnose(model: PreTrainedModel, inputs: Mapping[str, torch.Tensor], error: Exception) -> ForwardError:
+def diagnose(
+    model: PreTrainedModel, inputs: Mapping[str, torch.Tensor], error: Exception, tokenizer: PreTrainedTokenizerBase | None = None
+) -> ForwardError:
     """Explain `error`, raised by `model` on `inputs`, from the input's shape and ids against the model's tables."""
     from pytest_bertprobe import tokenizer_contract as contract
     from pytest_bertprobe.loading import first_line
@@ -43,6 +46,7 @@ def diagnose(model: PreTrainedModel, inputs: Mapping[str, torch.Tensor], error: 
     metrics: dict[str, Any] = {"error": first_line(error), "input_shape": list(shape)}
     owner, diagnosis, hint = DEFAULT_OWNER, "", "run the model on this input alone to see where it breaks"
     usable = contract.usable_positions(model)
+    declared = contract.declared_max_length(tokenizer) if tokenizer is not None else None
     rows = int(model.get_input_embeddings().num_embeddings) if model.get_input_embeddings() is not None else None
     types_table = getattr(getattr(model.base_model, "embeddings", None), "token_type_embeddings", None)
     types = getattr(types_table, "num_embeddings", None)
@@ -60,6 +64,10 @@ def diagnose(model: PreTrainedModel, inputs: Mapping[str, torch.Tensor], error: 
         owner = "tokenizer_token_types"
         diagnosis = f"token type {top_type} is past the token type table's {types} rows"
         hint = "fix type_vocab_size in config.json, or the tokenizer's pair template"
+    elif declared is not None and width >= declared:
+        owner = "tokenizer_max_length"
+        diagnosis = f"the model breaks on an input at the tokenizer's maximum length ({declared} tokens), within its positions"
+        hint = "set model_max_length to the longest input the model really takes"
     else:
         diagnosis = "the input fits the position, token and type tables, so the model itself breaks on it"
     metrics.update(owner=owner, diagnosis=diagnosis)

@@ -218,7 +218,8 @@ def execute(model: PreTrainedModel, inputs: Mapping[str, torch.Tensor]) -> Forwa
     except Exception as error:  # noqa: BLE001 - whatever the model raises, the audit names the input and a cause
         from pytest_bertprobe.forward_failure import diagnose
 
-        raise diagnose(model, on_device, error) from None
+        memo = _memos.get(model)
+        raise diagnose(model, on_device, error, memo.tokenizer if memo is not None else None) from None
     finally:
         if handle is not None:
             handle.remove()

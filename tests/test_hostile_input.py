@@ -214,17 +214,38 @@ def test_vocabulary_of_one_row_fails_only_ids_in_embeddings(pytester: pytest.Pyt
     assert _skips_pointing_at(result, "tokenizer_ids_in_embeddings") >= 10
 
 
-def _crash_on_short_inputs(checkpoint: Any) -> None:
-    model = checkpoint.model
-    forward = model.forward
+def _crash_where(breaks: Callable[[int], bool], message: str) -> Callable[[Any], None]:
+    """A planter: the loaded model's forward raises `message` on inputs whose width `breaks`."""
 
-    @functools.wraps(forward)
-    def crashing(*args: Any, **kwargs: Any) -> Any:
-        if kwargs["input_ids"].shape[-1] <= 3:
-            raise RuntimeError("planted: kernel needs 4 tokens")
-        return forward(*args, **kwargs)
+    def plant(checkpoint: Any) -> None:
+        model = checkpoint.model
+        forward = model.forward
 
-    model.forward = crashing
+        @functools.wraps(forward)
+        def crashing(*args: Any, **kwargs: Any) -> Any:
+            if breaks(int(kwargs["input_ids"].shape[-1])):
+                raise RuntimeError(message)
+            return forward(*args, **kwargs)
+
+        model.forward = crashing
+
+    return plant
+
+
+_crash_on_short_inputs = _crash_where(lambda width: width <= 3, "planted: kernel needs 4 tokens")
+
+
+def test_model_crashing_at_the_maximum_length_fails_only_max_length(
+    pytester: pytest.Pytester, tiny_checkpoint: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plant_at_load(monkeypatch, _crash_where(lambda width: width > 32, "planted: kernel takes 32 tokens"))
+    result = pytester.runpytest(f"--bert-model={tiny_checkpoint('bert')}", "-rfs")
+    assert result.parseoutcomes().get("failed") == 1, result.stdout.str()
+    result.stdout.fnmatch_lines([
+        "E   ContractViolation: A forward pass at the tokenizer's maximum length fails: RuntimeError: planted: kernel takes 32 tokens",
+        "FAILED *test_max_length_fits_the_position_table*",
+    ])  # fmt: skip
+    assert _skips_pointing_at(result, "tokenizer_max_length") >= 3
 
 
 def test_model_crashing_on_a_short_input_is_reported_once(
