@@ -43,7 +43,8 @@ def check_source(source: Source, *, trust_remote_code: bool, allow_pickle: bool)
     config = _read_json(source.config_file, label)
     folder = source.local_path
     if folder is not None:
-        for entry in sorted(folder.iterdir()):
+        # Top-level files, and sentence-transformers' module configs (1_Pooling/config.json) one level down.
+        for entry in sorted([*folder.iterdir(), *folder.glob("*/config.json")]):
             if entry.suffix in READ_SUFFIXES:
                 _require_regular_file(entry, label)
     for path in (source.config_file, folder / "tokenizer_config.json" if folder else None):
