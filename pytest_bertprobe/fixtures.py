@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_bertprobe import loading, probes
-from pytest_bertprobe.load_failure import stop_run
 from pytest_bertprobe.anatomy import PoolerAnatomy, describe_pooler
 from pytest_bertprobe.forward_failure import ForwardError
+from pytest_bertprobe.load_failure import stop_run
 from pytest_bertprobe.sentences import SEED_SENTENCES
 from pytest_bertprobe.session import probe_session
 

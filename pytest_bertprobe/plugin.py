@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from pytest_bertprobe import coverage, loading, options, outputs, preflight, probes, report_files, tolerances
-from pytest_bertprobe.load_failure import LoadFailureGuard
 from pytest_bertprobe import report as reporting
 from pytest_bertprobe.fixtures import (  # noqa: F401 - fixtures are found by their presence here
     bert_anatomy,
@@ -18,6 +17,7 @@ from pytest_bertprobe.fixtures import (  # noqa: F401 - fixtures are found by th
     bert_seed_inputs,
     bert_tokenizer,
 )
+from pytest_bertprobe.load_failure import LoadFailureGuard
 from pytest_bertprobe.session import SESSION_KEY, ProbeSession, probe_session
 
 AUDIT_DIR = Path(__file__).parent / "audit"

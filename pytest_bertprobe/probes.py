@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from pytest_bertprobe.forward_failure import ForwardError, diagnose
+
 if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -44,7 +46,7 @@ class _Memo:
         self.bytes = 0
         self.passes = 0
         self.timings: list[tuple[int, float]] = []  # (tokens, seconds) of each pass run
-        self.failures: dict[str, Exception] = {}  # passes that raised, by key: raised again, not rerun
+        self.failures: dict[str, ForwardError] = {}  # passes that raised, by key: raised again, not rerun
         self.tokenizer = tokenizer
 
 
@@ -169,7 +171,7 @@ def run(model: PreTrainedModel, inputs: Mapping[str, torch.Tensor]) -> Forward:
     if key not in memo.entries:
         try:
             forward = execute(model, inputs)
-        except Exception as failure:
+        except ForwardError as failure:
             memo.failures[key] = failure
             raise
         size = _nbytes(forward)
@@ -216,8 +218,6 @@ def execute(model: PreTrainedModel, inputs: Mapping[str, torch.Tensor]) -> Forwa
         with torch.inference_mode():
             output = model(**on_device, output_hidden_states=True, return_dict=True)
     except Exception as error:  # noqa: BLE001 - whatever the model raises, the audit names the input and a cause
-        from pytest_bertprobe.forward_failure import diagnose
-
         memo = _memos.get(model)
         raise diagnose(model, on_device, error, memo.tokenizer if memo is not None else None) from None
     finally:

@@ -137,7 +137,8 @@ def test_config_nested_past_any_need(pytester: pytest.Pytester, bert_copy: Path)
 @pytest.mark.parametrize(
     ("change", "line"),
     [
-        ({"num_hidden_layers": "2"}, "config.json could not be loaded (*Error: *num_hidden_layers*); *"),
+        # transformers 5 refuses it while reading config.json, 4.x while building the layers.
+        ({"num_hidden_layers": "2"}, "* could not be loaded (*Error: *); fix the file or re-save the checkpoint"),
         ({"hidden_act": "no-such-activation"}, "the model (BertModel *) could not be loaded (KeyError: 'no-such-activation'); *"),
         ({"architectures": ["GPT2Model"]}, "the model (GPT2Model *) could not be loaded (AttributeError: *); *"),
         ({"pad_token_id": 100000}, "the model (BertModel *) could not be loaded (*Padding_idx must be within num_embeddings*"),
