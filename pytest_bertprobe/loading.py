@@ -42,6 +42,7 @@ class Source:
     revision: str | None
     config_file: Path | None = None  # the config.json read before loading (downloaded for hub ids)
     option: str = "--bert-model"  # the option that named it, for messages
+    cached_only: bool = False  # a hub id while the hub is unreachable: loaded from the local cache, no retries
 
     @functools.cached_property  # read for every reference_agreement example; the file does not change
     def stored_dtype(self) -> str | None:
@@ -99,14 +100,17 @@ def resolve_source(spec: str, revision: str | None = None, option: str = "--bert
         raise CheckpointError(f"{option} {spec!r}: is a file; give the checkpoint's folder")
     if not _HUB_ID.match(spec) or spec.startswith((".", "~")):
         raise CheckpointError(f"{option} {spec!r}: no such folder")
-    return Source(spec, None, spec, revision, _fetch_hub_config(spec, revision, option), option)
-
-
-def _fetch_hub_config(hub_id: str, revision: str | None, option: str) -> Path:
-    """Reach the hub for `config.json` only, so an unreachable id fails before any test runs."""
-    from huggingface_hub import constants, hf_hub_download
+    from huggingface_hub import constants
 
     unreachable = None if constants.HF_HUB_OFFLINE else _unreachable(constants.ENDPOINT)
+    config_file = _fetch_hub_config(spec, revision, option, unreachable)
+    return Source(spec, None, spec, revision, config_file, option, cached_only=unreachable is not None)
+
+
+def _fetch_hub_config(hub_id: str, revision: str | None, option: str, unreachable: str | None) -> Path:
+    """Reach the hub (or only the cache, when the hub is `unreachable`) for `config.json`, so a bad id fails before any test runs."""
+    from huggingface_hub import constants, hf_hub_download
+
     try:
         # Where the hub cannot be reached, only the cache can answer: no retries, no minute of backoff warnings.
         return Path(hf_hub_download(hub_id, "config.json", revision=revision, local_files_only=unreachable is not None))
@@ -239,6 +243,8 @@ def load_checkpoint(source: Source, checkpoint_id: str, settings: Settings) -> C
 
         device = resolve_device(settings.device)
         kwargs: dict[str, Any] = {"revision": source.revision, "trust_remote_code": settings.trust_remote_code}
+        if source.cached_only:
+            kwargs["local_files_only"] = True
         with _failing_as(source, "config.json", fix):
             config = AutoConfig.from_pretrained(source.location, **kwargs)
             architecture = _saved_architecture(config)  # imports the model's module

@@ -393,11 +393,16 @@ def test_tolerances_must_be_finite_and_non_negative(pytester: pytest.Pytester, t
     )
 
 
-def test_unreachable_hub_fails_fast_and_quietly(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def _unreachable_hub(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
+    """Online mode (no offline variables) with a hub that refuses connections, and `home` as the cache."""
     for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))  # an empty cache: nothing to fall back on
+    monkeypatch.setenv("HF_HOME", str(home))
+
+
+def test_unreachable_hub_fails_fast_and_quietly(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    _unreachable_hub(monkeypatch, tmp_path / "hf-home")  # an empty cache: nothing to fall back on
     started = time.perf_counter()
     result = pytester.runpytest_subprocess("--bert-model=bertprobe-tests/does-not-exist", timeout=60)
     assert time.perf_counter() - started < 15
@@ -406,4 +411,20 @@ def test_unreachable_hub_fails_fast_and_quietly(pytester: pytest.Pytester, monke
         "--bert-model 'bertprobe-tests/does-not-exist': no such local folder, and the hub id could not be fetched "
         "(http://127.0.0.1:9 unreachable: *); check the path, or run where the Hugging Face Hub is reachable",
     )
+    assert "Retry" not in result.stdout.str() + result.stderr.str()
+
+
+def test_unreachable_hub_loads_a_cached_checkpoint_without_retries(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tiny_checkpoint: Factory, tmp_path: Path
+) -> None:
+    commit = "0" * 40
+    repo = tmp_path / "hf-home" / "hub" / "models--bertprobe-tests--cached"
+    shutil.copytree(tiny_checkpoint("bert"), repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit, encoding="utf-8")
+    _unreachable_hub(monkeypatch, tmp_path / "hf-home")
+    started = time.perf_counter()
+    result = pytester.runpytest_subprocess("--bert-model=bertprobe-tests/cached", "-k", "pooler_is_dense", timeout=60)
+    result.assert_outcomes(passed=1)
+    assert time.perf_counter() - started < 60
     assert "Retry" not in result.stdout.str() + result.stderr.str()
