@@ -19,8 +19,8 @@ if TYPE_CHECKING:
 DEFAULT_OWNER = "outputs_finite"
 
 
-class ForwardError(Exception):
-    """A model's forward pass raised on an input; `owner` is the audit check that reports it."""
+class ForwardError(RuntimeError):
+    """A model's forward pass raised on an input; `owner` is the audit check that reports it (a RuntimeError, as most crashes are)."""
 
     def __init__(self, message: str, *, owner: str, metrics: dict[str, Any]) -> None:
         super().__init__(message)

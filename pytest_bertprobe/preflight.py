@@ -92,7 +92,9 @@ def _require_regular_file(path: Path, label: str) -> None:
     """Refuse, before any open, what is not a readable regular file: an open of a named pipe blocks forever."""
     problem = _file_type_problem(path)
     if problem:
-        raise CheckpointError(f"{label}: {path.name} {problem}; give a regular file (re-download or re-save the checkpoint)")
+        raise CheckpointError(
+            f"{label}: {path.name} {problem}; a checkpoint's files must be readable regular files (re-download or re-save it)"
+        )
 
 
 def _file_type_problem(path: Path) -> str:
@@ -100,8 +102,8 @@ def _file_type_problem(path: Path) -> str:
         mode = os.stat(path).st_mode  # follows symlinks: the hub cache links every file to a blob
     except OSError as error:
         if path.is_symlink():
-            return f"is a symlink that leads nowhere ({os.strerror(error.errno or 0) or error})"
-        return f"cannot be read ({os.strerror(error.errno or 0) or error})"
+            return f"is a symlink that leads nowhere ({error.strerror or error})"
+        return f"cannot be read ({error.strerror or error})"
     if stat.S_ISDIR(mode):
         return "is a folder, not a file"
     if not stat.S_ISREG(mode):
@@ -110,7 +112,7 @@ def _file_type_problem(path: Path) -> str:
     try:
         os.close(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)))
     except OSError as error:
-        return f"cannot be read ({os.strerror(error.errno or 0) or error})"
+        return f"cannot be read ({error.strerror or error})"
     return ""
 
 

@@ -67,7 +67,7 @@ def test_weights_that_are_not_a_regular_file(
     damage(bert_copy / "model.safetensors")
     started = time.perf_counter()
     result = pytester.runpytest_subprocess(f"--bert-model={bert_copy}", timeout=60)
-    assert_usage_error(result, f"--bert-model '{bert_copy}': model.safetensors {problem}; give a regular file *")
+    assert_usage_error(result, f"--bert-model '{bert_copy}': model.safetensors {problem}; a checkpoint's files must be readable regular files *")
     assert time.perf_counter() - started < 30  # the FIFO is never opened, so nothing blocks
 
 
