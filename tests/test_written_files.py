@@ -26,6 +26,12 @@ def test_unwritable_output_path_stops_before_loading(pytester: pytest.Pytester, 
     assert_usage_error(result, f"{option}={target}: cannot be written (*); give a writable path")
 
 
+def test_unwritable_snapshot_folder_stops_an_update_before_loading(pytester: pytest.Pytester, tiny_checkpoint: Factory) -> None:
+    (pytester.path / "a-file").write_text("not a folder", encoding="utf-8")
+    result = pytester.runpytest(f"--bert-model={tiny_checkpoint('bert')}", "--bert-snapshot-update", "--bert-snapshot-dir=a-file/snaps")
+    assert_usage_error(result, f"--bert-snapshot-dir={pytester.path / 'a-file' / 'snaps'}: cannot be written (*); give a writable path")
+
+
 def test_output_path_that_is_a_folder(pytester: pytest.Pytester, tiny_checkpoint: Factory) -> None:
     (pytester.path / "out").mkdir()
     result = pytester.runpytest(f"--bert-model={tiny_checkpoint('bert')}", f"--bert-report-json={pytester.path / 'out'}")
