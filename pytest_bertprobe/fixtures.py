@@ -11,6 +11,8 @@ import pytest
 
 from pytest_bertprobe import loading, probes
 from pytest_bertprobe.anatomy import PoolerAnatomy, describe_pooler
+from pytest_bertprobe.forward_failure import ForwardError
+from pytest_bertprobe.load_failure import stop_run
 from pytest_bertprobe.sentences import SEED_SENTENCES
 from pytest_bertprobe.session import probe_session
 
@@ -31,7 +33,7 @@ def bert_checkpoint(request: pytest.FixtureRequest) -> Iterator[loading.Checkpoi
     try:
         checkpoint = loading.load_checkpoint(source, checkpoint_id, session.settings)
     except loading.CheckpointError as error:
-        pytest.exit(str(error), returncode=pytest.ExitCode.USAGE_ERROR)
+        stop_run(str(error))
     record = session.record(checkpoint_id)
     record.loads += 1
     record.load_seconds += checkpoint.load_seconds
@@ -56,7 +58,7 @@ def bert_reference(request: pytest.FixtureRequest) -> Iterator[loading.Checkpoin
     try:
         checkpoint = loading.load_checkpoint(session.reference, "reference", settings)
     except loading.CheckpointError as error:
-        pytest.exit(str(error), returncode=pytest.ExitCode.USAGE_ERROR)
+        stop_run(str(error))
     probes.share_forward_passes(checkpoint.model, checkpoint.tokenizer)
     yield checkpoint
     probes.stop_sharing(checkpoint.model)
@@ -91,7 +93,11 @@ def bert_anatomy(
     request: pytest.FixtureRequest, bert_checkpoint: loading.Checkpoint, bert_model: PreTrainedModel, bert_seed_inputs: Any
 ) -> PoolerAnatomy:
     """Where the pooler lives: kind, dense layer, activation (found numerically), what it reads."""
-    anatomy = describe_pooler(bert_model, probes.run(bert_model, bert_seed_inputs))
+    try:
+        forward = probes.run(bert_model, bert_seed_inputs)
+    except ForwardError as crash:
+        pytest.skip(crash.skip_reason)
+    anatomy = describe_pooler(bert_model, forward)
     record = probe_session(request.config).record(bert_checkpoint.id)
     record.pooler_kind, record.pooler_activation = anatomy.kind.value, anatomy.activation
     return anatomy

@@ -5,7 +5,9 @@ from __future__ import annotations
 import functools
 import gc
 import json
+import os
 import re
+import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +24,8 @@ if TYPE_CHECKING:
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _GENERIC_FOLDER_NAMES = {"model", "models", "checkpoint", "final", "snapshot", "weights", "."}
+_HUB_PROBE_SECONDS = 3.0
+_MESSAGE_CHARS = 300
 
 
 class CheckpointError(Exception):
@@ -38,6 +42,7 @@ class Source:
     revision: str | None
     config_file: Path | None = None  # the config.json read before loading (downloaded for hub ids)
     option: str = "--bert-model"  # the option that named it, for messages
+    cached_only: bool = False  # a hub id while the hub is unreachable: loaded from the local cache, no retries
 
     @functools.cached_property  # read for every reference_agreement example; the file does not change
     def stored_dtype(self) -> str | None:
@@ -88,54 +93,102 @@ def resolve_source(spec: str, revision: str | None = None, option: str = "--bert
     if path.is_dir():
         if not any(path.iterdir()):
             raise CheckpointError(f"{option} {spec!r}: folder is empty; give a checkpoint folder (config.json, weights, tokenizer)")
-        if not (path / "config.json").is_file():
+        if not os.path.lexists(path / "config.json"):  # one that is not a regular file: the preflight names it
             raise CheckpointError(f"{option} {spec!r}: folder has no config.json, so it is not a checkpoint")
         return Source(spec, path.resolve(), None, revision, path.resolve() / "config.json", option)
     if path.exists():
         raise CheckpointError(f"{option} {spec!r}: is a file; give the checkpoint's folder")
     if not _HUB_ID.match(spec) or spec.startswith((".", "~")):
         raise CheckpointError(f"{option} {spec!r}: no such folder")
-    return Source(spec, None, spec, revision, _fetch_hub_config(spec, revision, option), option)
+    from huggingface_hub import constants
+
+    unreachable = None if constants.HF_HUB_OFFLINE else _unreachable(constants.ENDPOINT)
+    config_file = _fetch_hub_config(spec, revision, option, unreachable)
+    return Source(spec, None, spec, revision, config_file, option, cached_only=unreachable is not None)
 
 
-def _fetch_hub_config(hub_id: str, revision: str | None, option: str) -> Path:
-    """Reach the hub for `config.json` only, so an unreachable id fails before any test runs."""
-    from huggingface_hub import hf_hub_download
+def _fetch_hub_config(hub_id: str, revision: str | None, option: str, unreachable: str | None) -> Path:
+    """Reach the hub (or only the cache, when the hub is `unreachable`) for `config.json`, so a bad id fails before any test runs."""
+    from huggingface_hub import constants, hf_hub_download
 
     try:
-        return Path(hf_hub_download(hub_id, "config.json", revision=revision))
+        # Where the hub cannot be reached, only the cache can answer: no retries, no minute of backoff warnings.
+        return Path(hf_hub_download(hub_id, "config.json", revision=revision, local_files_only=unreachable is not None))
     except Exception as error:  # noqa: BLE001 - every hub failure becomes one usage line
+        cause = f"{constants.ENDPOINT} unreachable: {unreachable}" if unreachable else first_line(error)
         raise CheckpointError(
             f"{option} {hub_id!r}: no such local folder, and the hub id could not be fetched "
-            f"({_first_line(error)}); check the path, or run where the Hugging Face Hub is reachable"
+            f"({cause}); check the path, or run where the Hugging Face Hub is reachable"
         ) from None
 
 
-def _first_line(error: BaseException) -> str:
-    """`Type: first sentence` of an exception, for one-line messages."""
-    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return f"{type(error).__name__}: {text.split('. ')[0]}" if text else type(error).__name__
+def _unreachable(endpoint: str) -> str | None:
+    """Why a TCP connection to the hub endpoint fails within a few seconds, or None when it opens (or a proxy decides)."""
+    from urllib.parse import urlsplit
+
+    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY")):
+        return None
+    url = urlsplit(endpoint)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname or "", port), timeout=_HUB_PROBE_SECONDS).close()
+    except OSError as error:
+        return first_line(error)
+    return None
+
+
+def first_line(error: BaseException) -> str:
+    """`Type: message` of an exception on one line, shortened (its traceback never), for one-line messages."""
+    # Lines joined: some messages end their first line with a colon (pydantic-style validation errors).
+    text = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    text = text if len(text) <= _MESSAGE_CHARS else text[: _MESSAGE_CHARS - 1] + "…"
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def distinct_sources(sources: list[Source]) -> list[Source]:
+    """One source per checkpoint: `X`, `X/` and symlinks to one folder are the same model (the first spelling kept)."""
+    return list({source.location: source for source in reversed(sources)}.values())[::-1]
 
 
 def checkpoint_ids(sources: list[Source]) -> list[str]:
-    """Short, deterministic, unique test ids: folder or hub name, widened only where needed."""
-    names = [_short_name(source) for source in sources]
-    seen: dict[str, int] = {}
-    unique = []
-    for name in names:
-        seen[name] = seen.get(name, 0) + 1
-        unique.append(name if names.count(name) == 1 else f"{name}-{seen[name]}")
-    return unique
+    """Short, unique test ids that depend on the paths alone, not their order: same-named folders take their parents' names."""
+    extra = [0] * len(sources)
+    while True:
+        names = [_short_name(source, parents) for source, parents in zip(sources, extra)]
+        clashing = [index for index, name in enumerate(names) if names.count(name) > 1]
+        widened = [index for index in clashing if _can_widen(sources[index], extra[index])]
+        if not clashing or not widened:
+            break
+        for index in widened:
+            extra[index] += 1
+    return [f"{name}-{_path_hash(source)}" if index in clashing else name for index, (name, source) in enumerate(zip(names, sources))]
 
 
-def _short_name(source: Source) -> str:
+def _short_name(source: Source, extra_parents: int = 0) -> str:
     if source.hub_id is not None:
         return source.hub_id
     assert source.local_path is not None
-    name = source.local_path.name
-    if name.lower() in _GENERIC_FOLDER_NAMES and source.local_path.parent.name:
-        name = f"{source.local_path.parent.name}-{name}"
-    return name
+    return "-".join(_name_parts(source.local_path)[-_kept_parts(source.local_path, extra_parents) :])
+
+
+def _name_parts(path: Path) -> list[str]:
+    return [part for part in path.parts if part.strip("/\\")]
+
+
+def _kept_parts(path: Path, extra_parents: int) -> int:
+    generic = path.name.lower() in _GENERIC_FOLDER_NAMES and bool(path.parent.name)
+    return 1 + int(generic) + extra_parents
+
+
+def _can_widen(source: Source, extra_parents: int) -> bool:
+    path = source.local_path
+    return path is not None and _kept_parts(path, extra_parents) < len(_name_parts(path))
+
+
+def _path_hash(source: Source) -> str:
+    import hashlib
+
+    return hashlib.blake2b(source.location.encode(), digest_size=3).hexdigest()
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -170,18 +223,33 @@ def _long_lived_imports() -> Iterator[None]:
             gc.freeze()
 
 
+@contextmanager
+def _failing_as(source: Source, what: str, hint: str) -> Iterator[None]:
+    """Whatever transformers raises while building `what` becomes one line naming it: class and message, no traceback."""
+    try:
+        yield
+    except CheckpointError:
+        raise
+    except Exception as error:  # noqa: BLE001 - any exception here means the checkpoint cannot be audited
+        raise CheckpointError(f"{source.option} {source.spec!r}: {what} could not be loaded ({first_line(error)}); {hint}") from None
+
+
 def load_checkpoint(source: Source, checkpoint_id: str, settings: Settings) -> Checkpoint:
     """Load model and tokenizer with the requested dtype and device, in eval mode."""
+    fix = "fix the file or re-save the checkpoint"
     with _long_lived_imports():
         import torch
         from transformers import AutoConfig, AutoTokenizer
 
         device = resolve_device(settings.device)
         kwargs: dict[str, Any] = {"revision": source.revision, "trust_remote_code": settings.trust_remote_code}
-        config = AutoConfig.from_pretrained(source.location, **kwargs)
-        architecture = _saved_architecture(config)  # imports the model's module
+        if source.cached_only:
+            kwargs["local_files_only"] = True
+        with _failing_as(source, "config.json", fix):
+            config = AutoConfig.from_pretrained(source.location, **kwargs)
+            architecture = _saved_architecture(config)  # imports the model's module
     started = time.perf_counter()
-    try:
+    with _failing_as(source, f"the model ({architecture.__name__} from config.json and the weights)", fix):
         full_model, info = architecture.from_pretrained(
             source.location,
             config=config,
@@ -190,10 +258,9 @@ def load_checkpoint(source: Source, checkpoint_id: str, settings: Settings) -> C
             use_safetensors=None if settings.allow_pickle else True,
             **kwargs,
         )
-    except (OSError, ValueError, RuntimeError) as error:
-        raise CheckpointError(f"{source.option} {source.spec!r}: could not be loaded ({_first_line(error)})") from None
-    full_model.to(device).eval()
-    tokenizer = AutoTokenizer.from_pretrained(source.location, **kwargs)
+        full_model.to(device).eval()
+    with _failing_as(source, "the tokenizer (tokenizer.json / tokenizer_config.json / vocab files)", fix):
+        tokenizer = AutoTokenizer.from_pretrained(source.location, **kwargs)
     model = full_model.base_model
     return Checkpoint(
         id=checkpoint_id,

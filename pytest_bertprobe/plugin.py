@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bertprobe import coverage, loading, options, preflight, probes, report_files, report_html, tolerances
+from pytest_bertprobe import coverage, loading, options, outputs, preflight, probes, report_files, report_html, tolerances
 from pytest_bertprobe import report as reporting
 from pytest_bertprobe.fixtures import (  # noqa: F401 - fixtures are found by their presence here
     bert_anatomy,
@@ -18,6 +18,7 @@ from pytest_bertprobe.fixtures import (  # noqa: F401 - fixtures are found by th
     bert_seed_inputs,
     bert_tokenizer,
 )
+from pytest_bertprobe.load_failure import LoadFailureGuard
 from pytest_bertprobe.session import SESSION_KEY, ProbeSession, probe_session
 
 AUDIT_DIR = Path(__file__).parent / "audit"
@@ -36,6 +37,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if getattr(config.option, "dist", None) == "load":
         config.option.dist = "loadgroup"  # same as load for ungrouped tests; keeps each checkpoint on one worker
     settings = options.read_settings(config)
+    if not hasattr(config, "workerinput"):  # the controller writes every output; workers need not race it
+        outputs.check_output_paths(config, settings)
     if settings.report_html:
         report_html.require_matplotlib()
     if settings.models:
@@ -43,7 +46,7 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         coverage.validate_languages(settings.languages)
         tolerances.set_overrides(config.getini("bert_tolerances"))
-        sources = [loading.resolve_source(spec, settings.revision) for spec in settings.models]
+        sources = loading.distinct_sources([loading.resolve_source(spec, settings.revision) for spec in settings.models])
         reference = loading.resolve_source(settings.reference, settings.revision, "--bert-reference") if settings.reference else None
         for source in [*sources, *([reference] if reference else [])]:
             preflight.check_source(
@@ -58,6 +61,7 @@ def pytest_configure(config: pytest.Config) -> None:
     session = ProbeSession(settings, sources, loading.checkpoint_ids(sources), reference=reference)
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(reporting.Collector(session), "bertprobe-collector")
+    config.pluginmanager.register(LoadFailureGuard(), "bertprobe-load-failure")
     if sources and settings.audit:
         from pytest_bertprobe.audit import harness  # hypothesis only when an audit will run
 

@@ -6,6 +6,10 @@ Only files are read here (JSON, the safetensors header): no weights, no pickle, 
 from __future__ import annotations
 
 import json
+import math
+import os
+import re
+import stat
 import struct
 from pathlib import Path
 from typing import Any
@@ -24,6 +28,12 @@ ENCODER_MODEL_TYPES = frozenset({
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model",
                    "sentencepiece.bpe.model", "spm.model")  # fmt: skip
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+# What transformers and tokenizers may open in a checkpoint folder: each must be a regular file.
+READ_SUFFIXES = (".json", ".safetensors", ".txt", ".model", *PICKLE_SUFFIXES)
+MAX_JSON_DEPTH = 64  # real configs nest 3 or 4 levels; Python's json recursion limit is near 1000
+_DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+                "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}  # fmt: skip
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 
 
 def check_source(source: Source, *, trust_remote_code: bool, allow_pickle: bool) -> None:
@@ -32,6 +42,11 @@ def check_source(source: Source, *, trust_remote_code: bool, allow_pickle: bool)
     assert source.config_file is not None
     config = _read_json(source.config_file, label)
     folder = source.local_path
+    if folder is not None:
+        # Top-level files, and sentence-transformers' module configs (1_Pooling/config.json) one level down.
+        for entry in sorted([*folder.iterdir(), *folder.glob("*/config.json")]):
+            if entry.suffix in READ_SUFFIXES:
+                _require_regular_file(entry, label)
     for path in (source.config_file, folder / "tokenizer_config.json" if folder else None):
         if path is not None and not trust_remote_code and "auto_map" in _read_json(path, label, missing_ok=True):
             name = path.name
@@ -73,12 +88,53 @@ def check_device(requested: str) -> None:
         resolve_device(requested)
 
 
-def _read_json(path: Path, label: str, *, missing_ok: bool = False) -> dict[str, Any]:
-    if not path.is_file() and missing_ok:
-        return {}
+def _require_regular_file(path: Path, label: str) -> None:
+    """Refuse, before any open, what is not a readable regular file: an open of a named pipe blocks forever."""
+    problem = _file_type_problem(path)
+    if problem:
+        raise CheckpointError(
+            f"{label}: {path.name} {problem}; a checkpoint's files must be readable regular files (re-download or re-save it)"
+        )
+
+
+def _file_type_problem(path: Path) -> str:
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        mode = os.stat(path).st_mode  # follows symlinks: the hub cache links every file to a blob
+    except OSError as error:
+        if path.is_symlink():
+            return f"is a symlink that leads nowhere ({error.strerror or error})"
+        return f"cannot be read ({error.strerror or error})"
+    if stat.S_ISDIR(mode):
+        return "is a folder, not a file"
+    if not stat.S_ISREG(mode):
+        kind = "a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+        return f"is {kind}, not a regular file"
+    try:
+        os.close(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)))
+    except OSError as error:
+        return f"cannot be read ({error.strerror or error})"
+    return ""
+
+
+def json_depth(text: str) -> int:
+    """How deep arrays and objects nest in JSON `text` (brackets inside strings do not count)."""
+    depth = deepest = 0
+    for bracket in re.findall(r"[\[\]{}]", _JSON_STRING.sub("", text)):
+        depth += 1 if bracket in "[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def _read_json(path: Path, label: str, *, missing_ok: bool = False) -> dict[str, Any]:
+    if missing_ok and not os.path.lexists(path):
+        return {}
+    _require_regular_file(path, label)
+    try:
+        text = path.read_text(encoding="utf-8")
+        if json_depth(text) > MAX_JSON_DEPTH:
+            raise CheckpointError(f"{label}: {path.name} nests deeper than {MAX_JSON_DEPTH} levels, which no config needs")
+        value = json.loads(text)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
         raise CheckpointError(f"{label}: {path.name} is not valid JSON ({error})") from None
     if not isinstance(value, dict):
         raise CheckpointError(f"{label}: {path.name} is not a JSON object")
@@ -104,9 +160,39 @@ def _safetensors_problem(path: Path) -> str:
         if header_length > size - 8:
             return f"header claims {header_length} bytes, file has {size}"
         try:
-            header = json.loads(handle.read(header_length))
-        except (UnicodeDecodeError, json.JSONDecodeError):
+            text = handle.read(header_length).decode("utf-8")
+            header = json.loads(text) if json_depth(text) <= MAX_JSON_DEPTH else None
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             return "header is not JSON"
-    ends = [entry["data_offsets"][1] for name, entry in header.items() if name != "__metadata__"]
+    if not isinstance(header, dict):
+        return "header is not a JSON object of tensors"
+    ends = []
+    for name, entry in header.items():
+        problem = _entry_problem(name, entry)
+        if problem:
+            return problem
+        if name != "__metadata__":
+            ends.append(entry["data_offsets"][1])
     needed = 8 + header_length + max(ends, default=0)
     return f"truncated: {size} bytes of {needed}" if needed > size else ""
+
+
+def _entry_problem(name: str, entry: Any) -> str:
+    """What is wrong with one header entry: its shape, dtype and offsets must describe its bytes exactly."""
+    if name == "__metadata__":
+        valid = isinstance(entry, dict) and all(isinstance(value, str) for value in entry.values())
+        return "" if valid else "__metadata__ is not a map of strings"
+    if not isinstance(entry, dict):
+        return f"tensor {name!r} is not described by an object"
+    shape, offsets, dtype = entry.get("shape"), entry.get("data_offsets"), entry.get("dtype")
+    if not isinstance(dtype, str):
+        return f"tensor {name!r} has no dtype"
+    if not (isinstance(shape, list) and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape)):
+        return f"tensor {name!r} has no valid shape ({shape!r})"
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(n, int) and not isinstance(n, bool) for n in offsets)
+            and 0 <= offsets[0] <= offsets[1]):  # fmt: skip
+        return f"tensor {name!r} has no valid data_offsets ({offsets!r})"
+    if dtype in _DTYPE_BYTES and offsets[1] - offsets[0] != math.prod(shape) * _DTYPE_BYTES[dtype]:
+        expected = math.prod(shape) * _DTYPE_BYTES[dtype]
+        return f"tensor {name!r}: data_offsets span {offsets[1] - offsets[0]} bytes, shape {shape} x {dtype} needs {expected}"
+    return ""

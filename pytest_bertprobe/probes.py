@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from pytest_bertprobe.forward_failure import ForwardError, diagnose
+
 if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -44,6 +46,7 @@ class _Memo:
         self.bytes = 0
         self.passes = 0
         self.timings: list[tuple[int, float]] = []  # (tokens, seconds) of each pass run
+        self.failures: dict[str, ForwardError] = {}  # passes that raised, by key: raised again, not rerun
         self.tokenizer = tokenizer
 
 
@@ -163,8 +166,14 @@ def run(model: PreTrainedModel, inputs: Mapping[str, torch.Tensor]) -> Forward:
         return execute(model, inputs)
     # The attention implementation is part of the key: eager_matches_sdpa switches it in place.
     key = f"{model.config._attn_implementation}:{_batch_key(inputs)}"
+    if key in memo.failures:
+        raise memo.failures[key]
     if key not in memo.entries:
-        forward = execute(model, inputs)
+        try:
+            forward = execute(model, inputs)
+        except ForwardError as failure:
+            memo.failures[key] = failure
+            raise
         size = _nbytes(forward)
         memo.entries[key] = (forward, size)
         memo.bytes += size
@@ -208,6 +217,9 @@ def execute(model: PreTrainedModel, inputs: Mapping[str, torch.Tensor]) -> Forwa
     try:
         with torch.inference_mode():
             output = model(**on_device, output_hidden_states=True, return_dict=True)
+    except Exception as error:  # noqa: BLE001 - whatever the model raises, the audit names the input and a cause
+        memo = _memos.get(model)
+        raise diagnose(model, on_device, error, memo.tokenizer if memo is not None else None) from None
     finally:
         if handle is not None:
             handle.remove()

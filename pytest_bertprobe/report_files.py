@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_bertprobe import __version__
+from pytest_bertprobe.atomic import append_text_atomic, write_text_atomic
 from pytest_bertprobe.report import summary_rows
 from pytest_bertprobe.session import ProbeSession
 
@@ -67,8 +68,7 @@ def build_json(session: ProbeSession) -> dict[str, Any]:
 
 def write_json(session: ProbeSession, path: Path) -> None:
     """Write the JSON report to `path`, creating its folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(build_json(session), indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    write_text_atomic(path, json.dumps(build_json(session), indent=2, ensure_ascii=False, default=str) + "\n")
 
 
 def build_markdown(session: ProbeSession) -> str:
@@ -88,6 +88,4 @@ def build_markdown(session: ProbeSession) -> str:
 
 def write_markdown(session: ProbeSession, path: Path) -> None:
     """Append the Markdown report to `path` (CI job summaries collect several steps)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as handle:
-        handle.write(build_markdown(session))
+    append_text_atomic(path, build_markdown(session))

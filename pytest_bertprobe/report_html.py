@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ import pytest
 # plots imports matplotlib only when it draws; imported here so that Hypothesis, which mines loaded modules'
 # constants for its examples, generates the same batches with and without the HTML report.
 from pytest_bertprobe import __version__, plots
+from pytest_bertprobe.atomic import write_text_atomic
 from pytest_bertprobe.report import CHECK_PROPERTY, METRICS_PROPERTY, worst_metric
 from pytest_bertprobe.session import CheckResult, ModelRecord, ProbeSession
 
@@ -71,23 +70,7 @@ def build_html(session: ProbeSession) -> str:
 
 def write_html(session: ProbeSession, path: Path) -> None:
     """Write the page to `path` atomically, creating its folder."""
-    _write_atomic(path, build_html(session))
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write to a temporary file in `path`'s folder, sync it, then rename over `path`: readers never see half a page."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, 0o644)  # mkstemp's 0600 would hide a CI artifact from its readers
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, build_html(session))
 
 
 def _overview(records: list[ModelRecord]) -> str:

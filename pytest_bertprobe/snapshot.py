@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_bertprobe import probes, reference, tolerances
+from pytest_bertprobe.atomic import write_text_atomic
 from pytest_bertprobe.compare import Gap, Tolerance, assert_close, measure
 from pytest_bertprobe.embedding import sentence_embedding
 from pytest_bertprobe.sentences import PROBE_SENTENCES
@@ -57,8 +58,7 @@ def take_snapshot(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, se
 
 def write_snapshot(path: Path, snapshot: dict[str, Any]) -> None:
     """Write `snapshot` as JSON with one line per entry, so a diff of two snapshots reads well."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(_one_line_per_entry(snapshot) + "\n", encoding="utf-8")
+    write_text_atomic(path, _one_line_per_entry(snapshot) + "\n")
 
 
 def _one_line_per_entry(value: Any, indent: str = "") -> str:
@@ -84,7 +84,29 @@ def read_snapshot(path: Path) -> dict[str, Any]:
         raise SnapshotError(f"Snapshot {path} cannot be read ({error})\nHint: {UPDATE_HINT}") from None
     if not isinstance(snapshot, dict) or snapshot.get("format") != FORMAT:
         raise SnapshotError(f"Snapshot {path} is not a {FORMAT!r} file\nHint: {UPDATE_HINT}")
+    problem = _malformed(snapshot)
+    if problem:
+        raise SnapshotError(f"Snapshot {path} is malformed: {problem}\nHint: {UPDATE_HINT}")
     return snapshot
+
+
+_SHAPES: dict[str, type] = {"model_type": str, "dtype": str, "sentences": list, "input_ids": list, "embeddings": dict,
+                            "config": dict, "tensor_hashes": dict}  # fmt: skip
+
+
+def _malformed(snapshot: dict[str, Any]) -> str:
+    """What a snapshot lacks or holds in the wrong shape ('' when it is sound), checked before anything reads it."""
+    for key, kind in _SHAPES.items():
+        if not isinstance(snapshot.get(key), kind):
+            return f"{key!r} is {'missing' if key not in snapshot else f'a {type(snapshot[key]).__name__}, not a {kind.__name__}'}"
+    if len(snapshot["input_ids"]) != len(snapshot["sentences"]) or not all(isinstance(s, str) for s in snapshot["sentences"]):
+        return "'sentences' and 'input_ids' do not pair up"
+    for kind, encoded in snapshot["embeddings"].items():
+        try:
+            _decode_tensor(encoded)
+        except (TypeError, ValueError, KeyError, AttributeError) as error:
+            return f"embedding {kind!r} cannot be decoded ({type(error).__name__}: {error})"
+    return ""
 
 
 def assert_matches_snapshot(

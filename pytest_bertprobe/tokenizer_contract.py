@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_bertprobe import probes
 from pytest_bertprobe.compare import NotApplicable, quote
+from pytest_bertprobe.forward_failure import ForwardError
 from pytest_bertprobe.sentences import PAIRS, PROBE_SENTENCES
 
 if TYPE_CHECKING:
@@ -74,14 +75,15 @@ def usable_positions(model: PreTrainedModel) -> int | None:
     return int(maximum) if maximum else None
 
 
-def _declared_max_length(tokenizer: PreTrainedTokenizerBase) -> int | None:
+def declared_max_length(tokenizer: PreTrainedTokenizerBase) -> int | None:
+    """The tokenizer's `model_max_length`, None where it is unset (transformers' 1e30 placeholder)."""
     length = getattr(tokenizer, "model_max_length", None)
     return None if length is None or length >= UNSET_MAX_LENGTH else int(length)
 
 
 def _working_length(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> int:
     """The longest input worth trying: the smaller of the tokenizer's and the model's limits."""
-    limits = [n for n in (_declared_max_length(tokenizer), usable_positions(model)) if n]
+    limits = [n for n in (declared_max_length(tokenizer), usable_positions(model)) if n]
     return min(limits) if limits else _FALLBACK_LENGTH
 
 
@@ -292,7 +294,7 @@ def assert_token_types_fit(
 def assert_max_length_fits(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
     """Assert `model_max_length` fits the usable positions and a forward pass at that length works."""
     __tracebackhide__ = True
-    declared, usable = _declared_max_length(tokenizer), usable_positions(model)
+    declared, usable = declared_max_length(tokenizer), usable_positions(model)
     metrics: dict[str, Any] = {
         "model_max_length": declared if declared is not None else "unset",
         "usable_positions": usable,
@@ -322,9 +324,11 @@ def assert_max_length_fits(model: PreTrainedModel, tokenizer: PreTrainedTokenize
     metrics["forward_length"] = int(inputs["input_ids"].shape[1])
     try:
         probes.run(model, inputs)
-    except Exception as error:  # noqa: BLE001 - whatever breaks at that length is the finding
+    except ForwardError as error:
+        if error.owner in ("tokenizer_ids_in_embeddings", "tokenizer_token_types"):
+            raise  # the pass breaks on what the tokenizer's ids index, not on the length: that check reports it
         raise _violation(
-            f"A forward pass at the tokenizer's maximum length fails: {type(error).__name__}: {str(error).splitlines()[0]}",
+            f"A forward pass at the tokenizer's maximum length fails: {error.metrics['error']}",
             [f"Input: {quote(_long_text(length))} truncated to {metrics['forward_length']} tokens "
              f"(model_max_length {metrics['model_max_length']}, usable positions {usable})"],
             "set model_max_length to the longest input the model really takes",

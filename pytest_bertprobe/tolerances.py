@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from pytest_bertprobe.compare import Tolerance
@@ -51,9 +52,12 @@ def set_overrides(lines: list[str]) -> None:
         if check not in _BY_DTYPE or len(numbers) != 2:
             raise ValueError(f"bert_tolerances line {line!r}: use 'CHECK = ATOL RTOL' with CHECK one of {', '.join(CHECKS)}")
         try:
-            parsed[check] = Tolerance(float(numbers[0]), float(numbers[1]))
+            atol, rtol = float(numbers[0]), float(numbers[1])
         except ValueError:
             raise ValueError(f"bert_tolerances line {line!r}: ATOL and RTOL must be numbers") from None
+        if not all(math.isfinite(value) and value >= 0 for value in (atol, rtol)):
+            raise ValueError(f"bert_tolerances line {line!r}: ATOL and RTOL must be finite and non-negative")
+        parsed[check] = Tolerance(atol, rtol)
     _overrides.clear()
     _overrides.update(parsed)
 

@@ -24,6 +24,13 @@ def assert_usage_error(result: pytest.RunResult, pattern: str) -> None:
     assert not any("Traceback" in line for line in output), "\n".join(output)
 
 
+def edit_json(path: Path, **changes: object) -> None:
+    """Update the JSON object in `path` (a config.json, a tokenizer_config.json) with `changes`, in place."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data.update(changes)
+    path.write_text(json.dumps(data), encoding="utf-8")
+
+
 def junit_metrics(report: Path, test: str | None = None) -> dict[str, dict[str, Any]]:
     """Each audit testcase's `bertprobe.metrics`: by testcase name, or for one `test` by checkpoint id."""
     found = {}

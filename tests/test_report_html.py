@@ -253,7 +253,7 @@ def test_plot_data_merges_over_examples(pytester: pytest.Pytester) -> None:
 
 
 def test_the_page_is_replaced_whole(tmp_path: Path) -> None:
-    from pytest_bertprobe.report_html import _write_atomic
+    from pytest_bertprobe.atomic import write_text_atomic as _write_atomic
 
     target = tmp_path / "reports" / "page.html"
     _write_atomic(target, "first")

@@ -10,7 +10,6 @@ from pytest_bertprobe import plot_data, snapshot
 from pytest_bertprobe.audit.harness import given_batches, record_plot_data, run_check
 from pytest_bertprobe.loading import Checkpoint
 from pytest_bertprobe.reference import assert_agrees_with_reference
-from pytest_bertprobe.report import record_result
 from pytest_bertprobe.session import probe_session
 from pytest_bertprobe.strategies import Sentence, materialize
 
@@ -40,8 +39,12 @@ def test_matches_its_golden_snapshot(request: pytest.FixtureRequest, bert_checkp
     settings = probe_session(request.config).settings
     path = snapshot.snapshot_path(request.config.rootpath / settings.snapshot_dir, bert_checkpoint.id)
     if settings.snapshot_update:
-        snapshot.write_snapshot(path, snapshot.take_snapshot(bert_model, bert_checkpoint.tokenizer))
-        record_result(request.node, {"snapshot": str(path), "written": True})
+
+        def write() -> dict[str, Any]:
+            snapshot.write_snapshot(path, snapshot.take_snapshot(bert_model, bert_checkpoint.tokenizer))
+            return {"snapshot": str(path), "written": True}
+
+        run_check(request, write)  # a pass that raises is reported once, by the check that owns it
         return
     if not path.is_file():
         pytest.skip(f"no golden snapshot at {path}: run once with --bert-snapshot-update to write it")

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from pytest_bertprobe import probes
 from pytest_bertprobe.audit.budget import Plan, plan_examples
 from pytest_bertprobe.compare import NotApplicable
+from pytest_bertprobe.forward_failure import ForwardError
 from pytest_bertprobe.report import FAILING_BATCH_ATTRIBUTE, record_plot, record_result
 from pytest_bertprobe.sentences import ADVERSARIAL_SENTENCES, LONG_SENTENCE, PROBE_SENTENCES, SEED_SENTENCES
 from pytest_bertprobe.session import probe_session
@@ -81,7 +82,10 @@ def given_batches(test: Test) -> Test:
     def explicit_then_generated(*args: Any, **kwargs: Any) -> Any:
         # The Hypothesis plugin adjusts the collected object's settings (pytest collects this wrapper).
         current = explicit_then_generated._hypothesis_internal_use_settings  # type: ignore[attr-defined]
-        plan = budget_plan(kwargs["request"])
+        try:
+            plan = budget_plan(kwargs["request"])
+        except ForwardError as crash:  # a calibration pass: the same batches the checks run
+            raise owned_failure(kwargs["request"], crash) from None
         chosen = current if plan is None else settings(current, max_examples=plan.max_examples)
         hypothesis_test._hypothesis_internal_use_settings = chosen  # type: ignore[attr-defined]
         if Phase.explicit in chosen.phases:
@@ -174,12 +178,12 @@ def run_check(request: pytest.FixtureRequest, check: Callable[..., Any], *args: 
         result = check(*args, **kwargs)
     except NotApplicable as reason:
         pytest.skip(str(reason))
+    except ForwardError as crash:
+        failure = owned_failure(request, crash)
+        _keep_failure(request, failure, kwargs.get("sentences"))
+        raise failure from None
     except AssertionError as failure:
-        if isinstance(getattr(failure, "metrics", None), dict):
-            record_result(request.node, failure.metrics)
-        if kwargs.get("sentences") is not None:
-            # On the exception itself: Hypothesis reports the minimal (or first explicit) example's exception.
-            setattr(failure, FAILING_BATCH_ATTRIBUTE, list(kwargs["sentences"]))
+        _keep_failure(request, failure, kwargs.get("sentences"))
         raise
     record_result(request.node, result)
     return result
@@ -195,3 +199,22 @@ def record_plot_data(request: pytest.FixtureRequest, compute: Callable[..., dict
         return
     if data:
         record_plot(request.node, data)
+
+
+def owned_failure(request: pytest.FixtureRequest, crash: ForwardError) -> AssertionError:
+    """The failure to raise when this check owns the crashed pass; otherwise skip, pointing at the owner."""
+    marker = request.node.get_closest_marker("bertprobe_audit")
+    check = marker.kwargs.get("check") if marker is not None else None
+    if check != crash.owner:
+        pytest.skip(crash.skip_reason)
+    failure = AssertionError(str(crash))
+    failure.metrics = crash.metrics  # type: ignore[attr-defined]
+    return failure
+
+
+def _keep_failure(request: pytest.FixtureRequest, failure: AssertionError, sentences: Sequence[str] | None) -> None:
+    if isinstance(getattr(failure, "metrics", None), dict):
+        record_result(request.node, failure.metrics)  # type: ignore[attr-defined]
+    if sentences is not None:
+        # On the exception itself: Hypothesis reports the minimal (or first explicit) example's exception.
+        setattr(failure, FAILING_BATCH_ATTRIBUTE, list(sentences))

@@ -1,0 +1,128 @@
+"""Files the run writes: output paths tried before loading, atomic writes, one snapshot id per checkpoint."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import assert_usage_error
+
+Factory = Callable[..., Path]
+
+
+# Output paths: tried before any model loads.
+
+
+@pytest.mark.parametrize("option", ["--bert-report-json", "--bert-report-markdown", "--junitxml"])
+def test_unwritable_output_path_stops_before_loading(pytester: pytest.Pytester, tiny_checkpoint: Factory, option: str) -> None:
+    (pytester.path / "a-file").write_text("not a folder", encoding="utf-8")
+    target = pytester.path / "a-file" / "report.out"
+    result = pytester.runpytest(f"--bert-model={tiny_checkpoint('bert')}", f"{option}={target}")
+    assert_usage_error(result, f"{option}={target}: cannot be written (*); give a writable path")
+
+
+def test_unwritable_snapshot_folder_stops_an_update_before_loading(pytester: pytest.Pytester, tiny_checkpoint: Factory) -> None:
+    (pytester.path / "a-file").write_text("not a folder", encoding="utf-8")
+    result = pytester.runpytest(f"--bert-model={tiny_checkpoint('bert')}", "--bert-snapshot-update", "--bert-snapshot-dir=a-file/snaps")
+    assert_usage_error(result, f"--bert-snapshot-dir={pytester.path / 'a-file' / 'snaps'}: cannot be written (*); give a writable path")
+
+
+def test_output_path_that_is_a_folder(pytester: pytest.Pytester, tiny_checkpoint: Factory) -> None:
+    (pytester.path / "out").mkdir()
+    result = pytester.runpytest(f"--bert-model={tiny_checkpoint('bert')}", f"--bert-report-json={pytester.path / 'out'}")
+    assert_usage_error(result, "--bert-report-json=*out: is a folder; give a file path")
+
+
+def test_missing_report_folders_are_created(pytester: pytest.Pytester, tiny_checkpoint: Factory) -> None:
+    result = pytester.runpytest(f"--bert-model={tiny_checkpoint('bert')}", "--bert-no-audit", "--bert-report-json=deep/er/report.json")
+    assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+    assert json.loads((pytester.path / "deep" / "er" / "report.json").read_text(encoding="utf-8"))["version"] == 1
+
+
+# Atomic writes: a kill at the write leaves the previous complete file.
+
+KILL_AT_REPLACE = """
+import os, signal, sys
+from pathlib import Path
+sys.path.insert(0, {root!r})
+from pytest_bertprobe import atomic, report_files, snapshot
+target = Path({target!r})
+os.replace = lambda *args: os.kill(os.getpid(), signal.SIGKILL)  # the writer dies at the last instant
+{write}
+"""
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        "atomic.write_text_atomic(target, 'new' * 100000)",
+        "snapshot.write_snapshot(target, {'format': 'new', 'sentences': ['x'] * 1000})",
+        "atomic.append_text_atomic(target, 'appended')",
+    ],
+    ids=["helper", "snapshot", "markdown-append"],
+)
+def test_kill_at_the_write_leaves_the_old_file(tmp_path: Path, write: str) -> None:
+    import subprocess
+
+    target = tmp_path / "golden.json"
+    target.write_text('{"format": "old"}\n', encoding="utf-8")
+    script = KILL_AT_REPLACE.format(root=str(Path(__file__).resolve().parent.parent), target=str(target), write=write)
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    assert completed.returncode == -9, completed.stderr.decode()
+    assert target.read_text(encoding="utf-8") == '{"format": "old"}\n'
+
+
+def test_report_files_are_written_through_the_atomic_helper(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_bertprobe import atomic, report_files
+    from pytest_bertprobe.options import Settings
+    from pytest_bertprobe.session import ProbeSession
+
+    written: list[Path] = []
+    monkeypatch.setattr(atomic, "_sync_folder", lambda folder: written.append(folder))
+    session = ProbeSession(Settings(models=(), device="cpu", dtype="float32", revision=None, audit=True), [], [])
+    report_files.write_json(session, tmp_path / "r.json")
+    report_files.write_markdown(session, tmp_path / "r.md")
+    assert written == [tmp_path, tmp_path]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["r.json", "r.md"]  # no temporary left behind
+
+
+# Snapshots: one id per checkpoint, whatever the order; a malformed one is a named failure.
+
+
+def test_same_named_folders_get_distinct_ids_in_any_order(pytester: pytest.Pytester, tiny_checkpoint: Factory, tmp_path: Path) -> None:
+    first = Path(shutil.copytree(tiny_checkpoint("bert"), tmp_path / "one" / "tiny"))
+    second = Path(shutil.copytree(tiny_checkpoint("bert", seed=1), tmp_path / "two" / "tiny"))
+    written = pytester.runpytest(f"--bert-model={first}", f"--bert-model={second}", "--bert-snapshot-update", "-k", "golden_snapshot")
+    written.assert_outcomes(passed=2)
+    assert sorted(path.name for path in (pytester.path / "bertprobe-snapshots").iterdir()) == ["one-tiny.json", "two-tiny.json"]
+    swapped = pytester.runpytest(f"--bert-model={second}", f"--bert-model={first}", "-k", "golden_snapshot", "-v")
+    swapped.assert_outcomes(passed=2)  # each compares with its own snapshot (the weights differ: a swap would fail)
+    for checkpoint_id in ("one-tiny", "two-tiny"):
+        swapped.stdout.fnmatch_lines([f"*golden_snapshot[[]{checkpoint_id}[]] PASSED*"])
+
+
+def test_one_folder_spelled_three_ways_is_one_model(pytester: pytest.Pytester, tiny_checkpoint: Factory, tmp_path: Path) -> None:
+    folder = tiny_checkpoint("bert")
+    (tmp_path / "link").symlink_to(folder)
+    once = pytester.runpytest(f"--bert-model={folder}", "--collect-only", "-q")
+    thrice = pytester.runpytest(f"--bert-model={folder}", f"--bert-model={folder}/", f"--bert-model={tmp_path / 'link'}", "--collect-only", "-q")
+    collected = [[line for line in run.stdout.lines if "::" in line] for run in (once, thrice)]
+    assert collected[0] == collected[1] and len(collected[0]) > 10
+
+
+def test_malformed_snapshot_is_a_named_failure(pytester: pytest.Pytester, tiny_checkpoint: Factory) -> None:
+    folder = tiny_checkpoint("bert")
+    pytester.runpytest(f"--bert-model={folder}", "--bert-snapshot-update", "-k", "golden_snapshot").assert_outcomes(passed=1)
+    path = next((pytester.path / "bertprobe-snapshots").iterdir())
+    snapshot = json.loads(path.read_text(encoding="utf-8"))
+    del snapshot["tensor_hashes"]
+    path.write_text(json.dumps(snapshot), encoding="utf-8")
+    result = pytester.runpytest(f"--bert-model={folder}", "-k", "golden_snapshot")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([f"E   *Snapshot {path} is malformed: 'tensor_hashes' is missing", "E   Hint: *--bert-snapshot-update"])
+    assert "KeyError" not in result.stdout.str()
