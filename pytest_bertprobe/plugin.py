@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bertprobe import coverage, loading, options, preflight, probes, report_files, tolerances
+from pytest_bertprobe import coverage, loading, onnx_audit, options, preflight, probes, report_files, tolerances
 from pytest_bertprobe import report as reporting
 from pytest_bertprobe.fixtures import (  # noqa: F401 - fixtures are found by their presence here
     bert_anatomy,
     bert_checkpoint,
     bert_model,
+    bert_onnx_export,
     bert_reference,
     bert_seed_inputs,
     bert_tokenizer,
@@ -52,6 +53,8 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(error)) from None
     if reference is not None and not sources:
         raise pytest.UsageError("--bert-reference needs a checkpoint to compare: pass --bert-model=PATH_OR_HUB_ID")
+    if settings.onnx and not sources:
+        raise pytest.UsageError("--bert-onnx needs the checkpoint it was exported from: pass --bert-model=PATH_OR_HUB_ID")
     session = ProbeSession(settings, sources, loading.checkpoint_ids(sources), reference=reference)
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(reporting.Collector(session), "bertprobe-collector")
@@ -79,7 +82,11 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Mod
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Run every test that uses a bert fixture once per `--bert-model`."""
     session = probe_session(metafunc.config)
-    if "bert_checkpoint" in metafunc.fixturenames and session.sources:
+    if "bert_onnx_export" in metafunc.fixturenames and session.sources:
+        cases = onnx_audit.export_cases(session.sources, session.ids, session.settings.onnx)
+        metafunc.parametrize(("bert_checkpoint", "bert_onnx_export"), [case[:2] for case in cases],
+                             ids=[case[2] for case in cases], indirect=True, scope="session")  # fmt: skip
+    elif "bert_checkpoint" in metafunc.fixturenames and session.sources:
         metafunc.parametrize("bert_checkpoint", session.sources, ids=session.ids, indirect=True, scope="session")
 
 
