@@ -122,6 +122,10 @@ def quantization_evidence(path: Path) -> str | None:
     return ", ".join(parts) or None
 
 
+def _sentences(count: int) -> str:
+    return f"{count} sentence{'s' if count != 1 else ''}"
+
+
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
     return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
@@ -149,8 +153,8 @@ def run_export(export: Export, inputs: Mapping[str, torch.Tensor], sentences: Se
     except Exception as error:  # noqa: BLE001 - onnxruntime raises its own types; every one is this check's finding
         shape = tuple(inputs["input_ids"].shape)
         raise AssertionError(
-            f"ONNX export {export.label} failed on a batch of shape {shape} ({len(sentences)} sentences × {shape[-1]} tokens): "
-            f"{_first_line(error)}\nFailing batch: [{', '.join(quote(s) for s in sentences)}]\n"
+            f"ONNX export {export.label} failed on a batch of shape {shape} ({_sentences(len(sentences))} × {shape[-1]} tokens): "
+            f"{type(error).__name__}: {' '.join(str(error).split())}\nFailing batch: [{', '.join(quote(s) for s in sentences)}]\n"
             "Hint: the graph is specialised to the shape it was exported with: export with dynamic batch and "
             "sequence axes (torch.onnx.export(..., dynamo=True, dynamic_shapes=...))"
         ) from None
@@ -234,7 +238,7 @@ def _disagreement_message(export: Export, worst: BatchGap, failing: int, gaps: l
         f"Greatest absolute difference: {gap.max_abs:.6g} at index {gap.max_abs_index} (up to {gap.atol:g} allowed)",
         f"Greatest relative difference: {gap.max_rel:.6g} at index {gap.max_rel_index} (up to {gap.rtol:g} allowed)",
         f"Worst sentence: {row} {quote(worst.sentences[row])}, in a batch of shape {worst.shape} "
-        f"({len(worst.sentences)} sentences × {worst.shape[-1]} tokens)",
+        f"({_sentences(len(worst.sentences))} × {worst.shape[-1]} tokens)",
         f"Compared at {metrics['compared_at']} tolerances on {batches} batches; {failing} disagree"
         + (f"; those that agree have shapes {', '.join(map(str, passing_shapes[:4]))}" if passing_shapes else ""),
     ]
@@ -246,9 +250,9 @@ def _disagreement_message(export: Export, worst: BatchGap, failing: int, gaps: l
 def _hint(passing_shapes: list[tuple[int, ...]], worst: BatchGap) -> str:
     if passing_shapes:
         return (
-            "some batch shapes agree and others do not: the export baked one shape's logic (the attention mask, "
-            "positions) into the graph, as the legacy tracer does; export with torch.onnx.export(..., dynamo=True, "
-            "dynamic_shapes=...) and audit it again"
+            "some batches agree and others do not: either the export baked one shape's logic (the attention mask, "
+            "positions) into the graph, as tracing does, and needs re-exporting with torch.onnx.export(..., dynamo=True, "
+            "dynamic_shapes=...); or it holds slightly different weights, which show on some inputs only"
         )
     return (
         f"{worst.output} disagrees on every batch: the export holds other weights or another network than the "
@@ -256,7 +260,7 @@ def _hint(passing_shapes: list[tuple[int, ...]], worst: BatchGap) -> str:
     )
 
 
-def export_forward(export: Export, actual: Mapping[str, torch.Tensor], inputs: Mapping[str, torch.Tensor]) -> probes.Forward:
+def export_forward(actual: Mapping[str, torch.Tensor], inputs: Mapping[str, torch.Tensor]) -> probes.Forward:
     """The export's outputs in the shape of a forward pass, so the declared embedding is computed alike on both sides."""
     hidden = next((actual[name] for name in HIDDEN_OUTPUTS if name in actual), None)
     if hidden is None:
@@ -275,13 +279,12 @@ def assert_quantized_export_behaves(
     for sentences, inputs in batches:
         actual, forward = run_export(export, inputs, sentences), probes.run(model, inputs)
         mask = inputs.get("attention_mask")
-        theirs = actual["sentence_embedding"] if "sentence_embedding" in actual else sentence_embedding(export_forward(export, actual, inputs), mask)
+        theirs = actual["sentence_embedding"] if "sentence_embedding" in actual else sentence_embedding(export_forward(actual, inputs), mask)
         onnx_behaviour.collect(embeddings, sentences, sentence_embedding(forward, mask), theirs)
-    assert export.quantized is not None
     try:
-        measured = onnx_behaviour.assert_behaves(export.label, export.quantized, embeddings)
+        measured = onnx_behaviour.assert_behaves(export.label, str(export.quantized), embeddings)
     except AssertionError as failure:
-        failure.metrics = {**export.metrics(), **failure.metrics}  # type: ignore[attr-defined]
+        failure.metrics = {**export.metrics(), **failure.metrics, "batches": len(batches)}  # type: ignore[attr-defined]
         raise
     return {**export.metrics(), **measured, "batches": len(batches)}
 

@@ -166,8 +166,8 @@ def audit_batches(request: pytest.FixtureRequest, model: Any, tokenizer: Any) ->
     then the generated batches the other checks draw (as many as they do), encoded."""
     plan = budget_plan(request)
     count = plan.max_examples if plan is not None else audit_settings().max_examples
-    texts = [*(list(batch) for batch in EXPLICIT_BATCHES), list(SEED_SENTENCES), *_first_batches(count)]
-    return [encode_batch(model, tokenizer, batch) for batch in texts]
+    texts = [*(list(batch) for batch in EXPLICIT_BATCHES), list(SEED_SENTENCES), *(materialize(batch, tokenizer) for batch in _first_batches(count))]
+    return [encode_batch(model, tokenizer, list(batch)) for batch in dict.fromkeys(tuple(batch) for batch in texts)]
 
 
 def encode_batch(model: Any, tokenizer: Any, batch: list[Sentence]) -> tuple[list[str], Any]:
