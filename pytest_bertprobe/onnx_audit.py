@@ -49,13 +49,22 @@ def export_label(path: Path, folder: Path | None) -> str:
     return path.name
 
 
-def export_cases(sources: Sequence[Any], ids: Sequence[str], extra: Sequence[str]) -> list[tuple[Any, Path | None, str]]:
-    """(checkpoint source, export, test id) for each export of each checkpoint; (source, None, id) where it has none."""
-    cases: list[tuple[Any, Path | None, str]] = []
-    for source, checkpoint_id in zip(sources, ids):
-        exports = find_exports(source.local_path, extra)
-        cases += [(source, path, f"{checkpoint_id}-{export_label(path, source.local_path)}") for path in exports] or [(source, None, checkpoint_id)]
-    return cases
+def export_params(sources: Sequence[Any], extra: Sequence[str]) -> tuple[list[Path | None], list[str]]:
+    """Every checkpoint's exports and their test ids; None ("no-export") where a checkpoint has none."""
+    exports: dict[Path | None, str] = {}
+    for source in sources:
+        found = find_exports(source.local_path, extra)
+        for path in found:
+            exports.setdefault(path, export_label(path, source.local_path))
+        if not found:
+            exports.setdefault(None, "no-export")
+    return list(exports), list(exports.values())
+
+
+def belongs(source: Any, export: Path | None, extra: Sequence[str]) -> bool:
+    """Whether `export` is one of `source`'s exports (None: whether it has none); other pairs are deselected."""
+    found = find_exports(source.local_path, extra)
+    return export in found if export is not None else not found
 
 
 def missing_runtime() -> str | None:

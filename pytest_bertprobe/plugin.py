@@ -82,12 +82,12 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Mod
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Run every test that uses a bert fixture once per `--bert-model`."""
     session = probe_session(metafunc.config)
-    if "bert_onnx_export" in metafunc.fixturenames and session.sources:
-        cases = onnx_audit.export_cases(session.sources, session.ids, session.settings.onnx)
-        metafunc.parametrize(("bert_checkpoint", "bert_onnx_export"), [case[:2] for case in cases],
-                             ids=[case[2] for case in cases], indirect=True, scope="session")  # fmt: skip
-    elif "bert_checkpoint" in metafunc.fixturenames and session.sources:
+    if "bert_checkpoint" in metafunc.fixturenames and session.sources:
         metafunc.parametrize("bert_checkpoint", session.sources, ids=session.ids, indirect=True, scope="session")
+        if "bert_onnx_export" in metafunc.fixturenames:
+            # Function-scoped, unlike the checkpoint: tests stay grouped by checkpoint; pairs that do not belong are deselected.
+            exports, labels = onnx_audit.export_params(session.sources, session.settings.onnx)
+            metafunc.parametrize("bert_onnx_export", exports, ids=labels)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -102,10 +102,22 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Group tests by checkpoint for pytest-xdist's loadgroup, so each worker loads only its own."""
     session = probe_session(config)
+    foreign = [item for item in items if not _export_belongs(item, session)]
+    if foreign:
+        config.hook.pytest_deselected(items=foreign)
+        items[:] = [item for item in items if item not in foreign]
     for item in items:
         callspec = getattr(item, "callspec", None)
         if callspec is not None and "bert_checkpoint" in callspec.params:
             item.add_marker(pytest.mark.xdist_group(name=f"bertprobe-{session.id_of(callspec.params['bert_checkpoint'])}"))
+
+
+def _export_belongs(item: pytest.Item, session: ProbeSession) -> bool:
+    """False for an ONNX test pairing a checkpoint with another checkpoint's export."""
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    if "bert_onnx_export" not in params or "bert_checkpoint" not in params:
+        return True
+    return onnx_audit.belongs(params["bert_checkpoint"], params["bert_onnx_export"], session.settings.onnx)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -211,3 +211,12 @@ def test_behaviour_measures_are_one_for_identical_embeddings_and_fall_for_scramb
     with pytest.raises(AssertionError, match=r"no longer behaves like the checkpoint: cosine_min .* < 0.6; spearman .* < 0.85; top_k_overlap .* < 0.6"):
         onnx_behaviour.assert_behaves("x.onnx", "1 MatMulInteger ops", scrambled)
     assert onnx_behaviour.spearman(torch.arange(5.0), -torch.arange(5.0)) == pytest.approx(-1.0)
+
+
+def test_each_checkpoint_gets_only_its_own_exports(pytester: pytest.Pytester, tiny_with_exports: Path, tiny_checkpoint: TinyFactory) -> None:
+    result = pytester.runpytest(f"--bert-model={tiny_with_exports}", f"--bert-model={tiny_checkpoint('bert')}", *ONLY_ONNX)
+    result.assert_outcomes(passed=2, failed=2, skipped=1)
+    assert sorted(_checks(pytester)) == [
+        "bert-no-export", "tiny-onnx/model.onnx", "tiny-onnx/model_changed.onnx", "tiny-onnx/model_quantized.onnx", "tiny-onnx/model_traced.onnx",
+    ]  # fmt: skip
+    result.stdout.fnmatch_lines(["*tiny  *bert  * 1 *", "*bert  *bert  * 1 *"])  # one load each, tests grouped by checkpoint
