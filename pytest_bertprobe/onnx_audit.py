@@ -164,10 +164,16 @@ def run_export(export: Export, inputs: Mapping[str, torch.Tensor], sentences: Se
         raise AssertionError(
             f"ONNX export {export.label} failed on a batch of shape {shape} ({_sentences(len(sentences))} × {shape[-1]} tokens): "
             f"{type(error).__name__}: {' '.join(str(error).split())}\nFailing batch: [{', '.join(quote(s) for s in sentences)}]\n"
-            "Hint: the graph is specialised to the shape it was exported with: export with dynamic batch and "
-            "sequence axes (torch.onnx.export(..., dynamo=True, dynamic_shapes=...))"
+            f"Hint: {_run_hint(str(error))}"
         ) from None
     return {name: torch.from_numpy(value) for name, value in zip(export.outputs, values)}
+
+
+def _run_hint(error: str) -> str:
+    if "dimension" in error.lower():
+        return ("the graph is specialised to the shape it was exported with: export with dynamic batch and "
+                "sequence axes (torch.onnx.export(..., dynamo=True, dynamic_shapes=...))")  # fmt: skip
+    return "onnxruntime cannot run this input through the graph: re-export it, or check the opset against onnxruntime's"
 
 
 def expected_outputs(model: Any, inputs: Mapping[str, torch.Tensor], sentence_embedding: Any) -> dict[str, torch.Tensor]:
@@ -228,6 +234,7 @@ def assert_export_agrees(
     failing = {(g.sentences, g.shape) for g in gaps if g.gap.mismatched}
     metrics = {**export.metrics(), **worst.gap.metrics(), "output": worst.output, "batches": len(batches), "compared_at": dtype,
                "worst_batch_shape": list(worst.shape), "compared": compared,
+               "worst_sentence": quote(worst.sentences[worst.gap.max_abs_index[0] if worst.gap.max_abs_index else 0]),
                "not_compared": [name for name in export.outputs if name not in KNOWN_OUTPUTS],
                "ignored_inputs": [name for name in batches[0][1] if name not in export.inputs] if batches else []}  # fmt: skip
     if failing:
