@@ -220,3 +220,20 @@ def test_each_checkpoint_gets_only_its_own_exports(pytester: pytest.Pytester, ti
         "bert-no-export", "tiny-onnx/model.onnx", "tiny-onnx/model_changed.onnx", "tiny-onnx/model_quantized.onnx", "tiny-onnx/model_traced.onnx",
     ]  # fmt: skip
     result.stdout.fnmatch_lines(["*tiny  *bert  * 1 *", "*bert  *bert  * 1 *"])  # one load each, tests grouped by checkpoint
+
+
+def test_a_sentence_transformers_export_is_compared_with_the_declared_embedding(
+    pytester: pytest.Pytester, tiny_checkpoint: TinyFactory, tmp_path: Path
+) -> None:
+    from tests.test_embedding import _sentence_transformers
+
+    folder = _sentence_transformers(Path(shutil.copytree(tiny_checkpoint("bert"), tmp_path / "st-tiny")))  # mean, then Normalize
+    export_onnx(folder, folder / "onnx" / "model.onnx", sentence_transformers=True)  # normalized means
+    result = pytester.runpytest(f"--bert-model={folder}", *ONLY_ONNX)
+    result.assert_outcomes(passed=1)
+    metrics = _checks(pytester)["st-tiny-onnx/model.onnx"]["metrics"]
+    assert metrics["compared"] == ["token_embeddings", "sentence_embedding"] and metrics["max_abs"] < 1e-5
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_cls_token": True}))  # now declares cls
+    result = pytester.runpytest(f"--bert-model={folder}", *ONLY_ONNX)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["E*ONNX export onnx/model.onnx vs the checkpoint, sentence_embedding: tensors are not close!"])
