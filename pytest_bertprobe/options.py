@@ -218,12 +218,12 @@ def _read_budget(text: str) -> float | None:
 
 def _read_onnx_paths(config: pytest.Config) -> tuple[str, ...]:
     """`--bert-onnx` files (else ini `bert_onnx`, relative to the rootdir), each an existing .onnx file."""
-    given = [(text, Path(text)) for text in config.getoption("bert_onnx")]
+    given = [(f"--bert-onnx={text}", Path(text)) for text in config.getoption("bert_onnx")]
     if not given:
-        given = [(text, config.rootpath / text) for text in config.getini("bert_onnx")]
-    for text, path in given:
+        given = [(f"ini bert_onnx {text}", config.rootpath / text) for text in config.getini("bert_onnx")]
+    for named, path in given:
         if not path.is_file():
-            raise pytest.UsageError(f"--bert-onnx={text}: no such file; give the path of an .onnx export")
+            raise pytest.UsageError(f"{named}: no such file; give the path of an .onnx export")
         if path.suffix != ".onnx":
-            raise pytest.UsageError(f"--bert-onnx={text}: not an .onnx file")
+            raise pytest.UsageError(f"{named}: not an .onnx file")
     return tuple(dict.fromkeys(str(path.resolve()) for _, path in given))

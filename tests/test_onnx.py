@@ -112,19 +112,18 @@ def test_real_minilm_dynamo_and_int8_pass_with_behaviour_in_the_report_the_trace
 
 
 def test_a_quantized_export_of_other_weights_fails_by_behaviour(
-    pytester: pytest.Pytester, tiny_checkpoint: TinyFactory, tmp_path: Path
+    pytester: pytest.Pytester, tiny_checkpoint: TinyFactory, tiny_with_exports: Path
 ) -> None:
-    other = export_onnx(tiny_checkpoint("bert", seed=1), tmp_path / "other.onnx")
-    quantized = quantize_int8(other, tmp_path / "other_int8.onnx")
-    result = pytester.runpytest(f"--bert-model={tiny_checkpoint('bert')}", f"--bert-onnx={quantized}", *ONLY_ONNX)
+    quantized = tiny_with_exports / "onnx" / "model_quantized.onnx"  # of the seed-0 weights, audited against seed 1's
+    result = pytester.runpytest(f"--bert-model={tiny_checkpoint('bert', seed=1)}", f"--bert-onnx={quantized}", *ONLY_ONNX)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([
-        "E*quantized ONNX export other_int8.onnx no longer behaves like the checkpoint: cosine_min * < 0.6*",
+        "E*quantized ONNX export model_quantized.onnx no longer behaves like the checkpoint: cosine_min * < 0.6*",
         "E*Spearman correlation of pairwise similarities: *; top-5 neighbour overlap: *",
         "E*Quantized: *MatMulInteger ops*",
     ])
     (check,) = _checks(pytester).values()
-    assert check["metrics"]["cosine_min"] < 0.6 and check["metrics"]["export"] == "other_int8.onnx"
+    assert check["metrics"]["cosine_min"] < 0.6 and check["metrics"]["export"] == "model_quantized.onnx"
 
 
 def test_a_checkpoint_without_exports_skips_saying_where_it_looked(pytester: pytest.Pytester, tiny_checkpoint: TinyFactory) -> None:
@@ -237,3 +236,8 @@ def test_a_sentence_transformers_export_is_compared_with_the_declared_embedding(
     result = pytester.runpytest(f"--bert-model={folder}", *ONLY_ONNX)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["E*ONNX export onnx/model.onnx vs the checkpoint, sentence_embedding: tensors are not close!"])
+
+
+def test_ini_bert_onnx_is_read_relative_to_the_rootdir(pytester: pytest.Pytester, tiny_checkpoint: TinyFactory) -> None:
+    pytester.makeini("[pytest]\nbert_onnx = exports/missing.onnx\n")
+    assert_usage_error(pytester.runpytest(f"--bert-model={tiny_checkpoint('bert')}"), "ini bert_onnx exports/missing.onnx: no such file; give the path of an .onnx export")
