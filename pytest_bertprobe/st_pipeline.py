@@ -46,7 +46,7 @@ def listed_modules(checkpoint_path: Path | None) -> list[dict[str, Any]] | None:
 
 
 def normalizes(checkpoint_path: Path | None) -> bool:
-    """Whether `modules.json` ends the pipeline with a Normalize module (unit-length sentence embeddings)."""
+    """Whether `modules.json` lists a Normalize module (unit-length sentence embeddings)."""
     modules = listed_modules(checkpoint_path) or []
     return any(str(module.get("type", "")).rsplit(".", 1)[-1] == "Normalize" for module in modules if isinstance(module, dict))
 
