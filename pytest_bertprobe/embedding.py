@@ -65,26 +65,27 @@ def resolve_embedding(kind: str, checkpoint_path: str | os.PathLike[str] | None)
         raise ValueError(f"unknown sentence embedding {kind!r}: use auto, {', '.join(KINDS)}")
     if checkpoint_path is None:
         return EmbeddingSpec("cls", "assumed: a hub id has no local folder to read sentence-transformers' modules.json from")
-    modules_file = _modules_file(Path(checkpoint_path))
-    if modules_file is None:
+    modules = modules_file(Path(checkpoint_path))
+    if modules is None:
         return EmbeddingSpec("cls", "assumed: no sentence-transformers modules.json beside the weights")
-    config_file = modules_file.parent / _pooling_folder(modules_file) / "config.json"
-    return _pooling_spec(config_file, _read_json(config_file, "the Pooling module's config"))
+    config_file = modules.parent / _pooling_folder(modules) / "config.json"
+    return _pooling_spec(config_file, read_json(config_file, "the Pooling module's config"))
 
 
-def _modules_file(folder: Path) -> Path | None:
+def modules_file(folder: Path) -> Path | None:
     """`modules.json` in the folder, or in its parent when that lists the folder as a module (`0_Transformer`)."""
     if (folder / "modules.json").is_file():
         return folder / "modules.json"
     parent = folder.parent / "modules.json"
     if parent.is_file():
-        modules = _read_json(parent, "sentence-transformers' module list")
+        modules = read_json(parent, "sentence-transformers' module list")
         if isinstance(modules, list) and any(isinstance(m, dict) and m.get("path") == folder.name for m in modules):
             return parent
     return None
 
 
-def _read_json(file: Path, what: str) -> Any:
+def read_json(file: Path, what: str) -> Any:
+    """A sentence-transformers JSON file, or `EmbeddingConfigError` saying what is wrong with it."""
     try:
         return json.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -94,7 +95,7 @@ def _read_json(file: Path, what: str) -> Any:
 
 
 def _pooling_folder(modules_file: Path) -> str:
-    modules = _read_json(modules_file, "sentence-transformers' module list")
+    modules = read_json(modules_file, "sentence-transformers' module list")
     if not isinstance(modules, list) or not all(isinstance(m, dict) and isinstance(m.get("type"), str) for m in modules):
         raise EmbeddingConfigError(
             f"{modules_file}: expected a JSON list of modules, each with a 'type' and a 'path'; "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -62,6 +63,12 @@ def bert_reference(request: pytest.FixtureRequest) -> Iterator[loading.Checkpoin
     probes.share_forward_passes(checkpoint.model, checkpoint.tokenizer)
     yield checkpoint
     probes.stop_sharing(checkpoint.model)
+
+
+@pytest.fixture(scope="session")
+def bert_onnx_export(request: pytest.FixtureRequest) -> Path | None:
+    """An ONNX export of the checkpoint (its `onnx/*.onnx`, `model.onnx`, or a `--bert-onnx` file); None when it has none."""
+    return getattr(request, "param", None)
 
 
 @pytest.fixture(scope="session")

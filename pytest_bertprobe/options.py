@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -34,6 +35,7 @@ class Settings:
     snapshot_dir: str = SNAPSHOT_DIR
     snapshot_update: bool = False
     budget: float | None = None
+    onnx: tuple[str, ...] = ()  # `--bert-onnx`: exports outside the checkpoint folders, audited against every checkpoint
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -148,7 +150,16 @@ def add_options(parser: pytest.Parser) -> None:
         help="time budget per checkpoint for the generated audit examples; example counts scale to it "
         "(default: ini bert_budget, else a fixed 10 examples per check)",
     )
+    group.addoption(
+        "--bert-onnx",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="ONNX export to audit against each --bert-model under onnxruntime; repeatable "
+        "(default: ini bert_onnx, plus onnx/*.onnx and model.onnx inside each checkpoint folder)",
+    )
     parser.addini("bert_models", type="linelist", default=[], help="checkpoints to audit, one per line")
+    parser.addini("bert_onnx", type="linelist", default=[], help="ONNX exports to audit, one per line (relative to the rootdir)")
     parser.addini("bert_embedding", default="auto", help="default for --bert-embedding")
     parser.addini("bert_languages", default="", help="default for --bert-languages")
     parser.addini("bert_reference", default="", help="default for --bert-reference")
@@ -198,6 +209,7 @@ def read_settings(config: pytest.Config) -> Settings:
         snapshot_dir=config.getoption("bert_snapshot_dir") or config.getini("bert_snapshot_dir") or SNAPSHOT_DIR,
         snapshot_update=config.getoption("bert_snapshot_update"),
         budget=budget,
+        onnx=_read_onnx_paths(config),
     )
 
 
@@ -212,3 +224,16 @@ def _read_budget(text: str) -> float | None:
     if not seconds > 0 or seconds == float("inf"):
         raise pytest.UsageError(f"--bert-budget={text}: give a positive number of seconds, e.g. --bert-budget=60")
     return seconds
+
+
+def _read_onnx_paths(config: pytest.Config) -> tuple[str, ...]:
+    """`--bert-onnx` files (else ini `bert_onnx`, relative to the rootdir), each an existing .onnx file."""
+    given = [(f"--bert-onnx={text}", Path(text)) for text in config.getoption("bert_onnx")]
+    if not given:
+        given = [(f"ini bert_onnx {text}", config.rootpath / text) for text in config.getini("bert_onnx")]
+    for named, path in given:
+        if not path.is_file():
+            raise pytest.UsageError(f"{named}: no such file; give the path of an .onnx export")
+        if path.suffix != ".onnx":
+            raise pytest.UsageError(f"{named}: not an .onnx file")
+    return tuple(dict.fromkeys(str(path.resolve()) for _, path in given))

@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bertprobe import coverage, loading, options, outputs, preflight, probes, report_files, report_html, tolerances
+from pytest_bertprobe import coverage, loading, onnx_audit, options, outputs, preflight, probes, report_files, report_html, tolerances
 from pytest_bertprobe import report as reporting
 from pytest_bertprobe.fixtures import (  # noqa: F401 - fixtures are found by their presence here
     bert_anatomy,
     bert_checkpoint,
     bert_head_model,
     bert_model,
+    bert_onnx_export,
     bert_reference,
     bert_seed_inputs,
     bert_tokenizer,
@@ -58,6 +59,8 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(error)) from None
     if reference is not None and not sources:
         raise pytest.UsageError("--bert-reference needs a checkpoint to compare: pass --bert-model=PATH_OR_HUB_ID")
+    if settings.onnx and not sources:
+        raise pytest.UsageError("--bert-onnx needs the checkpoint it was exported from: pass --bert-model=PATH_OR_HUB_ID")
     session = ProbeSession(settings, sources, loading.checkpoint_ids(sources), reference=reference)
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(reporting.Collector(session), "bertprobe-collector")
@@ -88,6 +91,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     session = probe_session(metafunc.config)
     if "bert_checkpoint" in metafunc.fixturenames and session.sources:
         metafunc.parametrize("bert_checkpoint", session.sources, ids=session.ids, indirect=True, scope="session")
+        if "bert_onnx_export" in metafunc.fixturenames:
+            # Function-scoped, unlike the checkpoint: tests stay grouped by checkpoint; pairs that do not belong are deselected.
+            exports, labels = onnx_audit.export_params(session.sources, session.settings.onnx)
+            metafunc.parametrize("bert_onnx_export", exports, ids=labels)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -104,10 +111,22 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Group tests by checkpoint for pytest-xdist's loadgroup, so each worker loads only its own."""
     session = probe_session(config)
+    foreign = [item for item in items if not _export_belongs(item, session)]
+    if foreign:
+        config.hook.pytest_deselected(items=foreign)
+        items[:] = [item for item in items if item not in foreign]
     for item in items:
         callspec = getattr(item, "callspec", None)
         if callspec is not None and "bert_checkpoint" in callspec.params:
             item.add_marker(pytest.mark.xdist_group(name=f"bertprobe-{session.id_of(callspec.params['bert_checkpoint'])}"))
+
+
+def _export_belongs(item: pytest.Item, session: ProbeSession) -> bool:
+    """False for an ONNX test pairing a checkpoint with another checkpoint's export."""
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    if "bert_onnx_export" not in params or "bert_checkpoint" not in params:
+        return True
+    return onnx_audit.belongs(params["bert_checkpoint"], params["bert_onnx_export"], session.settings.onnx)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from pytest_bertprobe import st_pipeline
 from pytest_bertprobe.audit.harness import encode_batch, given_batches, run_check
 from pytest_bertprobe.embedding import (
     EmbeddingConfigError,
@@ -58,6 +59,7 @@ def test_declared_sentence_embedding_is_sound(
 
     def declared_embedding_is_sound() -> dict[str, Any]:
         checked = assert_embedding_contract(bert_model, bert_seed_inputs, spec, sentences=SEED_SENTENCES)
-        return {"embedding": spec.kind, "source": spec.source, **checked}
+        library = st_pipeline.declared_pipeline_metrics(requested, bert_checkpoint, spec.kind, bert_seed_inputs, SEED_SENTENCES)
+        return {"embedding": spec.kind, "source": spec.source, **checked, **library}
 
     run_check(request, declared_embedding_is_sound)

@@ -165,6 +165,15 @@ def _first_batches(count: int) -> tuple[list[Sentence], ...]:
     return tuple(drawn)
 
 
+def audit_batches(request: pytest.FixtureRequest, model: Any, tokenizer: Any) -> list[tuple[list[str], Any]]:
+    """For checks that judge all batches at once: each probe sentence alone, the seed's five padded together,
+    then the generated batches the other checks draw (as many as they do), encoded."""
+    plan = budget_plan(request)
+    count = plan.max_examples if plan is not None else audit_settings().max_examples
+    texts = [*(list(batch) for batch in EXPLICIT_BATCHES), list(SEED_SENTENCES), *(materialize(batch, tokenizer) for batch in _first_batches(count))]
+    return [encode_batch(model, tokenizer, list(batch)) for batch in dict.fromkeys(tuple(batch) for batch in texts)]
+
+
 def encode_batch(model: Any, tokenizer: Any, batch: list[Sentence]) -> tuple[list[str], Any]:
     """The batch as plain sentences and as model inputs on the model's device."""
     sentences = materialize(batch, tokenizer)

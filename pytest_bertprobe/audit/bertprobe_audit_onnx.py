@@ -1,0 +1,47 @@
+"""Audit: what users deploy. Each ONNX export of the checkpoint, run under onnxruntime, against the checkpoint."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_bertprobe import onnx_audit, st_pipeline
+from pytest_bertprobe.audit.harness import audit_batches, run_check
+from pytest_bertprobe.embedding import EmbeddingConfigError, UnsupportedPoolingError, resolve_embedding, sentence_embedding
+from pytest_bertprobe.loading import Checkpoint
+from pytest_bertprobe.session import probe_session
+
+NO_EXPORT_REASON = "no ONNX export: none in onnx/*.onnx or model.onnx beside the weights, and no --bert-onnx"
+
+
+def _declared_embedding(request: pytest.FixtureRequest, checkpoint: Checkpoint) -> Any:
+    """The declared sentence embedding as a function of a forward pass (mean where the config cannot say)."""
+    import torch
+
+    try:
+        kind = resolve_embedding(probe_session(request.config).settings.embedding, checkpoint.source.local_path).kind
+    except (EmbeddingConfigError, UnsupportedPoolingError):
+        kind = "mean"  # embedding_contract reports the config; exports are still compared
+    embed = functools.partial(sentence_embedding, kind)
+    if not st_pipeline.normalizes(checkpoint.source.local_path):
+        return embed
+    return lambda forward, mask: torch.nn.functional.normalize(embed(forward, mask).float(), dim=-1)
+
+
+@pytest.mark.bertprobe_audit(check="onnx_agreement")
+def test_onnx_export_agrees_with_the_checkpoint(
+    request: pytest.FixtureRequest, bert_checkpoint: Checkpoint, bert_onnx_export: Path | None
+) -> None:
+    """A float export reproduces every output on batches of every shape; a quantized one ranks and retrieves alike."""
+    if bert_onnx_export is None:
+        pytest.skip(NO_EXPORT_REASON)
+    missing = onnx_audit.missing_runtime()
+    if missing:
+        pytest.skip(missing)
+    label = onnx_audit.export_label(bert_onnx_export, bert_checkpoint.source.local_path)
+    export = onnx_audit.open_export(bert_onnx_export, label, bert_checkpoint.device)
+    batches = audit_batches(request, bert_checkpoint.model, bert_checkpoint.tokenizer)
+    run_check(request, onnx_audit.assert_export_matches, export, bert_checkpoint.model, batches, _declared_embedding(request, bert_checkpoint))
