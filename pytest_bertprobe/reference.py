@@ -102,7 +102,7 @@ def assert_checkpoints_agree(
     ours = named_outputs(probes.run(model, inputs))
     theirs = named_outputs(probes.run(reference, reference_inputs if reference_inputs is not None else inputs))
     _assert_same_structure(ours, theirs)
-    mask = inputs["attention_mask"].bool() if "attention_mask" in inputs else None
+    mask = probes.attention_mask(inputs, model.config.pad_token_id).bool()
     gaps: dict[str, Gap] = {}
     for name, output in ours.items():
         actual, expected = _real_tokens(output, mask), _real_tokens(theirs[name], mask)

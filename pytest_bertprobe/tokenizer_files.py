@@ -8,12 +8,13 @@ needed), then compared on sentences through every tokenizer transformers builds 
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,12 @@ class Disagreement:
 
 def read_vocabularies(folder: Path) -> list[Vocabulary]:
     """Every description of the vocabulary in `folder`, tokenizer.json first; an unreadable one fails."""
+    stamps = tuple((name, path.stat().st_mtime_ns, path.stat().st_size) for name in _TOKENIZER_FILES if (path := folder / name).is_file())
+    return _read_vocabularies(folder, stamps)
+
+
+@functools.lru_cache(maxsize=8)  # every example of the audit check reads the same files
+def _read_vocabularies(folder: Path, _stamps: tuple[tuple[str, int, int], ...]) -> list[Vocabulary]:
     found: list[Vocabulary] = []
     for name, read in (
         (TOKENIZER_JSON, _tokenizer_json_vocabulary),
@@ -238,13 +245,16 @@ def first_sentence_difference(tokenizers: Sequence[tuple[str, Any]], sentences: 
     return None
 
 
+Built = tuple[list[tuple[str, Any]], dict[str, str]]
+
+
 def assert_tokenizer_files_agree(
-    folder: str | Path, *, sentences: Sequence[str] = PROBE_SENTENCES, tokenizers: tuple[list[tuple[str, Any]], dict[str, str]] | None = None
+    folder: str | Path, *, sentences: Sequence[str] = PROBE_SENTENCES, tokenizers: Built | Callable[[], Built] | None = None
 ) -> dict[str, Any]:
     """Assert every vocabulary file in `folder` gives each token the same id, and the tokenizers built from them agree on `sentences`.
 
-    `tokenizers` is what `build_tokenizers(folder)` returns (pass it to build once for many calls). Raises
-    `NotApplicable` where only one file describes the vocabulary.
+    `tokenizers` is what `build_tokenizers(folder)` returns, or a function returning it (called only when there
+    is something to compare): build once for many calls. Raises `NotApplicable` where one file describes the vocabulary.
     """
     __tracebackhide__ = True
     folder = Path(folder)
@@ -252,7 +262,7 @@ def assert_tokenizer_files_agree(
     if len(vocabularies) < 2:
         only = vocabularies[0].files if vocabularies else "no vocabulary file (vocab.txt, vocab.json, tokenizer.json, ...)"
         raise NotApplicable(f"only {only} describes the vocabulary: nothing to compare")
-    built, failed = tokenizers if tokenizers is not None else build_tokenizers(folder)
+    built, failed = tokenizers() if callable(tokenizers) else tokenizers or build_tokenizers(folder)
     disagreements = [d for d in (compare_vocabularies(vocabularies[0], v) for v in vocabularies[1:]) if d is not None]
     difference = first_sentence_difference(built, sentences)
     metrics: dict[str, Any] = {
