@@ -40,7 +40,7 @@ def assert_special_tokens_real(
         for token, index in ids.items()
         if token != tokenizer.unk_token and index == tokenizer.unk_token_id
     ]
-    problems += _invented(tokenizer, ids, _folder(tokenizer, folder))
+    problems += _not_from_the_files(ids, _folder(tokenizer, folder))
     config_ids, config_problems = _config_ids(model, tokenizer)
     metrics["config_ids"] = config_ids
     problems += config_problems
@@ -65,21 +65,28 @@ def _folder(tokenizer: PreTrainedTokenizerBase, folder: str | Path | None) -> Pa
     return Path(loaded) if loaded and Path(loaded).is_dir() else None
 
 
-def _invented(tokenizer: PreTrainedTokenizerBase, ids: dict[str, int], folder: Path | None) -> list[str]:
-    """Special tokens in no vocabulary file nor among the added tokens the files record: their ids came from the loader."""
+def _not_from_the_files(ids: dict[str, int], folder: Path | None) -> list[str]:
+    """Special tokens whose id is not the one the files give: recorded with another, or in no file (invented at load)."""
     if folder is None:
         return []
     vocabularies = [v for v in read_vocabularies(folder) if not v.shifted]  # sentencepiece classes add fairseq's own
     if not vocabularies:
         return []
-    known = set(recorded_added_tokens(folder)).union(*(v.ids for v in vocabularies))
+    recorded = recorded_added_tokens(folder)
+    problems = [
+        f"{token!r} has id {index}, but the files record it as {recorded[token]} (added tokens)."
+        for token, index in ids.items()
+        if token in recorded and recorded[token] != index
+    ]
+    known = set(recorded).union(*(v.ids for v in vocabularies))
     files = " or ".join(f"{v.files} ({len(v.ids)} entries)" for v in vocabularies)
-    return [
+    problems += [
         f"{token!r} is in neither {files} nor the added tokens the files record: the tokenizer gave it id {index} "
-        "at load time, the row of another token, and every entry after its place in the file has moved up one."
+        "at load time, a row the model trained for another token (if a line was lost from the file, every token after it moved up one)."
         for token, index in ids.items()
         if token not in known
     ]
+    return problems
 
 
 def _config_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> tuple[dict[str, Any], list[str]]:
