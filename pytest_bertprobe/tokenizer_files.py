@@ -265,6 +265,8 @@ def assert_tokenizer_files_agree(
     built, failed = tokenizers() if callable(tokenizers) else tokenizers or build_tokenizers(folder)
     disagreements = [d for d in (compare_vocabularies(vocabularies[0], v) for v in vocabularies[1:]) if d is not None]
     difference = first_sentence_difference(built, sentences)
+    if difference is None and disagreements:  # the tokens themselves, where the sentences hold none of them
+        difference = first_sentence_difference(built, [token for d in disagreements for token, _, _ in d.differing[:_SHOWN]])
     metrics: dict[str, Any] = {
         "files": {v.files: len(v.ids) for v in vocabularies},
         "tokenizers": [label for label, _ in built],

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from pytest_bertprobe import special_tokens, tokenizer_files
+from pytest_bertprobe import probes, special_tokens, tokenizer_files
 from tests.test_tokenizer_contract import Fault, check_fault, copy_checkpoint, edit_json, plant_all, run_tokenizer_audit
 
 TinyFactory = Callable[..., Path]
@@ -168,9 +168,10 @@ FAULTS: dict[str, Fault] = {
     "swapped-wordpiece": Fault("bert", _swapped_in_tokenizer_json, FILES_AGREE, (
         "Token ids differ between tokenizer.json and vocab.txt: 2 of 203 tokens.",
         "2 tokens with other ids in tokenizer.json and vocab.txt: ",
-        "'the' (tokenizer.json ",
-        "On sentence 'the weather is sad today': AutoTokenizer (tokenizer.json) gives ",
-        "AutoTokenizer without tokenizer.json (vocab.txt) gives ",
+        "'weather' (tokenizer.json 94, vocab.txt 122), 'the' (tokenizer.json 122, vocab.txt 94)",
+        # No probe sentence of the failing batch holds them: the tokens themselves are the evidence.
+        "On sentence 'weather': AutoTokenizer (tokenizer.json) gives [2, 94, 3], AutoTokenizer without tokenizer.json "
+        "(vocab.txt) gives [2, 122, 3] (first difference at position 1).",
         "Hint: AutoTokenizer reads tokenizer.json; the slow tokenizer classes, other runtimes and older exports read",
     ), control=write_vocabulary_files),
     "swapped-bpe": Fault("roberta", _swapped_in_vocab_json, FILES_AGREE, (
@@ -316,6 +317,23 @@ def test_a_special_token_that_maps_to_unk_fails(tiny_checkpoint: TinyFactory) ->
     tokenizer.mask_token = "<mask>"  # declared, never added: not in the vocabulary
     with pytest.raises(AssertionError, match=r"'<mask>' maps to the unknown token '\[UNK\]' \(id 1\): it is not in the vocabulary."):
         special_tokens.assert_special_tokens_real(model, tokenizer)
+
+
+def test_the_attention_mask_is_built_where_the_tokenizer_emits_none(tiny_checkpoint: TinyFactory, tmp_path: Path) -> None:
+    import torch
+    from transformers import AutoTokenizer
+
+    folder = copy_checkpoint(tiny_checkpoint("fnet"), tmp_path / "fnet-unmasked")
+    _no_attention_mask(folder)
+    emitting, silent = AutoTokenizer.from_pretrained(tiny_checkpoint("fnet")), AutoTokenizer.from_pretrained(folder)
+    sentences = ["", "hello world", "[PAD] text", "the weather is sad today [PAD]"]
+    for side in ("right", "left"):
+        emitting.padding_side = silent.padding_side = side
+        inputs = probes.encode(silent, sentences)
+        assert "attention_mask" not in inputs
+        assert torch.equal(probes.attention_mask(inputs, silent.pad_token_id), probes.encode(emitting, sentences)["attention_mask"])
+    alone = probes.encode(silent, ["[PAD]"])
+    assert probes.attention_mask(alone, silent.pad_token_id).tolist() == [[1, 1, 1]]  # unpadded: every token is real
 
 
 def test_real_minilm_files_agree_and_its_special_tokens_are_real(minilm_path: Path) -> None:
