@@ -233,7 +233,7 @@ def _slow(auto: Any, folder: Path) -> Any:
 
 def first_sentence_difference(tokenizers: Sequence[tuple[str, Any]], sentences: Sequence[str]) -> tuple[str, str, list[int], list[int]] | None:
     """(sentence, other tokenizer's label, ids of the first tokenizer, ids of the other) where they first differ."""
-    if len(tokenizers) < 2:
+    if len(tokenizers) < 2 or not sentences:
         return None
     texts = [text[:_CLIP] for text in sentences]
     (_, first), *others = tokenizers
@@ -266,7 +266,8 @@ def assert_tokenizer_files_agree(
     disagreements = [d for d in (compare_vocabularies(vocabularies[0], v) for v in vocabularies[1:]) if d is not None]
     difference = first_sentence_difference(built, sentences)
     if difference is None and disagreements:  # the tokens themselves, where the sentences hold none of them
-        difference = first_sentence_difference(built, [token for d in disagreements for token, _, _ in d.differing[:_SHOWN]])
+        tokens = [t for d in disagreements for t in [*(t for t, _, _ in d.differing), *d.only_first, *d.only_second][:_SHOWN]]
+        difference = first_sentence_difference(built, tokens)
     metrics: dict[str, Any] = {
         "files": {v.files: len(v.ids) for v in vocabularies},
         "tokenizers": [label for label, _ in built],

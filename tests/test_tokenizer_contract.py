@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from pytest_bertprobe import tokenizer_contract as contract
-from tests.helpers import junit_metrics
+from tests.helpers import junit_metrics, write_vocabulary_files
 
 TinyFactory = Callable[..., Path]
 AUDIT_MODULE = "bertprobe_audit_tokenizer"
@@ -35,7 +35,7 @@ def edit_json(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
 
 
 def replace_vocabulary(path: Path, rename: Callable[[str], str | None]) -> None:
-    """Rename vocabulary entries of tokenizer.json (ids kept); `rename` returns None to drop one to '[unusedN]'."""
+    """Rename vocabulary entries of tokenizer.json (and vocab.txt; ids kept); `rename` returns None to drop one to '[unusedN]'."""
 
     def change(data: dict[str, Any]) -> None:
         vocabulary: dict[str, int] = data["model"]["vocab"]
@@ -48,6 +48,8 @@ def replace_vocabulary(path: Path, rename: Callable[[str], str | None]) -> None:
         data["model"]["vocab"] = renamed
 
     edit_json(path / "tokenizer.json", change)
+    if (path / "vocab.txt").is_file():  # transformers 4.x saves it too: the same renaming, so the files still agree
+        write_vocabulary_files(path)
 
 
 @dataclass(frozen=True)
