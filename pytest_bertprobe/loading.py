@@ -193,7 +193,6 @@ def load_checkpoint(source: Source, checkpoint_id: str, settings: Settings) -> C
     except (OSError, ValueError, RuntimeError) as error:
         raise CheckpointError(f"{source.option} {source.spec!r}: could not be loaded ({_first_line(error)})") from None
     full_model.to(device).eval()
-    _check_tokenizer_class(source, config, kwargs)
     tokenizer = AutoTokenizer.from_pretrained(source.location, **kwargs)
     model = full_model.base_model
     return Checkpoint(
@@ -210,26 +209,6 @@ def load_checkpoint(source: Source, checkpoint_id: str, settings: Settings) -> C
         device=device,
         load_seconds=time.perf_counter() - started,
     )
-
-
-def _check_tokenizer_class(source: Source, config: Any, kwargs: dict[str, Any]) -> None:
-    """Refuse a `tokenizer_class` transformers does not have: 4.x fails to load it, 5.x silently builds a generic one."""
-    from transformers import __version__
-    from transformers.models.auto.tokenization_auto import TOKENIZER_MAPPING_NAMES, get_tokenizer_config, tokenizer_class_from_name
-
-    settings = get_tokenizer_config(source.location, revision=kwargs["revision"])
-    name = settings.get("tokenizer_class") or getattr(config, "tokenizer_class", None)
-    if not isinstance(name, str) or "auto_map" in settings or getattr(config, "auto_map", None):
-        return  # a custom class comes with its code (refused or trusted before this)
-    base = name.removesuffix("Fast")
-    if tokenizer_class_from_name(base) is None and tokenizer_class_from_name(f"{base}Fast") is None:
-        where = "tokenizer_config.json" if settings.get("tokenizer_class") else "config.json"
-        registered = TOKENIZER_MAPPING_NAMES.get(str(config.model_type))  # 4.x: (slow, fast); 5.x: one name
-        own = next((n for n in (registered if isinstance(registered, tuple) else (registered,)) if n), "BertTokenizer")
-        raise CheckpointError(
-            f"{source.option} {source.spec!r}: {where} names tokenizer_class {name!r}, which transformers {__version__} "
-            f"does not have; set it to the model's tokenizer class (\"{own.removesuffix('Fast')}\") or remove the key"
-        )
 
 
 def _saved_architecture(config: Any) -> Any:

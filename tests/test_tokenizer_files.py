@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from pytest_bertprobe import probes, special_tokens, tokenizer_files
-from tests.helpers import sentencepiece_model, write_vocabulary_files
+from tests.helpers import assert_usage_error, sentencepiece_model, write_vocabulary_files
 from tests.test_tokenizer_contract import Fault, check_fault, copy_checkpoint, edit_json, plant_all, run_tokenizer_audit
 
 TinyFactory = Callable[..., Path]
@@ -205,19 +205,29 @@ def test_one_cause_one_failure_and_no_attention_mask_breaks_nothing(
     assert failed["fnet-unmasked"] <= failed["fnet"]
 
 
-def test_a_tokenizer_class_that_does_not_exist_stops_the_run_with_one_line(
-    pytester: pytest.Pytester, tiny_checkpoint: TinyFactory, tmp_path: Path
+@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["in-process", "xdist"])
+def test_a_tokenizer_class_that_does_not_exist_is_a_usage_error(
+    pytester: pytest.Pytester, tiny_checkpoint: TinyFactory, tmp_path: Path, workers: tuple[str, ...]
 ) -> None:
     folder = copy_checkpoint(tiny_checkpoint("bert"), tmp_path / "no-such-class")
     edit_json(folder / "tokenizer_config.json", lambda config: config.update(tokenizer_class="BertoTokenizer"))
-    result = pytester.runpytest(f"--bert-model={folder}", "-p", "no:cacheprovider")
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stdout.fnmatch_lines([
-        f"*Exit: --bert-model '{folder}': tokenizer_config.json names tokenizer_class 'BertoTokenizer', which "
-        "transformers * does not have; set it to the model's tokenizer class (\"BertTokenizer\") or remove the key*"
-    ])
-    assert "Traceback" not in result.stdout.str() + result.stderr.str()
-    result.assert_outcomes()
+    assert_usage_error(
+        pytester.runpytest_subprocess(f"--bert-model={folder}", "-p", "no:cacheprovider", *workers),
+        f"--bert-model '{folder}': tokenizer_config.json names tokenizer_class 'BertoTokenizer', which the installed "
+        "transformers does not have; set it to the model's tokenizer class (e.g. \"BertTokenizer\") or remove the key",
+    )
+
+
+def test_every_tokenizer_class_transformers_maps_is_known_to_preflight() -> None:
+    from transformers.models.auto.tokenization_auto import TOKENIZER_MAPPING_NAMES
+
+    from pytest_bertprobe.preflight import _tokenizer_class_names
+
+    known = _tokenizer_class_names()
+    assert known is not None
+    mapped = {n for value in TOKENIZER_MAPPING_NAMES.values() for n in (value if isinstance(value, tuple) else (value,)) if n}
+    assert {n for n in mapped if n not in known and n.removesuffix("Fast") not in known} == set()
+    assert "BertoTokenizer" not in known
 
 
 # --- the helpers, outside pytest ----------------------------------------------------------------------------------
