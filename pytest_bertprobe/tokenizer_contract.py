@@ -188,7 +188,8 @@ def assert_pads_on_the_right(
         raise NotApplicable(f"{_name(model)} has no absolute position table, so padding on either side is allowed")
     if tokenizer.pad_token is None:
         raise NotApplicable(f"{type(tokenizer).__name__} has no pad token, so it does not pad batches")
-    mask = probes.attention_mask(probes.encode(tokenizer, sentences, max_length=input_limit(model, tokenizer)), tokenizer.pad_token_id)
+    inputs = probes.encode(tokenizer, sentences, max_length=input_limit(model, tokenizer))
+    mask = probes.attention_mask(inputs, tokenizer.pad_token_id)
     # A right-padded row is 1...1 0...0: its mask never rises.
     left = [row for row in range(mask.shape[0]) if bool((mask[row, 1:] > mask[row, :-1]).any())]
     metrics = {"padding_side": tokenizer.padding_side, "rows": int(mask.shape[0]), "left_padded_rows": len(left)}

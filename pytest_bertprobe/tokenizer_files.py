@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_bertprobe.compare import NotApplicable, quote
+from pytest_bertprobe.loading import _first_line as first_line
 from pytest_bertprobe.sentences import PROBE_SENTENCES
 from pytest_bertprobe.tokenizer_contract import ContractViolation, _violation
 
@@ -31,6 +32,9 @@ _TOKENIZER_FILES = (TOKENIZER_JSON, "tokenizer_config.json", "special_tokens_map
                     "vocab.txt", "vocab.json", "merges.txt", *SENTENCEPIECE_MODELS)  # fmt: skip
 _SHOWN = 6
 _CLIP = 2048  # characters per sentence: ids agree or not long before; slow tokenizers take seconds on 32k
+
+
+Built = tuple[list[tuple[str, Any]], dict[str, str]]  # (label, tokenizer) of each one built; label -> why not built
 
 
 @dataclass(frozen=True)
@@ -189,7 +193,7 @@ def compare_vocabularies(first: Vocabulary, second: Vocabulary) -> Disagreement 
     return Disagreement(first, second, sorted(differing, key=lambda d: d[1]), only_first, only_second, offset)
 
 
-def build_tokenizers(folder: Path) -> tuple[list[tuple[str, Any]], dict[str, str]]:
+def build_tokenizers(folder: Path) -> Built:
     """The tokenizers transformers builds offline from each description, by label; and why any could not be built."""
     from transformers import AutoTokenizer
 
@@ -200,7 +204,7 @@ def build_tokenizers(folder: Path) -> tuple[list[tuple[str, Any]], dict[str, str
         try:
             tokenizer = build()
         except Exception as error:  # noqa: BLE001 - a description transformers cannot build is noted, not judged
-            failed[label] = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+            failed[label] = first_line(error)
             return None
         built.append((label, tokenizer))
         return tokenizer
@@ -214,8 +218,8 @@ def build_tokenizers(folder: Path) -> tuple[list[tuple[str, Any]], dict[str, str
             failed[label] = "needs the sentencepiece package"
         else:
             with tempfile.TemporaryDirectory(prefix="bertprobe-tokenizer-") as copy:
-                for name in _TOKENIZER_FILES[1:]:
-                    if (folder / name).is_file():
+                for name in _TOKENIZER_FILES:
+                    if name != TOKENIZER_JSON and (folder / name).is_file():
                         shutil.copyfile(folder / name, Path(copy) / name)
                 attempt(label, lambda: AutoTokenizer.from_pretrained(copy))
     if main is not None:
@@ -243,9 +247,6 @@ def first_sentence_difference(tokenizers: Sequence[tuple[str, Any]], sentences: 
             if ours != theirs:
                 return text, label, ours, theirs
     return None
-
-
-Built = tuple[list[tuple[str, Any]], dict[str, str]]
 
 
 def assert_tokenizer_files_agree(

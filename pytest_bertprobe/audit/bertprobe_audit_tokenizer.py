@@ -71,8 +71,8 @@ def test_special_tokens_are_real(request: pytest.FixtureRequest, bert_checkpoint
 def test_tokenizer_files_agree(request: pytest.FixtureRequest, bert_checkpoint: Any, bert_tokenizer: Any, batch: list[Sentence]) -> None:
     """vocab.txt, vocab.json, a sentencepiece model and tokenizer.json give every token the same id, and so do their tokenizers."""
     folder = _folder(bert_checkpoint)
-    # Built once per checkpoint, kept with its (shared, read-only) tokenizer's encodings.
-    def built() -> Any:
+
+    def built() -> Any:  # once per checkpoint, kept with its (shared, read-only) tokenizer's encodings
         return probes.recall(bert_tokenizer, ("tokenizer files", str(folder)), lambda: tokenizer_files.build_tokenizers(folder))
 
     sentences = materialize(batch, bert_tokenizer)
