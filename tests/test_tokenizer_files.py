@@ -192,13 +192,16 @@ def test_one_cause_one_failure_and_no_attention_mask_breaks_nothing(
     masked = copy_checkpoint(tiny_checkpoint("fnet"), tmp_path / "fnet")
     unmasked = copy_checkpoint(tiny_checkpoint("fnet"), tmp_path / "fnet-unmasked")
     _no_attention_mask(unmasked)
-    recorder = pytester.inline_run(*(f"--bert-model={p}" for p in (unset, shipped, masked, unmasked)), "-p", "no:cacheprovider")
+    recorder = pytester.inline_run(
+        *(f"--bert-model={p}" for p in (unset, shipped, masked, unmasked)), f"--bert-reference={tiny_checkpoint('bert')}",
+        "-p", "no:cacheprovider",
+    )  # fmt: skip
     failed: dict[str, set[str]] = {}
     for report in recorder.getreports("pytest_runtest_logreport"):
         if report.failed:
             test, _, model = report.nodeid.split("::")[-1].partition("[")
             failed.setdefault(model.rstrip("]"), set()).add(test)
-    assert failed.get("unset") == {MAX_LENGTH}
+    assert failed.get("unset") == {MAX_LENGTH}  # reference_agreement too passes: both sides clipped to 64 positions
     assert failed.get("vocab-and-config") == {MAX_LENGTH}
     # FNet's forward takes no attention_mask: a tokenizer that emits one fails tokenizer_input_names besides.
     assert failed["fnet"] - failed["fnet-unmasked"] == {"test_model_accepts_every_tokenizer_input"}
