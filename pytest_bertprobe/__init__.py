@@ -31,6 +31,8 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "assert_special_tokens_in_place", "assert_pads_on_the_right", "assert_input_names_accepted",
         "assert_token_ids_fit_embeddings", "assert_token_types_fit", "assert_max_length_fits", "assert_pad_ids_agree",
     ),
+    "pytest_bertprobe.tokenizer_files": ("assert_tokenizer_files_agree",),
+    "pytest_bertprobe.special_tokens": ("assert_special_tokens_real",),
     "pytest_bertprobe.coverage": ("assert_language_coverage", "assert_casing_consistent", "LANGUAGES"),
     "pytest_bertprobe.heads": (
         "assert_nsp_head_reads_pooler", "assert_mlm_head_reads_last_hidden_state", "assert_heads_read_their_inputs",

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from pytest_bertprobe import compare, compat, probes
-from pytest_bertprobe.invariances import NotApplicable, assert_outputs_agree, attention_mask, forward_view
+from pytest_bertprobe.invariances import NotApplicable, assert_outputs_agree, forward_view
 from pytest_bertprobe.tolerances import model_dtype, tolerance_for
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ def assert_deterministic(
 ) -> compare.Gap:
     """Assert no module is in training mode and two forward passes give identical outputs."""
     __tracebackhide__ = True
-    mask = attention_mask(inputs)
+    mask = probes.attention_mask(inputs, model.config.pad_token_id)
     first = forward_view(probes.run(model, inputs), mask)  # shared with the other checks of this batch
     # A fresh pass on purpose: `probes.run` would hand back the first one from its memo. Like every fresh
     # pass, it fails on a model in training mode.
@@ -64,7 +64,7 @@ def assert_eager_matches_sdpa(
             f"{name} ({model.config.model_type}) has only the {current} attention implementation: nothing to compare"
         )
     probes.require_eval_mode(model)
-    mask = attention_mask(inputs)
+    mask = probes.attention_mask(inputs, model.config.pad_token_id)
     outputs = {
         implementation: forward_view(
             probes.run(model, inputs) if implementation == current else _pass_with(model, implementation, inputs), mask
@@ -99,7 +99,7 @@ def assert_save_load_round_trip(
 ) -> compare.Gap:
     """Assert `save_pretrained` then `from_pretrained` (same class and dtype) reproduces the outputs exactly."""
     __tracebackhide__ = True
-    mask = attention_mask(inputs)
+    mask = probes.attention_mask(inputs, model.config.pad_token_id)
     expected = forward_view(probes.run(model, inputs), mask)
     dtype = next(model.parameters()).dtype
     with tempfile.TemporaryDirectory(prefix="bertprobe-round-trip-") as folder:

@@ -194,7 +194,7 @@ def assert_embedding_contract(
             f"({locate_pooler(model).reason or 'no pooler output'}).\nDeclared by: {spec.source}\n"
             "Hint: consumers that read pooler_output get None or crash; use --bert-embedding=cls or mean"
         )
-    mask = inputs.get("attention_mask")
+    mask = probes.attention_mask(inputs, model.config.pad_token_id)
     embedding = sentence_embedding(spec.kind, forward, mask)
     compare.assert_close(
         embedding, torch.nan_to_num(embedding, nan=0.0, posinf=0.0, neginf=0.0), tolerance_for("embedding_contract", dtype),
@@ -208,8 +208,8 @@ def assert_embedding_contract(
     spread = _assert_spread(spec.kind, embedding, inputs["input_ids"], least, sentences)
     if spread is not None:
         metrics["spread"] = spread.max_abs
-    if spec.kind == "mean" and mask is not None:
-        gap = _assert_mean_ignores_padding(model, inputs, embedding, tolerance_for("padding_invariance", dtype, atol=atol, rtol=rtol), sentences)
+    if spec.kind == "mean":
+        gap = _assert_mean_ignores_padding(model, inputs, mask, embedding, tolerance_for("padding_invariance", dtype, atol=atol, rtol=rtol), sentences)
         if gap is not None:
             metrics.update(padded_rows=gap.shape[0], max_abs=gap.max_abs, atol=gap.atol, rtol=gap.rtol)
     return metrics
@@ -237,19 +237,18 @@ def _assert_spread(
 
 
 def _assert_mean_ignores_padding(
-    model: PreTrainedModel, inputs: Mapping[str, Any], embedding: torch.Tensor, tolerance: compare.Tolerance,
-    sentences: Sequence[str] | None,
+    model: PreTrainedModel, inputs: Mapping[str, Any], mask: torch.Tensor, embedding: torch.Tensor,
+    tolerance: compare.Tolerance, sentences: Sequence[str] | None,
 ) -> compare.Gap | None:
     """Each padded row's mean embedding equals that sentence's alone; None when no row is padded."""
     __tracebackhide__ = True
     import torch
 
-    mask = inputs["attention_mask"]
     padded = [row for row in range(mask.shape[0]) if int(mask[row].sum()) < mask.shape[1]]
     if not padded:
         return None
     alone = [
-        sentence_embedding("mean", probes.run(model, single), single["attention_mask"])
+        sentence_embedding("mean", probes.run(model, single), probes.attention_mask(single, model.config.pad_token_id))
         for single in (_alone(inputs, row, mask[row].bool()) for row in padded)
     ]
     return compare.assert_close(

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from pytest_bertprobe import compare, compat, probes
 from pytest_bertprobe.compare import NotApplicable
 from pytest_bertprobe.sentences import PROBE_SENTENCES
+from pytest_bertprobe.tokenizer_contract import input_limit
 from pytest_bertprobe.tolerances import model_dtype, tolerance_for
 
 if TYPE_CHECKING:
@@ -18,14 +19,6 @@ if TYPE_CHECKING:
 # DESIGN §4: funnel and canine return more than num_hidden_layers + 1 hidden states by design.
 _EXTRA_HIDDEN_STATES = {"funnel", "canine"}
 
-
-
-def attention_mask(inputs: Mapping[str, Any]) -> torch.Tensor:
-    """The batch's attention mask as the tokenizer produced it (all ones when it produced none)."""
-    import torch
-
-    mask = inputs.get("attention_mask")
-    return torch.ones_like(inputs["input_ids"]) if mask is None else mask
 
 
 def real_tokens(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -104,7 +97,7 @@ def assert_hidden_states_consistent(
             "Anything that indexes layers by the config (hidden_states[-k], layer-wise pooling) reads the wrong one"
         )
     tolerance = tolerance_for("hidden_states", model_dtype(model), atol=atol, rtol=rtol)
-    mask = attention_mask(inputs)
+    mask = probes.attention_mask(inputs, model.config.pad_token_id)
     last, expected_last, claim = forward.hidden_states[-1], forward.last_hidden_state, "hidden_states[-1] == last_hidden_state"
     final_norm = getattr(model, "final_norm", None)
     if not compat.ties_last_hidden_state(model.config) and isinstance(final_norm, torch.nn.Module):
@@ -187,14 +180,15 @@ def assert_padding_invariant(
     import torch
 
     batch_sentences = list(PROBE_SENTENCES if sentences is None else sentences)
-    batch_inputs = probes.encode(tokenizer, batch_sentences, model.device)
-    batch_mask = attention_mask(batch_inputs)
+    limit = input_limit(model, tokenizer)
+    batch_inputs = probes.encode(tokenizer, batch_sentences, model.device, max_length=limit)
+    batch_mask = probes.attention_mask(batch_inputs, tokenizer.pad_token_id)
     batch = forward_view(probes.run(model, batch_inputs), batch_mask)
     alone_tokens = torch.zeros_like(batch[0])
     alone_pooled: list[torch.Tensor] = []
     for row, sentence in enumerate(batch_sentences):
-        single_inputs = probes.encode(tokenizer, [sentence], model.device)
-        tokens, pooled = forward_view(probes.run(model, single_inputs), attention_mask(single_inputs))
+        single_inputs = probes.encode(tokenizer, [sentence], model.device, max_length=limit)
+        tokens, pooled = forward_view(probes.run(model, single_inputs), probes.attention_mask(single_inputs, tokenizer.pad_token_id))
         length, batch_length = tokens.shape[1], int(batch_mask[row].sum())
         if length != batch_length:
             raise AssertionError(
@@ -230,7 +224,7 @@ def assert_masked_content_invariant(
     __tracebackhide__ = True
     import torch
 
-    mask = attention_mask(inputs)
+    mask = probes.attention_mask(inputs, model.config.pad_token_id)
     ids = inputs["input_ids"]
     vocabulary = int(model.get_input_embeddings().num_embeddings)
     position = torch.arange(ids.shape[1], device=ids.device).expand_as(ids)
@@ -263,7 +257,7 @@ def assert_permutation_equivariant(
     __tracebackhide__ = True
     import torch
 
-    mask = attention_mask(inputs)
+    mask = probes.attention_mask(inputs, model.config.pad_token_id)
     size = int(inputs["input_ids"].shape[0])
     order = torch.roll(torch.arange(size), 1)
     undo = torch.argsort(order)

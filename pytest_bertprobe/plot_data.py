@@ -99,7 +99,7 @@ def layer_differences(
     theirs = reference.named_outputs(probes.run(reference_model, reference_inputs))
     if list(ours) != list(theirs):
         return None
-    gaps = reference.output_gaps(ours, theirs, inputs, tolerance)
+    gaps = reference.output_gaps(ours, theirs, inputs, tolerance, model.config.pad_token_id)
     return {
         "kind": "layer_differences",
         "series": [[_short_layer(name), gap.max_abs] for name, gap in gaps.items()],

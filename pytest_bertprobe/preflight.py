@@ -5,6 +5,8 @@ Only files are read here (JSON, the safetensors header): no weights, no pickle, 
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import json
 import math
 import os
@@ -34,6 +36,7 @@ MAX_JSON_DEPTH = 64  # real configs nest 3 or 4 levels; Python's json recursion 
 _DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
                 "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}  # fmt: skip
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_DEFINITION = re.compile(r"^class (\w+)|^(\w+) = \w+$", re.MULTILINE)  # a class, or an alias (5.x: BertTokenizerFast = BertTokenizer)
 
 
 def check_source(source: Source, *, trust_remote_code: bool, allow_pickle: bool) -> None:
@@ -67,6 +70,7 @@ def check_source(source: Source, *, trust_remote_code: bool, allow_pickle: bool)
             f"{label}: folder has no tokenizer (none of {', '.join(TOKENIZER_FILES[:3])}, ...); "
             "save the tokenizer beside the weights (tokenizer.save_pretrained)"
         )
+    _check_tokenizer_class(folder, config, label)
     safetensors = sorted(folder.glob("*.safetensors"))
     pickles = sorted(path for path in folder.iterdir() if path.suffix in PICKLE_SUFFIXES)
     if not safetensors and not pickles:
@@ -78,6 +82,38 @@ def check_source(source: Source, *, trust_remote_code: bool, allow_pickle: bool)
         )
     for path in safetensors:
         _check_safetensors_header(path, label)
+
+
+def _check_tokenizer_class(folder: Path, config: dict[str, Any], label: str) -> None:
+    """Refuse a `tokenizer_class` transformers does not have: 4.x fails to load it, 5.x silently builds a generic one."""
+    settings = _read_json(folder / "tokenizer_config.json", label, missing_ok=True)
+    name = settings.get("tokenizer_class") or config.get("tokenizer_class")
+    known = _tokenizer_class_names()
+    if not isinstance(name, str) or known is None or "auto_map" in settings or "auto_map" in config:
+        return  # a custom class comes with its code (refused above, or trusted)
+    base = name.removesuffix("Fast")
+    if base not in known and f"{base}Fast" not in known:
+        where = "tokenizer_config.json" if settings.get("tokenizer_class") else "config.json"
+        raise CheckpointError(
+            f"{label}: {where} names tokenizer_class {name!r}, which the installed transformers does not have; "
+            "set it to the model's tokenizer class (e.g. \"BertTokenizer\") or remove the key"
+        )
+
+
+@functools.cache
+def _tokenizer_class_names() -> frozenset[str] | None:
+    """Tokenizer classes of the installed transformers, read from its source files (importing it would import torch)."""
+    spec = importlib.util.find_spec("transformers")
+    if spec is None or spec.origin is None:
+        return None
+    root = Path(spec.origin).parent
+    names: set[str] = set()
+    for path in [*root.glob("tokenization_*.py"), *root.glob("models/**/tokenization_*.py")]:
+        text = path.read_text(encoding="utf-8")
+        names.update(a or b for a, b in _DEFINITION.findall(text))
+        if path.name == "tokenization_auto.py":  # names its mapping resolves, aliases defined elsewhere
+            names.update(re.findall(r'"(\w+)"', text))
+    return frozenset(names)
 
 
 def check_device(requested: str) -> None:

@@ -105,10 +105,33 @@ def ran_at_width(model: PreTrainedModel, width: int) -> bool:
     return any(ids is not None and int(ids.shape[-1]) == width for ids in widths)
 
 
-def encode(tokenizer: PreTrainedTokenizerBase, sentences: Sequence[str], device: Any = None) -> Any:
-    """Tokenize a batch the way consumers do: padded, truncated to the model maximum (recalled for a shared tokenizer)."""
-    encoding = recall(tokenizer, (tuple(sentences), str(device)), lambda: _tokenize(tokenizer, sentences, device))
+def encode(tokenizer: PreTrainedTokenizerBase, sentences: Sequence[str], device: Any = None, *, max_length: int | None = None) -> Any:
+    """Tokenize a batch the way consumers do: padded, truncated to the model maximum (recalled for a shared tokenizer).
+
+    `max_length` truncates where the tokenizer would not (`tokenizer_contract.input_limit`).
+    """
+    key = (tuple(sentences), str(device)) if max_length is None else (tuple(sentences), str(device), max_length)
+    encoding = recall(tokenizer, key, lambda: _tokenize(tokenizer, sentences, device, max_length))
     return copy.copy(encoding)  # a new mapping over the same tensors: callers may add or replace keys
+
+
+def attention_mask(inputs: Mapping[str, Any], pad_token_id: int | None) -> torch.Tensor:
+    """The batch's attention mask; built where the tokenizer emits none (FNet's convention).
+
+    Built: all ones for an unpadded batch, else zeros on each row's run of `pad_token_id` at its padded end.
+    """
+    import torch
+
+    mask = inputs.get("attention_mask")
+    if mask is not None:
+        return mask
+    ids = inputs["input_ids"]
+    if pad_token_id is None or ids.shape[0] < 2:
+        return torch.ones_like(ids)
+    pads = (ids == pad_token_id).to(torch.int8)
+    trailing = pads.flip(-1).cumprod(-1).flip(-1).bool()
+    leading = pads.cumprod(-1).bool()
+    return (~(trailing | leading)).to(ids.dtype)
 
 
 def recall(tokenizer: PreTrainedTokenizerBase, key: tuple[Any, ...], compute: Callable[[], T]) -> T:
@@ -124,8 +147,8 @@ def recall(tokenizer: PreTrainedTokenizerBase, key: tuple[Any, ...], compute: Ca
     return memo[key]  # type: ignore[no-any-return]
 
 
-def _tokenize(tokenizer: PreTrainedTokenizerBase, sentences: Sequence[str], device: Any) -> Any:
-    encoding = tokenizer(list(sentences), padding=True, truncation=True, return_tensors="pt")
+def _tokenize(tokenizer: PreTrainedTokenizerBase, sentences: Sequence[str], device: Any, max_length: int | None) -> Any:
+    encoding = tokenizer(list(sentences), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
     return encoding.to(device) if device is not None else encoding
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_bertprobe import probes, tolerances
 from pytest_bertprobe.compare import Gap, Tolerance, assert_close, measure, quote
+from pytest_bertprobe.tokenizer_contract import input_limit
 
 if TYPE_CHECKING:
     import torch
@@ -68,12 +69,16 @@ def comparison_dtype(*models: Any, stored: Sequence[str | None] = ()) -> str:
 
 
 def assert_tokenizers_agree(
-    tokenizer: PreTrainedTokenizerBase, reference_tokenizer: PreTrainedTokenizerBase, sentences: Sequence[str]
+    tokenizer: PreTrainedTokenizerBase, reference_tokenizer: PreTrainedTokenizerBase, sentences: Sequence[str],
+    *, max_lengths: tuple[int | None, int | None] = (None, None),
 ) -> tuple[Any, Any]:
-    """Both tokenizers give the same ids, mask and token types for `sentences`; return both encodings."""
+    """Both tokenizers give the same ids, mask and token types for `sentences`; return both encodings.
+
+    `max_lengths` truncate each side where its tokenizer would not (`tokenizer_contract.input_limit`).
+    """
     __tracebackhide__ = True
-    inputs = probes.encode(tokenizer, sentences)
-    reference_inputs = probes.encode(reference_tokenizer, sentences)
+    inputs = probes.encode(tokenizer, sentences, max_length=max_lengths[0])
+    reference_inputs = probes.encode(reference_tokenizer, sentences, max_length=max_lengths[1])
     _assert_same_ids(inputs, reference_inputs, sentences, (tokenizer, reference_tokenizer))
     return inputs, reference_inputs
 
@@ -102,8 +107,8 @@ def assert_checkpoints_agree(
     ours = named_outputs(probes.run(model, inputs))
     theirs = named_outputs(probes.run(reference, reference_inputs if reference_inputs is not None else inputs))
     _assert_same_structure(ours, theirs)
-    mask = inputs["attention_mask"].bool() if "attention_mask" in inputs else None
-    gaps = output_gaps(ours, theirs, inputs, tolerance)
+    mask = probes.attention_mask(inputs, model.config.pad_token_id).bool()
+    gaps = output_gaps(ours, theirs, inputs, tolerance, model.config.pad_token_id)
     names = list(gaps)
     for position, name in enumerate(names):
         if gaps[name].mismatched:
@@ -133,10 +138,14 @@ def assert_checkpoints_agree(
 
 
 def output_gaps(
-    ours: Mapping[str, torch.Tensor], theirs: Mapping[str, torch.Tensor], inputs: Mapping[str, torch.Tensor], tolerance: Tolerance
+    ours: Mapping[str, torch.Tensor],
+    theirs: Mapping[str, torch.Tensor],
+    inputs: Mapping[str, torch.Tensor],
+    tolerance: Tolerance,
+    pad_token_id: int | None = None,
 ) -> dict[str, Gap]:
     """Each `named_outputs` entry's gap to the reference's, padded positions left out, in network order."""
-    mask = inputs["attention_mask"].bool() if "attention_mask" in inputs else None
+    mask = probes.attention_mask(inputs, pad_token_id).bool()
     return {name: measure(_real_tokens(output, mask), _real_tokens(theirs[name], mask), tolerance) for name, output in ours.items()}
 
 
@@ -153,7 +162,8 @@ def assert_agrees_with_reference(
 ) -> Agreement:
     """The audit's check: token ids first, then every output, at the precision of the lower of the two."""
     __tracebackhide__ = True
-    inputs, reference_inputs = assert_tokenizers_agree(tokenizer, reference_tokenizer, sentences)
+    limits = (input_limit(model, tokenizer), input_limit(reference, reference_tokenizer))
+    inputs, reference_inputs = assert_tokenizers_agree(tokenizer, reference_tokenizer, sentences, max_lengths=limits)
     dtype = comparison_dtype(model, reference, stored=stored_dtypes)
     return assert_checkpoints_agree(
         model, reference, inputs.to(model.device), sentences=sentences, dtype=dtype, atol=atol, rtol=rtol,

@@ -197,7 +197,8 @@ def _changes(model: PreTrainedModel, snapshot: dict[str, Any], same_dtype: bool)
 def _embeddings(model: PreTrainedModel, inputs: Any) -> dict[str, torch.Tensor]:
     forward = probes.run(model, inputs)
     kinds = [kind for kind in EMBEDDINGS if kind != "pooler" or forward.pooler_output is not None]
-    return {kind: sentence_embedding(kind, forward, forward.inputs.get("attention_mask")) for kind in kinds}
+    mask = probes.attention_mask(inputs, model.config.pad_token_id)
+    return {kind: sentence_embedding(kind, forward, mask) for kind in kinds}
 
 
 def _config_hash(config: dict[str, Any]) -> str:

@@ -81,6 +81,15 @@ def declared_max_length(tokenizer: PreTrainedTokenizerBase) -> int | None:
     return None if length is None or length >= UNSET_MAX_LENGTH else int(length)
 
 
+def input_limit(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> int | None:
+    """Where to truncate the audit's inputs: the usable positions when the tokenizer sets no model_max_length, else None.
+
+    An unset model_max_length (1e30) truncates nothing: `tokenizer_max_length` fails on it, and the other checks
+    run on inputs the model can position instead of all crashing on the long probe sentence.
+    """
+    return usable_positions(model) if _declared_max_length(tokenizer) is None else None
+
+
 def _working_length(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> int:
     """The longest input worth trying: the smaller of the tokenizer's and the model's limits."""
     limits = [n for n in (declared_max_length(tokenizer), usable_positions(model)) if n]
@@ -181,7 +190,8 @@ def assert_pads_on_the_right(
         raise NotApplicable(f"{_name(model)} has no absolute position table, so padding on either side is allowed")
     if tokenizer.pad_token is None:
         raise NotApplicable(f"{type(tokenizer).__name__} has no pad token, so it does not pad batches")
-    mask = probes.encode(tokenizer, sentences)["attention_mask"]
+    inputs = probes.encode(tokenizer, sentences, max_length=input_limit(model, tokenizer))
+    mask = probes.attention_mask(inputs, tokenizer.pad_token_id)
     # A right-padded row is 1...1 0...0: its mask never rises.
     left = [row for row in range(mask.shape[0]) if bool((mask[row, 1:] > mask[row, :-1]).any())]
     metrics = {"padding_side": tokenizer.padding_side, "rows": int(mask.shape[0]), "left_padded_rows": len(left)}
@@ -300,6 +310,15 @@ def assert_max_length_fits(model: PreTrainedModel, tokenizer: PreTrainedTokenize
         "usable_positions": usable,
         "position_offset": position_offset(model),
     }
+    if declared is None and usable is not None and _table(model, "position_embeddings") is not None:
+        raise _violation(
+            f"Tokenizer model_max_length is unset ({tokenizer.model_max_length:.0e}), but {_name(model)} has "
+            f"{usable} usable positions: truncation=True will not truncate; inputs longer than {usable} tokens crash.",
+            [f"An input of {usable + 1} tokens indexes position {usable + position_offset(model)}, past the position table "
+             "(RuntimeError: the size of tensor a must match the size of tensor b; on CUDA, a device-side assert)."],
+            f"set \"model_max_length\": {usable} in tokenizer_config.json",
+            metrics,
+        )
     if declared is not None and usable is not None and declared > usable:
         table = _table(model, "position_embeddings")
         rows = (

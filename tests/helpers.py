@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import struct
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable
 from pathlib import Path
@@ -75,3 +76,50 @@ def plant_copy(
         weights(tensors)
         save_file(tensors, target / "model.safetensors", metadata={"format": "pt"})
     return target
+
+
+SENTENCEPIECE_NAMES = {"albert": "spiece.model", "xlm-roberta": "sentencepiece.bpe.model", "deberta-v2": "spm.model"}
+FAIRSEQ = {"xlm-roberta"}  # converted with fairseq's <s> <pad> </s> <unk> before the sentencepiece pieces
+
+
+def _key(field: int, wire: int) -> bytes:
+    return _varint(field << 3 | wire)
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def sentencepiece_model(pieces: list[tuple[str, float, int]]) -> bytes:
+    """A sentencepiece ModelProto holding only its pieces (piece, score, type), as protobuf writes it."""
+    out = b""
+    for piece, score, kind in pieces:
+        text = piece.encode()
+        inner = _key(1, 2) + _varint(len(text)) + text + _key(2, 5) + struct.pack("<f", score) + _key(3, 0) + _varint(kind)
+        out += _key(1, 2) + _varint(len(inner)) + inner
+    return out
+
+
+def write_vocabulary_files(path: Path, arch: str = "bert") -> None:
+    """What transformers 4.x saves beside tokenizer.json: vocab.txt, vocab.json + merges.txt, or a sentencepiece model."""
+    data = json.loads((path / "tokenizer.json").read_text(encoding="utf-8"))
+    model = data["model"]
+    if model["type"] == "WordPiece":
+        ordered = sorted(model["vocab"], key=model["vocab"].get)
+        (path / "vocab.txt").write_text("".join(f"{token}\n" for token in ordered), encoding="utf-8")
+    elif model["type"] == "BPE":
+        (path / "vocab.json").write_text(json.dumps(model["vocab"], ensure_ascii=False), encoding="utf-8")
+        merges = [" ".join(m) if isinstance(m, list) else m for m in model["merges"]]
+        (path / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{m}\n" for m in merges), encoding="utf-8")
+    else:
+        specials = {entry["content"] for entry in data["added_tokens"] if entry["special"]}
+        unk = model["vocab"][model["unk_id"]][0]
+        pieces = [(piece, score, 2 if piece == unk else 3 if piece in specials else 1) for piece, score in model["vocab"]]
+        if arch in FAIRSEQ:
+            pieces = [("<unk>", 0.0, 2), ("<s>", 0.0, 3), ("</s>", 0.0, 3), *(p for p in pieces if p[2] == 1)]
+        (path / SENTENCEPIECE_NAMES[arch]).write_bytes(sentencepiece_model(pieces))

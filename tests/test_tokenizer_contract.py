@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from pytest_bertprobe import tokenizer_contract as contract
-from tests.helpers import junit_metrics
+from tests.helpers import junit_metrics, write_vocabulary_files
 
 TinyFactory = Callable[..., Path]
 AUDIT_MODULE = "bertprobe_audit_tokenizer"
@@ -35,7 +35,7 @@ def edit_json(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
 
 
 def replace_vocabulary(path: Path, rename: Callable[[str], str | None]) -> None:
-    """Rename vocabulary entries of tokenizer.json (ids kept); `rename` returns None to drop one to '[unusedN]'."""
+    """Rename vocabulary entries of tokenizer.json (and vocab.txt; ids kept); `rename` returns None to drop one to '[unusedN]'."""
 
     def change(data: dict[str, Any]) -> None:
         vocabulary: dict[str, int] = data["model"]["vocab"]
@@ -48,6 +48,8 @@ def replace_vocabulary(path: Path, rename: Callable[[str], str | None]) -> None:
         data["model"]["vocab"] = renamed
 
     edit_json(path / "tokenizer.json", change)
+    if (path / "vocab.txt").is_file():  # transformers 4.x saves it too: the same renaming, so the files still agree
+        write_vocabulary_files(path)
 
 
 @dataclass(frozen=True)
@@ -281,12 +283,28 @@ def test_rotary_models_may_pad_left(tiny_checkpoint: TinyFactory) -> None:
         contract.assert_pads_on_the_right(model, tokenizer)
 
 
-def test_an_unset_max_length_is_reported_and_checked_at_the_usable_positions(tiny_checkpoint: TinyFactory) -> None:
+def test_an_unset_max_length_fails_where_the_position_table_is_finite(tiny_checkpoint: TinyFactory) -> None:
     model, tokenizer = _load(tiny_checkpoint("roberta"))
     tokenizer.model_max_length = int(1e30)  # what transformers stores when nothing is set
+    with pytest.raises(contract.ContractViolation) as failure:
+        contract.assert_max_length_fits(model, tokenizer)
+    assert str(failure.value).splitlines()[0] == (
+        "Tokenizer model_max_length is unset (1e+30), but RobertaModel has 64 usable positions: "
+        "truncation=True will not truncate; inputs longer than 64 tokens crash."
+    )
+    assert str(failure.value).endswith('Hint: set "model_max_length": 64 in tokenizer_config.json')
+    assert failure.value.metrics == {"model_max_length": "unset", "usable_positions": 64, "position_offset": 2}
+    assert contract.input_limit(model, tokenizer) == 64
+
+
+def test_an_unset_max_length_is_checked_at_the_config_length_without_a_position_table(tiny_checkpoint: TinyFactory) -> None:
+    model, tokenizer = _load(tiny_checkpoint("modernbert"))
+    tokenizer.model_max_length = int(1e30)
     assert contract.assert_max_length_fits(model, tokenizer) == {
-        "model_max_length": "unset", "usable_positions": 64, "position_offset": 2, "forward_length": 64,
+        "model_max_length": "unset", "usable_positions": 64, "position_offset": 0, "forward_length": 64,
     }
+    tokenizer.model_max_length = 64
+    assert contract.input_limit(model, tokenizer) is None  # the tokenizer truncates by itself
 
 
 def test_a_forward_pass_that_breaks_at_the_maximum_length_fails(tiny_checkpoint: TinyFactory) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from pytest_bertprobe import coverage
+from pytest_bertprobe import coverage, probes, special_tokens, tokenizer_files
 from pytest_bertprobe import tokenizer_contract as contract
 from pytest_bertprobe.audit.harness import given_batches, run_check
 from pytest_bertprobe.session import probe_session
@@ -58,6 +58,30 @@ def test_max_length_fits_the_position_table(request: pytest.FixtureRequest, bert
 def test_pad_ids_agree(request: pytest.FixtureRequest, bert_model: Any, bert_tokenizer: Any) -> None:
     """The tokenizer's pad id is config.pad_token_id."""
     run_check(request, contract.assert_pad_ids_agree, bert_model, bert_tokenizer)
+
+
+@pytest.mark.bertprobe_audit(check="tokenizer_special_ids")
+def test_special_tokens_are_real(request: pytest.FixtureRequest, bert_checkpoint: Any, bert_model: Any, bert_tokenizer: Any) -> None:
+    """Each special token has its own id in the vocabulary files (not [UNK]); config's bos/eos/cls/sep ids name them."""
+    run_check(request, special_tokens.assert_special_tokens_real, bert_model, bert_tokenizer, folder=_folder(bert_checkpoint))
+
+
+@pytest.mark.bertprobe_audit(check="tokenizer_files_agree")
+@given_batches
+def test_tokenizer_files_agree(request: pytest.FixtureRequest, bert_checkpoint: Any, bert_tokenizer: Any, batch: list[Sentence]) -> None:
+    """vocab.txt, vocab.json, a sentencepiece model and tokenizer.json give every token the same id, and so do their tokenizers."""
+    folder = _folder(bert_checkpoint)
+
+    def built() -> Any:  # once per checkpoint, kept with its (shared, read-only) tokenizer's encodings
+        return probes.recall(bert_tokenizer, ("tokenizer files", str(folder)), lambda: tokenizer_files.build_tokenizers(folder))
+
+    sentences = materialize(batch, bert_tokenizer)
+    run_check(request, tokenizer_files.assert_tokenizer_files_agree, folder, sentences=sentences, tokenizers=built)
+
+
+def _folder(checkpoint: Any) -> Any:
+    """The checkpoint's files: its folder, or the hub cache snapshot its config.json was fetched into."""
+    return checkpoint.source.local_path or checkpoint.source.config_file.parent
 
 
 @pytest.mark.bertprobe_audit(check="token_coverage")

@@ -21,6 +21,7 @@ from pytest_bertprobe.report import FAILING_BATCH_ATTRIBUTE, record_plot, record
 from pytest_bertprobe.sentences import ADVERSARIAL_SENTENCES, LONG_SENTENCE, PROBE_SENTENCES, SEED_SENTENCES
 from pytest_bertprobe.session import probe_session
 from pytest_bertprobe.strategies import Sentence, audit_sentences, batches, materialize
+from pytest_bertprobe.tokenizer_contract import input_limit
 
 AUDIT_SEED = 1560  # one seed for every audit test: the same generated batches, so shared forward passes
 AUDIT_PROFILE = "bertprobe-audit"
@@ -177,7 +178,7 @@ def audit_batches(request: pytest.FixtureRequest, model: Any, tokenizer: Any) ->
 def encode_batch(model: Any, tokenizer: Any, batch: list[Sentence]) -> tuple[list[str], Any]:
     """The batch as plain sentences and as model inputs on the model's device."""
     sentences = materialize(batch, tokenizer)
-    return sentences, probes.encode(tokenizer, sentences, model.device)
+    return sentences, probes.encode(tokenizer, sentences, model.device, max_length=input_limit(model, tokenizer))
 
 
 def run_check(request: pytest.FixtureRequest, check: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
