@@ -1,0 +1,81 @@
+"""Explain missing keys by the file's unused ones: a prefix added or dropped, or one name part written otherwise."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Collection
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Rename:
+    """A consistent substitution from the file's keys to the model's, and the missing keys it explains."""
+
+    description: str
+    example: tuple[str, str]  # (key in the file, key the model reads)
+    explains: int
+
+    def metrics(self) -> dict[str, object]:
+        """Plain JSON."""
+        return {"substitution": self.description, "example": list(self.example), "explains": self.explains}
+
+
+def find_renames(missing: Collection[str], unused: Collection[str]) -> list[Rename]:
+    """Substitutions that map unused file keys one-to-one onto missing model keys, most explaining first."""
+    candidates: dict[tuple[str, str, str], list[tuple[str, str]]] = {}
+    for rule, pair in _pairs(set(missing), set(unused)):
+        candidates.setdefault(rule, []).append(pair)
+    taken_missing: set[str] = set()
+    taken_unused: set[str] = set()
+    found = []
+    for rule, pairs in sorted(candidates.items(), key=lambda item: (-len(item[1]), item[0])):
+        fresh = [(u, m) for u, m in pairs if u not in taken_unused and m not in taken_missing]
+        if not fresh or _many_to_one(fresh):
+            continue
+        taken_unused.update(u for u, _ in fresh)
+        taken_missing.update(m for _, m in fresh)
+        found.append(Rename(_describe(rule), fresh[0], len(fresh)))
+    return found
+
+
+def _many_to_one(pairs: list[tuple[str, str]]) -> bool:
+    """One file key onto several model keys, or the reverse: not a rename."""
+    return max(Counter(u for u, _ in pairs).values()) > 1 or max(Counter(m for _, m in pairs).values()) > 1
+
+
+def _pairs(missing: set[str], unused: set[str]) -> list[tuple[tuple[str, str, str], tuple[str, str]]]:
+    """(rule, (file key, model key)) for every pair one rule relates; rules: prefix added/dropped, a part replaced."""
+    found = []
+    for u in unused:
+        parts = u.split(".")
+        for cut in range(1, len(parts)):
+            rest = ".".join(parts[cut:])
+            if rest in missing:
+                found.append((("added", ".".join(parts[:cut]) + ".", ""), (u, rest)))
+    for m in missing:
+        parts = m.split(".")
+        for cut in range(1, len(parts)):
+            rest = ".".join(parts[cut:])
+            if rest in unused:
+                found.append((("dropped", ".".join(parts[:cut]) + ".", ""), (rest, m)))
+    by_shape: dict[tuple[int, tuple[str, ...]], list[tuple[str, str]]] = {}
+    for m in missing:
+        parts = m.split(".")
+        for i in range(len(parts)):
+            by_shape.setdefault((i, (*parts[:i], "", *parts[i + 1 :])), []).append((m, parts[i]))
+    for u in unused:
+        parts = u.split(".")
+        for i in range(len(parts)):
+            for m, part in by_shape.get((i, (*parts[:i], "", *parts[i + 1 :])), ()):
+                if part != parts[i]:
+                    found.append((("replaced", parts[i], part), (u, m)))
+    return found
+
+
+def _describe(rule: tuple[str, str, str]) -> str:
+    kind, one, other = rule
+    if kind == "added":
+        return f"the file adds the prefix {one!r}"
+    if kind == "dropped":
+        return f"the file drops the prefix {one!r}"
+    return f"the file writes {one!r} where the model reads {other!r}"
