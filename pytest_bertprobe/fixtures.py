@@ -36,6 +36,7 @@ def bert_checkpoint(request: pytest.FixtureRequest) -> Iterator[loading.Checkpoi
     record.loads += 1
     record.load_seconds += checkpoint.load_seconds
     record.model_type = checkpoint.model_type
+    record.model_class = checkpoint.model_class
     probes.share_forward_passes(checkpoint.model, checkpoint.tokenizer)
     yield checkpoint
     record.forward_passes = probes.forward_passes(checkpoint.model)

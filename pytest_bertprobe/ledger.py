@@ -98,6 +98,8 @@ def _build(model: PreTrainedModel, files: WeightFiles, pooler: set[str]) -> Ledg
         sources[stored[1]] = stored[0]
         ledger.tied.update({name: stored[0] for name in names if name != stored[0]})
     ledger.misplaced = {key: shard for key, shard in files.misplaced.items() if key not in sources}
+    # A key the index misplaces is reported as such, not a second time as missing.
+    ledger.missing = [name for name in ledger.missing if not set(candidate_keys(name, prefix)) & set(ledger.misplaced)]
     embeddings = _embedding_tables(model)
     with torch.no_grad():
         for key, tensor in files.tensors():

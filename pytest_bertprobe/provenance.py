@@ -322,6 +322,17 @@ def assert_outputs_finite(
     return {"tensors": [name for name, _ in named], "elements": sum(t.numel() for _, t in named), "nonfinite": 0}
 
 
+def nonfinite_parameters(model: PreTrainedModel) -> list[str]:
+    """`name (k of n values)` for each parameter holding NaN/inf."""
+    import torch
+
+    return [
+        f"{name} ({int((~torch.isfinite(p)).sum())} of {p.numel()} values)"
+        for name, p in model.named_parameters()
+        if not bool(torch.isfinite(p).all())
+    ]
+
+
 def _nonfinite_hint(model: PreTrainedModel, first: str, named: Sequence[tuple[str, torch.Tensor]]) -> str:
     import torch
 
@@ -329,11 +340,7 @@ def _nonfinite_hint(model: PreTrainedModel, first: str, named: Sequence[tuple[st
     layers = sum(name.startswith("hidden_states[") for name, _ in named)
     where = {"hidden_states[0]": "the embedding output"}
     where.update({f"hidden_states[{k}]": f"the output of encoder layer {k - 1}" for k in range(1, layers)})
-    parameters = [
-        f"{name} ({int((~torch.isfinite(p)).sum())} of {p.numel()} values)"
-        for name, p in model.named_parameters()
-        if not bool(torch.isfinite(p).all())
-    ]
+    parameters = nonfinite_parameters(model)
     source = (
         f"parameters holding NaN/inf: {', '.join(parameters)}" if parameters
         else "no parameter holds NaN/inf, so an operation overflows (try float32, or check layer-norm eps)"

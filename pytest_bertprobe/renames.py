@@ -22,25 +22,23 @@ class Rename:
 
 def find_renames(missing: Collection[str], unused: Collection[str]) -> list[Rename]:
     """Substitutions that map unused file keys one-to-one onto missing model keys, most explaining first."""
+    related = _pairs(set(missing), set(unused))
+    partners = Counter(u for u, _ in {pair for _, pair in related}) + Counter(m for _, m in {pair for _, pair in related})
     candidates: dict[tuple[str, str, str], list[tuple[str, str]]] = {}
-    for rule, pair in _pairs(set(missing), set(unused)):
-        candidates.setdefault(rule, []).append(pair)
+    for rule, (u, m) in related:
+        if partners[u] == 1 and partners[m] == 1:  # a key that could pair with two others: ambiguous, not a rename
+            candidates.setdefault(rule, []).append((u, m))
     taken_missing: set[str] = set()
     taken_unused: set[str] = set()
     found = []
     for rule, pairs in sorted(candidates.items(), key=lambda item: (-len(item[1]), item[0])):
-        fresh = [(u, m) for u, m in pairs if u not in taken_unused and m not in taken_missing]
-        if not fresh or _many_to_one(fresh):
+        fresh = [(u, m) for u, m in sorted(pairs) if u not in taken_unused and m not in taken_missing]
+        if not fresh:
             continue
         taken_unused.update(u for u, _ in fresh)
         taken_missing.update(m for _, m in fresh)
         found.append(Rename(_describe(rule), fresh[0], len(fresh)))
     return found
-
-
-def _many_to_one(pairs: list[tuple[str, str]]) -> bool:
-    """One file key onto several model keys, or the reverse: not a rename."""
-    return max(Counter(u for u, _ in pairs).values()) > 1 or max(Counter(m for _, m in pairs).values()) > 1
 
 
 def _pairs(missing: set[str], unused: set[str]) -> list[tuple[tuple[str, str, str], tuple[str, str]]]:

@@ -28,6 +28,9 @@ class ModelRecord:
     id: str
     source: Source
     model_type: str = ""
+    model_class: str = ""  # the class loaded and audited
+    architecture_note: str | None = None  # why it is not the class config.architectures names
+    untrained_modules: list[str] = field(default_factory=list)  # besides the pooler: modules that look freshly initialised
     loads: int = 0
     load_seconds: float = 0.0
     forward_passes: int = 0

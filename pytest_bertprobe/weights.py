@@ -100,13 +100,13 @@ def _ledger_lines(ledger: Ledger, prefix: str) -> list[str]:
     total = len(ledger.loaded) + len(ledger.tied) + len(ledger.computed) + wrong + len(ledger.pooler_missing)
     lines = [f"{wrong} of {total} weights of {ledger.model_class} are not the checkpoint's ({ledger.files}):"]
     if ledger.missing:
-        lines.append(f"missing from the file, so transformers initialised them at random at load: {len(ledger.missing)} keys")
+        lines.append(f"missing from the file, so transformers initialised them at random at load: {_count(len(ledger.missing), 'key')}")
         lines += _grouped(ledger.missing, prefix)
     for rename in ledger.renames:
         stored, read = rename.example
         lines.append(f"rename: {rename.description} ({stored} -> {read}): explains {rename.explains} of the {len(ledger.missing)} missing keys")
     if ledger.differing:
-        lines.append(f"differ from the file (the file cast to the loaded dtype; tolerance: exact): {len(ledger.differing)} keys")
+        lines.append(f"differ from the file (the file cast to the loaded dtype; tolerance: exact): {_count(len(ledger.differing), 'key')}")
         lines += [f"  {name}: {how}" for name, how in list(ledger.differing.items())[:_SHOWN]]
     lines += [f"the shard index puts {key} in {shard}, which lacks it" for key, shard in list(ledger.misplaced.items())[:_SHOWN]]
     unexplained = [key for key, why in ledger.unused.items() if not why]
@@ -128,10 +128,14 @@ def _grouped(keys: Sequence[str], prefix: str) -> list[str]:
     lines = []
     for module, leaves in list(groups.items())[:_SHOWN]:
         shown = ", ".join(leaves[:3]) + (f", +{len(leaves) - 3} more" if len(leaves) > 3 else "")
-        lines.append(f"  {module}: {len(leaves)} key{'s' if len(leaves) != 1 else ''} ({shown})")
+        lines.append(f"  {module}: {_count(len(leaves), 'key')} ({shown})")
     if len(groups) > _SHOWN:
         lines.append(f"  ... and {len(groups) - _SHOWN} more modules (all in the report)")
     return lines
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _hint(ledger: Ledger, task_head: bool) -> str:
@@ -190,11 +194,4 @@ def _describe(bad: NonFinite, tokenizer: PreTrainedTokenizerBase | None) -> str:
     if bad.embedding == "row" and bad.first_index:
         return text + f": row {bad.first_index[0]} of the table"
     return text
-
-
-def weights_non_finite(model: PreTrainedModel) -> list[str]:
-    """Names of the model's parameters holding NaN/inf."""
-    import torch
-
-    return [name for name, parameter in model.named_parameters() if not bool(torch.isfinite(parameter).all())]
 
