@@ -26,19 +26,11 @@ def find_renames(missing: Collection[str], unused: Collection[str]) -> list[Rena
     partners = Counter(u for u, _ in {pair for _, pair in related}) + Counter(m for _, m in {pair for _, pair in related})
     candidates: dict[tuple[str, str, str], list[tuple[str, str]]] = {}
     for rule, (u, m) in related:
-        if partners[u] == 1 and partners[m] == 1:  # a key that could pair with two others: ambiguous, not a rename
+        # One-to-one only: a key that pairs with two others is ambiguous, not a rename.
+        if partners[u] == 1 and partners[m] == 1:
             candidates.setdefault(rule, []).append((u, m))
-    taken_missing: set[str] = set()
-    taken_unused: set[str] = set()
-    found = []
-    for rule, pairs in sorted(candidates.items(), key=lambda item: (-len(item[1]), item[0])):
-        fresh = [(u, m) for u, m in sorted(pairs) if u not in taken_unused and m not in taken_missing]
-        if not fresh:
-            continue
-        taken_unused.update(u for u, _ in fresh)
-        taken_missing.update(m for _, m in fresh)
-        found.append(Rename(_describe(rule), fresh[0], len(fresh)))
-    return found
+    ordered = sorted(candidates.items(), key=lambda item: (-len(item[1]), item[0]))
+    return [Rename(_describe(rule), min(pairs), len(pairs)) for rule, pairs in ordered]
 
 
 def _pairs(missing: set[str], unused: set[str]) -> list[tuple[tuple[str, str, str], tuple[str, str]]]:
