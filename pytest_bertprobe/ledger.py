@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel
 
-COMPUTED_BUFFERS = {"position_ids": "arange", "token_type_ids": "zeros"}
+COMPUTED_BUFFERS = {"position_ids": "arange", "token_type_ids": "zeros"}  # arange: yoso's start at 2
 
 
 @dataclass(frozen=True)
@@ -89,14 +89,18 @@ def _build(model: PreTrainedModel, files: WeightFiles, pooler: set[str]) -> Ledg
 
     ledger = Ledger(type(model).__name__, files.label, len(files.locations))
     prefix = str(getattr(model, "base_model_prefix", "") or "")
-    tensors, sources = _weights(model), {}
-    for names in _groups(model):
+    tensors, sources, groups = _weights(model), {}, _groups(model)
+    for names in groups:
         stored = next(((name, key) for name in names for key in candidate_keys(name, prefix) if key in files.locations), None)
         if stored is None:
             _unstored(ledger, names, tensors, pooler)
             continue
         sources[stored[1]] = stored[0]
         ledger.tied.update({name: stored[0] for name in names if name != stored[0]})
+    grouped = {name for names in groups for name in names}
+    for name, _ in model.named_buffers(remove_duplicate=False):
+        if name not in grouped and name.rpartition(".")[2] in COMPUTED_BUFFERS:  # non-persistent: never in a file
+            _unstored(ledger, [name], tensors, pooler)
     ledger.misplaced = {key: shard for key, shard in files.misplaced.items() if key not in sources}
     # A key the index misplaces is reported as such, not a second time as missing.
     ledger.missing = [name for name in ledger.missing if not set(candidate_keys(name, prefix)) & set(ledger.misplaced)]
@@ -149,13 +153,15 @@ def _unstored(ledger: Ledger, names: list[str], tensors: dict[str, torch.Tensor]
 
 
 def _computed_problem(buffer: torch.Tensor, rule: str) -> str:
+    """'' when the buffer holds what the architecture computes: consecutive positions (some start past 0), or zeros."""
     import torch
 
-    expected = torch.arange(buffer.shape[-1], device=buffer.device).expand_as(buffer) if rule == "arange" else torch.zeros_like(buffer)
+    start = buffer.reshape(-1)[:1] if rule == "arange" and buffer.numel() else torch.zeros(1, dtype=buffer.dtype, device=buffer.device)
+    expected = (torch.arange(buffer.shape[-1], device=buffer.device) + start).expand_as(buffer) if rule == "arange" else torch.zeros_like(buffer)
     if torch.equal(buffer, expected.to(buffer.dtype)):
         return ""
     first = tuple(int(i) for i in (buffer != expected).nonzero()[0])
-    return f"computed buffer is not {rule}: {buffer[first].item()} at {list(first)}"
+    return f"computed buffer is not {'consecutive positions' if rule == 'arange' else rule}: {buffer[first].item()} at {list(first)}"
 
 
 def _compare(ledger: Ledger, name: str, stored: torch.Tensor, loaded: torch.Tensor) -> None:

@@ -220,9 +220,11 @@ def load_checkpoint(source: Source, checkpoint_id: str, settings: Settings) -> C
             use_safetensors=None if settings.allow_pickle else True,
             **kwargs,
         )
-    except (OSError, ValueError, RuntimeError) as error:
-        raise CheckpointError(f"{source.option} {source.spec!r}: could not be loaded ({_first_line(error)})") from None
-    full_model.to(device).eval()
+        full_model.to(device).eval()
+    except (OSError, ValueError, RuntimeError, NotImplementedError) as error:  # 4.57: a key no shard holds stays on meta
+        raise CheckpointError(
+            f"{source.option} {source.spec!r}: could not be loaded ({_first_line(error)}){_misplaced_note(source)}"
+        ) from None
     tokenizer = AutoTokenizer.from_pretrained(source.location, **kwargs)
     model = full_model.base_model
     return Checkpoint(
@@ -268,6 +270,20 @@ def _head_keys(architecture: Any, config: Any) -> tuple[str, ...]:
         return ()
     in_base = {id(parameter) for parameter in model.base_model.parameters()}
     return tuple(name for name, parameter in model.named_parameters() if id(parameter) not in in_base)
+
+
+def _misplaced_note(source: Source) -> str:
+    """Why loading failed, when the shard index puts a key in a shard that lacks it."""
+    from pytest_bertprobe.weight_files import read_weight_files
+
+    try:
+        misplaced = read_weight_files(source.local_path).misplaced if source.local_path is not None else {}
+    except Exception:  # noqa: BLE001 - the note is a courtesy; the failure stands without it
+        return ""
+    if not misplaced:
+        return ""
+    key, shard = next(iter(misplaced.items()))
+    return f": the shard index puts {key} in {shard}, which lacks it ({len(misplaced)} such keys); rewrite the index"
 
 
 def _stored_keys(source: Source, allow_pickle: bool) -> set[str] | None:

@@ -98,7 +98,7 @@ def assert_weights_loaded(
 def _ledger_lines(ledger: Ledger, prefix: str) -> list[str]:
     wrong = len(ledger.missing) + len(ledger.differing) + len(ledger.misplaced)
     total = len(ledger.loaded) + len(ledger.tied) + len(ledger.computed) + wrong + len(ledger.pooler_missing)
-    lines = [f"{wrong} of {total} weights of {ledger.model_class} are not the checkpoint's ({ledger.files}):"]
+    lines = [f"{wrong} of the {total} parameters and buffers of {ledger.model_class} are not the checkpoint's ({ledger.files}):"]
     if ledger.missing:
         lines.append(f"missing from the file, so transformers initialised them at random at load: {_count(len(ledger.missing), 'key')}")
         lines += _grouped(ledger.missing, prefix)
