@@ -35,19 +35,7 @@ def find_renames(missing: Collection[str], unused: Collection[str]) -> list[Rena
 
 def _pairs(missing: set[str], unused: set[str]) -> list[tuple[tuple[str, str, str], tuple[str, str]]]:
     """(rule, (file key, model key)) for every pair one rule relates; rules: prefix added/dropped, a part replaced."""
-    found = []
-    for u in unused:
-        parts = u.split(".")
-        for cut in range(1, len(parts)):
-            rest = ".".join(parts[cut:])
-            if rest in missing:
-                found.append((("added", ".".join(parts[:cut]) + ".", ""), (u, rest)))
-    for m in missing:
-        parts = m.split(".")
-        for cut in range(1, len(parts)):
-            rest = ".".join(parts[cut:])
-            if rest in unused:
-                found.append((("dropped", ".".join(parts[:cut]) + ".", ""), (rest, m)))
+    found = _prefixed(unused, missing, "added") + _prefixed(missing, unused, "dropped")
     by_shape: dict[tuple[int, tuple[str, ...]], list[tuple[str, str]]] = {}
     for m in missing:
         parts = m.split(".")
@@ -59,6 +47,18 @@ def _pairs(missing: set[str], unused: set[str]) -> list[tuple[tuple[str, str, st
             for m, part in by_shape.get((i, (*parts[:i], "", *parts[i + 1 :])), ()):
                 if part != parts[i]:
                     found.append((("replaced", parts[i], part), (u, m)))
+    return found
+
+
+def _prefixed(longer: set[str], shorter: set[str], kind: str) -> list[tuple[tuple[str, str, str], tuple[str, str]]]:
+    """Keys of `longer` that are a key of `shorter` behind a prefix: (file key, model key) by `kind` of prefix."""
+    found = []
+    for key in longer:
+        parts = key.split(".")
+        for cut in range(1, len(parts)):
+            rest = ".".join(parts[cut:])
+            if rest in shorter:
+                found.append(((kind, ".".join(parts[:cut]) + ".", ""), (key, rest) if kind == "added" else (rest, key)))
     return found
 
 
