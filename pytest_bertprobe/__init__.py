@@ -33,7 +33,10 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "assert_token_ids_fit_embeddings", "assert_token_types_fit", "assert_max_length_fits", "assert_pad_ids_agree",
     ),
     "pytest_bertprobe.coverage": ("assert_language_coverage", "assert_casing_consistent", "LANGUAGES"),
-    "pytest_bertprobe.heads": ("assert_nsp_head_reads_pooler", "assert_mlm_head_reads_last_hidden_state"),
+    "pytest_bertprobe.heads": (
+        "assert_nsp_head_reads_pooler", "assert_mlm_head_reads_last_hidden_state", "assert_heads_read_their_inputs",
+    ),
+    "pytest_bertprobe.labels": ("assert_label_map", "LabelMap"),
     "pytest_bertprobe.embedding": ("assert_embedding_contract", "resolve_embedding", "sentence_embedding"),
     "pytest_bertprobe.reference": (
         "assert_checkpoints_agree", "assert_tokenizers_agree", "assert_agrees_with_reference", "config_differences",

@@ -68,6 +68,12 @@ def bert_model(bert_checkpoint: loading.Checkpoint) -> PreTrainedModel:
 
 
 @pytest.fixture(scope="session")
+def bert_head_model(bert_checkpoint: loading.Checkpoint) -> PreTrainedModel | None:
+    """The saved architecture with its heads (BertForSequenceClassification, ...), or None for a bare encoder."""
+    return bert_checkpoint.head_model
+
+
+@pytest.fixture(scope="session")
 def bert_tokenizer(bert_checkpoint: loading.Checkpoint) -> PreTrainedTokenizerBase:
     """The tokenizer saved with the checkpoint."""
     return bert_checkpoint.tokenizer

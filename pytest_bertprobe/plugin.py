@@ -12,6 +12,7 @@ from pytest_bertprobe import report as reporting
 from pytest_bertprobe.fixtures import (  # noqa: F401 - fixtures are found by their presence here
     bert_anatomy,
     bert_checkpoint,
+    bert_head_model,
     bert_model,
     bert_reference,
     bert_seed_inputs,

@@ -43,7 +43,8 @@ def _as_metrics(result: Any) -> dict[str, Any]:
         return dict(result.metrics())
     if isinstance(result, dict) and all(isinstance(value, Gap) for value in result.values()) and result:
         worst = max(result.values(), key=lambda gap: _severity(gap.metrics()))
-        return {**worst.metrics(), "parts": {name: gap.metrics() for name, gap in result.items()}}
+        parts = {name: gap.metrics() for name, gap in result.items()}
+        return {**worst.metrics(), "parts": parts, **getattr(result, "summary", {})}  # heads name themselves (HeadGaps)
     return dict(result) if isinstance(result, dict) else {}
 
 
@@ -130,6 +131,8 @@ def _attach_outcome_metrics(item: pytest.Item, error: BaseException | None, pass
         return
     metrics = error.gap.metrics() if isinstance(error, Mismatch) else dict(kept["metrics"])
     metrics["forward_passes"] = passes
+    if isinstance(getattr(error, "bertprobe_head", None), str):
+        metrics["head"] = error.bertprobe_head  # type: ignore[union-attr]  # set by heads.py: what the failing head read
     batch = failing_batch(error)
     if batch is not None:
         metrics["failing_batch"] = batch
@@ -167,6 +170,8 @@ def collect(report: pytest.TestReport, session: ProbeSession) -> None:
         metrics["message"] = _first_lines(report)
     check = str(properties[CHECK_PROPERTY])
     record.checks.append(CheckResult(report.nodeid, check, outcome, metrics))
+    if "head" in metrics and check == "head_relation":
+        record.head = str(metrics["head"])
     if "verdict" in metrics and check == "pooler_provenance":
         record.pooler_verdict, record.pooler_evidence = str(metrics["verdict"]), dict(metrics.get("evidence", {}))
     if check == "weights_loaded" and "look_untrained" in metrics:
@@ -178,7 +183,7 @@ def _first_lines(report: pytest.TestReport, count: int = 3) -> str:
     text = crash.message if crash is not None else str(report.longrepr)
     lines = [line.removeprefix("E   ") for line in text.splitlines()[:count]]
     if lines:
-        lines[0] = re.sub(r"^(\w+\.)*\w+(Error|Mismatch|Violation|Exception): ", "", lines[0])  # the message, not its class
+        lines[0] = re.sub(r"^(\w+\.)*\w*(Error|Mismatch|Violation|Exception): ", "", lines[0])  # the message, not its class
     return "\n".join(lines)
 
 
@@ -209,7 +214,7 @@ def _ratio(difference: float, tolerance: float) -> float:
 
 def summary_rows(session: ProbeSession) -> list[tuple[str, ...]]:
     """The table shared by the terminal and Markdown reports: header row first."""
-    rows = [("model", "type", "class", "pooler", "verdict", "passed", "failed", "skipped", "loads", "forward passes", "worst")]
+    rows = [("model", "type", "class", "pooler", "verdict", "head", "passed", "failed", "skipped", "loads", "forward passes", "worst")]
     for record in session.records.values():
         verdicts = list(record.verdicts().values())
         rows.append((
@@ -218,6 +223,7 @@ def summary_rows(session: ProbeSession) -> list[tuple[str, ...]]:
             record.model_class or "-",
             "/".join(part for part in (record.pooler_kind, record.pooler_activation) if part) or "-",
             record.pooler_verdict or "-",
+            record.head or "-",
             str(verdicts.count("passed")),
             str(verdicts.count("failed") + verdicts.count("error")),
             str(verdicts.count("skipped")),

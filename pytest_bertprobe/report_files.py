@@ -45,6 +45,7 @@ def build_json(session: ProbeSession) -> dict[str, Any]:
                 "class": record.model_class or None,
                 "architecture_note": record.architecture_note,
                 "untrained_modules": record.untrained_modules,
+                "head": record.head or None,
                 "outcome": record.outcome,
                 "pooler": {
                     "kind": record.pooler_kind or None,

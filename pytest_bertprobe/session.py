@@ -34,6 +34,7 @@ class ModelRecord:
     loads: int = 0
     load_seconds: float = 0.0
     forward_passes: int = 0
+    head: str = ""  # what head_relation found, e.g. "SequenceClassification(27 labels) ← pooler_output"
     pooler_kind: str = ""
     pooler_activation: str | None = None
     pooler_verdict: str | None = None

@@ -10,7 +10,7 @@ import inspect
 import os
 import pathlib
 import string
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -120,13 +120,20 @@ def make_tiny_checkpoint(
     model_class: str = "AutoModel",
     add_pooling_layer: bool = True,
     extra_words: Iterable[str] = (),
+    labels: Sequence[str] | None = None,
 ) -> pathlib.Path:
-    """Write a tiny random-weight checkpoint of `arch` to `path` and return the path."""
+    """Write a tiny random-weight checkpoint of `arch` to `path` and return the path.
+
+    `labels` names a classification head's classes (`config.id2label` and `label2id`), one output each.
+    """
     if arch not in _ARCHS:
         raise ValueError(f"unknown arch {arch!r}; known: {', '.join(_ARCHS)}")
     spec = _ARCHS[arch]
     tokenizer = _build_tokenizer(spec, extra_words)
     config = _build_config(arch, spec, tokenizer)
+    if labels is not None:
+        config.id2label = dict(enumerate(labels))
+        config.label2id = {label: index for index, label in enumerate(labels)}
     cls = _resolve_model_class(model_class, config)
     model_kwargs: dict[str, Any] = {}
     if not add_pooling_layer:

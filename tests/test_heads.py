@@ -176,8 +176,8 @@ def test_tolerance_can_be_widened_per_call(tiny_checkpoint: TinyFactory) -> None
 @pytest.mark.parametrize(
     ("model_class", "helper", "reason"),
     [
-        ("AutoModel", assert_heads_read_their_inputs, "BertModel has no NSP/SOP/MLM/RTD head"),
-        ("BertForSequenceClassification", assert_heads_read_their_inputs, "BertForSequenceClassification has no NSP/SOP/MLM/RTD head"),
+        ("AutoModel", assert_heads_read_their_inputs, "BertModel has no pretraining or fine-tuned head"),
+        ("BertForSequenceClassification", assert_nsp_head_reads_pooler, "BertForSequenceClassification has no NSP/SOP head"),
         ("BertForMaskedLM", assert_nsp_head_reads_pooler, "BertForMaskedLM has no NSP/SOP head"),
         ("BertForNextSentencePrediction", assert_mlm_head_reads_last_hidden_state, "BertForNextSentencePrediction has no MLM head"),
     ],
@@ -205,18 +205,18 @@ def test_audit_passes_healthy_heads_and_skips_checkpoints_without_them(pytester:
     bare, classifier = tiny_checkpoint("bert"), tiny_checkpoint("bert", model_class="BertForSequenceClassification")
     models = [f"--bert-model={path}" for path in (pretraining, masked_lm, sop, bare, classifier)]
     result = pytester.runpytest(*models, *AUDIT, "--junitxml=out.xml")
-    result.assert_outcomes(passed=3, skipped=2)
-    result.stdout.fnmatch_lines_random([
-        "*SKIPPED*checkpoint has no NSP/SOP or MLM head (saved as BertModel)",
-        "*SKIPPED*: BertForSequenceClassification has no NSP/SOP/MLM/RTD head",
-    ])
+    result.assert_outcomes(passed=4, skipped=1)
+    result.stdout.fnmatch_lines(["*SKIPPED*checkpoint has no head (saved as BertModel)"])
     metrics = {name.split("[")[1][:-1]: values for name, values in junit_metrics(pytester.path / "out.xml").items()}
     heads = {model: set(values["parts"]) for model, values in metrics.items()}
     assert heads == {
         pretraining.name: {"seq_relationship_logits", "prediction_logits"},
         masked_lm.name: {"logits"},
         sop.name: {"sop_logits", "prediction_logits"},
+        classifier.name: {"logits"},
     }
+    assert metrics[classifier.name]["head"] == "SequenceClassification(2 labels) ← pooler_output"
+    assert metrics[pretraining.name]["head"] == "NSP ← pooler_output, MLM ← last_hidden_state"
     assert all(values["max_abs"] == 0.0 and values["atol"] == 1e-6 for values in metrics.values())
 
 

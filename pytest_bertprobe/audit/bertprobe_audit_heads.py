@@ -1,4 +1,4 @@
-"""Audit: what reads the encoder's outputs. Pretraining heads (the seed's section 4) and the sentence embedding."""
+"""Audit: what reads the encoder's outputs. Heads (pretraining and fine-tuned), label maps and the sentence embedding."""
 
 from __future__ import annotations
 
@@ -14,25 +14,33 @@ from pytest_bertprobe.embedding import (
     resolve_embedding,
 )
 from pytest_bertprobe.heads import assert_heads_read_their_inputs
+from pytest_bertprobe.labels import assert_label_map
 from pytest_bertprobe.loading import Checkpoint
 from pytest_bertprobe.sentences import SEED_SENTENCES
 from pytest_bertprobe.session import probe_session
 from pytest_bertprobe.strategies import Sentence
 
-NO_HEAD_REASON = "checkpoint has no NSP/SOP or MLM head"
+NO_HEAD_REASON = "checkpoint has no head"
 
 
 @pytest.mark.bertprobe_audit(check="head_relation")
 @given_batches
-def test_heads_read_what_pretraining_fed_them(
-    request: pytest.FixtureRequest, bert_checkpoint: Checkpoint, bert_tokenizer: Any, batch: list[Sentence]
+def test_heads_read_what_their_architecture_promises(
+    request: pytest.FixtureRequest, bert_checkpoint: Checkpoint, bert_head_model: Any, bert_tokenizer: Any, batch: list[Sentence]
 ) -> None:
-    """NSP/SOP logits == head(pooler_output); MLM (and ELECTRA discriminator) logits == head(last_hidden_state)."""
-    head_model = bert_checkpoint.head_model
-    if head_model is None:
+    """NSP/SOP and BERT-style classifier logits == head(pooler_output); MLM, token and QA logits == head(last_hidden_state); ..."""
+    if bert_head_model is None:
         pytest.skip(f"{NO_HEAD_REASON} (saved as {type(bert_checkpoint.model).__name__})")
-    sentences, inputs = encode_batch(head_model, bert_tokenizer, batch)
-    run_check(request, assert_heads_read_their_inputs, head_model, inputs, sentences=sentences)
+    sentences, inputs = encode_batch(bert_head_model, bert_tokenizer, batch)
+    run_check(request, assert_heads_read_their_inputs, bert_head_model, inputs, sentences=sentences)
+
+
+@pytest.mark.bertprobe_audit(check="label_map")
+def test_label_map_fits_the_classifier(request: pytest.FixtureRequest, bert_checkpoint: Checkpoint, bert_head_model: Any) -> None:
+    """num_labels == out_features == len(id2label) == len(label2id); label2id inverts id2label; ids 0..n-1, names unique."""
+    if bert_head_model is None:
+        pytest.skip(f"checkpoint has no classification head (saved as {type(bert_checkpoint.model).__name__})")
+    run_check(request, assert_label_map, bert_head_model, config_file=bert_checkpoint.source.config_file)
 
 
 @pytest.mark.bertprobe_audit(check="embedding_contract")
