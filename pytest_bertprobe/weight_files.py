@@ -59,7 +59,10 @@ def _read(path: Path, keys: list[str]) -> Iterator[tuple[str, torch.Tensor]]:
 def _load_pickle(path: Path) -> dict[str, torch.Tensor]:
     import torch
 
-    return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError:  # the legacy (non-zip) format cannot be memory-mapped
+        return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def read_weight_files(folder: Path, *, allow_pickle: bool = False) -> WeightFiles:

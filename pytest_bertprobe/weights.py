@@ -32,7 +32,13 @@ def inspect_weights(
 ) -> Ledger:
     """Where each weight of the loaded model came from, against the checkpoint folder's files (cached per model)."""
     audited, folder, allow = _parts(source, model, checkpoint_path, allow_pickle)
-    return build_ledger(audited, read_weight_files(folder, allow_pickle=allow), pooler=_pooler_parameters(audited))
+    try:
+        files = read_weight_files(folder, allow_pickle=allow)
+    except FileNotFoundError as error:
+        if not isinstance(source, Checkpoint) or checkpoint_path is not None:
+            raise
+        raise NotApplicable(f"the weight files are not in {folder}: {error}") from None  # a hub cache without them
+    return build_ledger(audited, files, pooler=_pooler_parameters(audited))
 
 
 def _parts(
