@@ -7,7 +7,6 @@ else transformers initialised at random while loading. One pass over the files (
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,18 +72,18 @@ class Ledger:
         }  # fmt: skip
 
 
-_CACHE: weakref.WeakKeyDictionary[Any, dict[Path, Ledger]] = weakref.WeakKeyDictionary()
+def build_ledger(
+    model: PreTrainedModel, files: WeightFiles, *, pooler: Iterable[str] = (), compare: bool = True, scan: bool = True
+) -> Ledger:
+    """Account for every weight of `model` against `files`; `compare` the values, `scan` every stored tensor for NaN/inf.
+
+    `pooler`: the pooler's parameter names (pooler_provenance owns their absence). Nothing is cached: the model
+    may change between calls, and each call reads only the tensors it needs, once.
+    """
+    return _build(model, files, set(pooler), compare=compare, scan=scan)
 
 
-def build_ledger(model: PreTrainedModel, files: WeightFiles, *, pooler: Iterable[str] = ()) -> Ledger:
-    """Account for every weight of `model` against `files` (once per model and folder); `pooler`: its parameter names."""
-    cached = _CACHE.setdefault(model, {})
-    if files.folder not in cached:
-        cached[files.folder] = _build(model, files, set(pooler))
-    return cached[files.folder]
-
-
-def _build(model: PreTrainedModel, files: WeightFiles, pooler: set[str]) -> Ledger:
+def _build(model: PreTrainedModel, files: WeightFiles, pooler: set[str], *, compare: bool, scan: bool) -> Ledger:
     import torch
 
     ledger = Ledger(type(model).__name__, files.label, len(files.locations))
@@ -106,11 +105,12 @@ def _build(model: PreTrainedModel, files: WeightFiles, pooler: set[str]) -> Ledg
     ledger.missing = [name for name in ledger.missing if not set(candidate_keys(name, prefix)) & set(ledger.misplaced)]
     embeddings = _embedding_tables(model)
     with torch.no_grad():
-        for key, tensor in files.tensors():
+        wanted = None if scan else set(sources) if compare else set()  # None: every stored tensor
+        for key, tensor in files.tensors(wanted):
             name = sources.get(key)
-            if tensor.is_floating_point():
+            if scan and tensor.is_floating_point():
                 _scan(ledger, key, tensor, embeddings.get(name.rpartition(".")[0]) if name else None)
-            if name is not None:
+            if compare and name is not None:
                 _compare(ledger, name, tensor, tensors[name])
     ledger.loaded.sort()
     for key in sorted(files.keys - set(sources)):

@@ -29,8 +29,10 @@ def inspect_weights(
     model: PreTrainedModel | None = None,
     checkpoint_path: str | os.PathLike[str] | None = None,
     allow_pickle: bool = False,
+    compare: bool = True,
+    scan: bool = True,
 ) -> Ledger:
-    """Where each weight of the loaded model came from, against the checkpoint folder's files (cached per model)."""
+    """Where each weight of the loaded model came from, against the checkpoint folder's files; see `build_ledger`."""
     audited, folder, allow = _parts(source, model, checkpoint_path, allow_pickle)
     try:
         files = read_weight_files(folder, allow_pickle=allow)
@@ -38,7 +40,7 @@ def inspect_weights(
         if not isinstance(source, Checkpoint) or checkpoint_path is not None:
             raise
         raise NotApplicable(f"the weight files are not in {folder}: {error}") from None  # a hub cache without them
-    return build_ledger(audited, files, pooler=_pooler_parameters(audited))
+    return build_ledger(audited, files, pooler=_pooler_parameters(audited), compare=compare, scan=scan)
 
 
 def _parts(
@@ -78,7 +80,7 @@ def assert_weights_loaded(
     A `Checkpoint` whose `config.architectures` names a classifier absent from the file fails too.
     """
     __tracebackhide__ = True
-    ledger = inspect_weights(source, model=model, checkpoint_path=checkpoint_path, allow_pickle=allow_pickle)
+    ledger = inspect_weights(source, model=model, checkpoint_path=checkpoint_path, allow_pickle=allow_pickle, scan=False)
     audited, _, _ = _parts(source, model, checkpoint_path, allow_pickle)
     skipped = source.skipped_head if isinstance(source, Checkpoint) else None
     evidence = module_evidence(audited, getattr(audited.config, "initializer_range", None))
@@ -174,7 +176,7 @@ def assert_weights_finite(
     The failure names each tensor, its first bad index and, for the input embeddings, the token whose row holds it.
     """
     __tracebackhide__ = True
-    ledger = inspect_weights(source, model=model, checkpoint_path=checkpoint_path, allow_pickle=allow_pickle)
+    ledger = inspect_weights(source, model=model, checkpoint_path=checkpoint_path, allow_pickle=allow_pickle, compare=False)
     if tokenizer is None and isinstance(source, Checkpoint):
         tokenizer = source.tokenizer
     metrics = {"files": ledger.files, "tensors": ledger.tensors_in_file, "nonfinite": [bad.metrics() for bad in ledger.nonfinite]}
