@@ -108,7 +108,8 @@ def index_problem(folder: Path) -> str:
     absent = sorted(shard for shard in named if not (folder / str(shard)).is_file())
     if absent:
         return f"{SAFETENSORS_INDEX} names {len(absent)} shard(s) absent from the folder: {', '.join(map(str, absent[:3]))}"
-    unlisted = sorted(path.name for path in folder.glob("*.safetensors") if path.name not in named)
+    # Only shard-named files: other safetensors (a PEFT adapter) are not the model's and loading ignores them.
+    unlisted = sorted(path.name for path in folder.glob("model-*-of-*.safetensors") if path.name not in named)
     if unlisted:
         return f"{', '.join(unlisted[:3])} in the folder but not in {SAFETENSORS_INDEX}: a shard from another save?"
     return ""

@@ -228,8 +228,9 @@ def test_shard_index_that_cannot_load_is_a_usage_error(
         shards[1].unlink()
         pattern = f"*: model.safetensors.index.json names 1 shard(s) absent from the folder: {shards[1].name}; re-save the checkpoint*"
     else:
-        shutil.copy(shards[0], sharded / "model-extra.safetensors")
-        pattern = "*: model-extra.safetensors in the folder but not in model.safetensors.index.json*; re-save the checkpoint*"
+        shutil.copy(shards[0], sharded / "model-00003-of-00007.safetensors")  # a shard of another save
+        shutil.copy(shards[0], sharded / "adapter_model.safetensors")  # not a shard: ignored, as loading does
+        pattern = "*: model-00003-of-00007.safetensors in the folder but not in model.safetensors.index.json*; re-save*"
     assert_usage_error(pytester.runpytest_subprocess(f"--bert-model={sharded}"), pattern)
 
 
