@@ -36,7 +36,8 @@ def bert_checkpoint(request: pytest.FixtureRequest) -> Iterator[loading.Checkpoi
     record.loads += 1
     record.load_seconds += checkpoint.load_seconds
     record.model_type = checkpoint.model_type
-    record.model_class = checkpoint.model_class
+    record.model_class = type(checkpoint.model).__name__
+    record.head_class = type(checkpoint.head_model).__name__ if checkpoint.head_model is not None else ""
     probes.share_forward_passes(checkpoint.model, checkpoint.tokenizer)
     yield checkpoint
     record.forward_passes = probes.forward_passes(checkpoint.model)

@@ -102,7 +102,7 @@ class Checkpoint:
     skipped_head: SkippedHead | None = None  # config.architectures' class, when the file lacks its head
 
     @property
-    def model_class(self) -> str:
+    def loaded_class(self) -> str:
         """The class loaded and audited (the head model's, when there is one)."""
         return type(self.head_model if self.head_model is not None else self.model).__name__
 

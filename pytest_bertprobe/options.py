@@ -28,6 +28,7 @@ class Settings:
     allow_pickle: bool = False
     report_json: str | None = None
     report_markdown: str | None = None
+    report_html: str | None = None
     audit_only: bool = False
     reference: str | None = None
     snapshot_dir: str = SNAPSHOT_DIR
@@ -88,6 +89,13 @@ def add_options(parser: pytest.Parser) -> None:
         help="append the summary table as Markdown, e.g. to $GITHUB_STEP_SUMMARY (default: none)",
     )
     group.addoption(
+        "--bert-report-html",
+        default=None,
+        metavar="PATH",
+        help="write one self-contained HTML page: verdicts, plots of the pooler, coverage, padding and "
+        "per-layer differences, environment (needs matplotlib: pip install pytest-bertprobe[html]; default: ini bert_report_html, else none)",
+    )
+    group.addoption(
         "--bert-audit-only",
         action="store_true",
         default=False,
@@ -145,6 +153,7 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("bert_languages", default="", help="default for --bert-languages")
     parser.addini("bert_reference", default="", help="default for --bert-reference")
     parser.addini("bert_snapshot_dir", default=SNAPSHOT_DIR, help="default for --bert-snapshot-dir")
+    parser.addini("bert_report_html", default="", help="default for --bert-report-html")
     parser.addini("bert_budget", default="", help="default for --bert-budget (seconds)")
     parser.addini(
         "bert_tolerances",
@@ -183,6 +192,7 @@ def read_settings(config: pytest.Config) -> Settings:
         allow_pickle=config.getoption("bert_allow_pickle"),
         report_json=config.getoption("bert_report_json"),
         report_markdown=config.getoption("bert_report_markdown"),
+        report_html=config.getoption("bert_report_html") or config.getini("bert_report_html") or None,
         audit_only=config.getoption("bert_audit_only"),
         reference=config.getoption("bert_reference") or config.getini("bert_reference") or None,
         snapshot_dir=config.getoption("bert_snapshot_dir") or config.getini("bert_snapshot_dir") or SNAPSHOT_DIR,

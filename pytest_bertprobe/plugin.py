@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bertprobe import coverage, loading, options, preflight, probes, report_files, tolerances
+from pytest_bertprobe import coverage, loading, options, preflight, probes, report_files, report_html, tolerances
 from pytest_bertprobe import report as reporting
 from pytest_bertprobe.fixtures import (  # noqa: F401 - fixtures are found by their presence here
     bert_anatomy,
@@ -36,6 +36,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if getattr(config.option, "dist", None) == "load":
         config.option.dist = "loadgroup"  # same as load for ungrouped tests; keeps each checkpoint on one worker
     settings = options.read_settings(config)
+    if settings.report_html:
+        report_html.require_matplotlib()
     if settings.models:
         probes.wait_passively()  # before anything imports torch
     try:
@@ -90,6 +92,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     reporting.annotate(item, call, probe_session(item.config))
     report = yield
     reporting.shorten_failure(item, call, report)
+    if probe_session(item.config).settings.report_html:
+        report_html.attach_extras(item, report)
     return report
 
 
@@ -111,6 +115,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         report_files.write_json(probe, Path(probe.settings.report_json))
     if probe.settings.report_markdown:
         report_files.write_markdown(probe, Path(probe.settings.report_markdown))
+    if probe.settings.report_html:
+        report_html.write_html(probe, Path(probe.settings.report_html))
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pytest_bertprobe import probes, tolerances
-from pytest_bertprobe.compare import Gap, assert_close, measure, quote
+from pytest_bertprobe.compare import Gap, Tolerance, assert_close, measure, quote
 
 if TYPE_CHECKING:
     import torch
@@ -103,19 +103,21 @@ def assert_checkpoints_agree(
     theirs = named_outputs(probes.run(reference, reference_inputs if reference_inputs is not None else inputs))
     _assert_same_structure(ours, theirs)
     mask = inputs["attention_mask"].bool() if "attention_mask" in inputs else None
-    gaps: dict[str, Gap] = {}
-    for name, output in ours.items():
-        actual, expected = _real_tokens(output, mask), _real_tokens(theirs[name], mask)
-        gaps[name] = measure(actual, expected, tolerance)
+    gaps = output_gaps(ours, theirs, inputs, tolerance)
+    names = list(gaps)
+    for position, name in enumerate(names):
         if gaps[name].mismatched:
             assert_close(
-                actual,
-                expected,
+                _real_tokens(ours[name], mask),
+                _real_tokens(theirs[name], mask),
                 tolerance,
                 claim=f"Checkpoint vs reference, first diverging output {name}",
                 sentences=sentences,
-                details=_diagnosis(gaps, ours, theirs, mask, sentences, model, reference, dtype),
-                hint=_hint(name, list(ours)),
+                # Only the outputs up to this one: "outputs that agree" are those before the divergence.
+                details=_diagnosis(
+                    {earlier: gaps[earlier] for earlier in names[: position + 1]}, ours, theirs, mask, sentences, model, reference, dtype
+                ),
+                hint=_hint(name, names),
             )
     agreement = Agreement(gaps, dtype)
     settings = config_differences(model.config, reference.config)
@@ -128,6 +130,14 @@ def assert_checkpoints_agree(
         failure.metrics = {**agreement.metrics(), "config_differences": settings}  # type: ignore[attr-defined]
         raise failure
     return agreement
+
+
+def output_gaps(
+    ours: Mapping[str, torch.Tensor], theirs: Mapping[str, torch.Tensor], inputs: Mapping[str, torch.Tensor], tolerance: Tolerance
+) -> dict[str, Gap]:
+    """Each `named_outputs` entry's gap to the reference's, padded positions left out, in network order."""
+    mask = inputs["attention_mask"].bool() if "attention_mask" in inputs else None
+    return {name: measure(_real_tokens(output, mask), _real_tokens(theirs[name], mask), tolerance) for name, output in ours.items()}
 
 
 def assert_agrees_with_reference(

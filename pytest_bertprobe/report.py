@@ -20,10 +20,14 @@ MODEL_PROPERTY = "bertprobe.model"
 CHECK_PROPERTY = "bertprobe.check"
 METRICS_PROPERTY = "bertprobe.metrics"
 STATE_PROPERTY = "bertprobe.state"
-_STATE_FIELDS = ("model_type", "model_class", "pooler_kind", "pooler_activation", "loads", "load_seconds", "forward_passes", "budget")
+_STATE_FIELDS = (
+    "model_type", "model_class", "head_class", "pooler_kind", "pooler_activation", "loads", "load_seconds", "forward_passes", "budget",
+)  # fmt: skip
 
 
 _RESULTS = pytest.StashKey[dict[str, Any]]()
+_PLOTS = pytest.StashKey[dict[str, Any]]()
+PLOT_POINTS = 64  # labels a plot's series keeps: plots stay small in JSON and JUnit
 _PASSES_BEFORE = pytest.StashKey[int]()
 
 
@@ -34,6 +38,27 @@ def record_result(item: pytest.Item, result: Any) -> None:
     kept["examples"] += 1
     if metrics and (not kept["metrics"] or _severity(metrics) >= _severity(kept["metrics"])):
         kept["metrics"] = metrics
+
+
+def record_plot(item: pytest.Item, data: dict[str, Any]) -> None:
+    """Keep what the HTML report draws for a check, over all its examples.
+
+    `series` ([label, value] pairs) keeps the greatest value per label, `diverging` (labels) every label seen;
+    other keys keep the latest value.
+    """
+    kept = item.stash.setdefault(_PLOTS, {})
+    for key, value in data.items():
+        if key == "diverging":
+            kept[key] = list(dict.fromkeys([*kept.get(key, []), *value]))
+            continue
+        if key != "series":
+            kept[key] = value
+            continue
+        merged: dict[Any, float] = {label: number for label, number in kept.get("series", [])}
+        for label, number in value:
+            if label in merged or len(merged) < PLOT_POINTS:
+                merged[label] = max(number, merged.get(label, number))
+        kept["series"] = [[label, number] for label, number in merged.items()]
 
 
 def _as_metrics(result: Any) -> dict[str, Any]:
@@ -136,6 +161,8 @@ def _attach_outcome_metrics(item: pytest.Item, error: BaseException | None, pass
     batch = failing_batch(error)
     if batch is not None:
         metrics["failing_batch"] = batch
+    if item.stash.get(_PLOTS, None):
+        metrics["plot"] = item.stash[_PLOTS]
     if getattr(getattr(item, "obj", None), "is_hypothesis_test", False):
         metrics["examples"] = kept["examples"] + (1 if isinstance(error, Mismatch) else 0)
     _attach(item, metrics)
@@ -169,7 +196,8 @@ def collect(report: pytest.TestReport, session: ProbeSession) -> None:
     elif report.failed:
         metrics["message"] = _first_lines(report)
     check = str(properties[CHECK_PROPERTY])
-    record.checks.append(CheckResult(report.nodeid, check, outcome, metrics))
+    text = str(report.longrepr) if report.failed and report.longrepr is not None else ""
+    record.checks.append(CheckResult(report.nodeid, check, outcome, metrics, text))
     if "head" in metrics and check == "head_relation":
         record.head = str(metrics["head"])
     if "verdict" in metrics and check == "pooler_provenance":
@@ -220,7 +248,7 @@ def summary_rows(session: ProbeSession) -> list[tuple[str, ...]]:
         rows.append((
             record.id,
             record.model_type or "-",
-            record.model_class or "-",
+            record.loaded_class or "-",
             "/".join(part for part in (record.pooler_kind, record.pooler_activation) if part) or "-",
             record.pooler_verdict or "-",
             record.head or "-",
@@ -252,7 +280,7 @@ def write_summary(terminal: pytest.TerminalReporter, session: ProbeSession) -> N
                 f"(predicted {plan['predicted_seconds']:.0f} s; {plan['seconds_per_example']:.3g} s per example)"
             )
         if record.architecture_note:
-            terminal.write_line(f"{record.id}: {record.architecture_note}; audited as {record.model_class}")
+            terminal.write_line(f"{record.id}: {record.architecture_note}; audited as {record.loaded_class}")
         if record.untrained_modules:
             names = record.untrained_modules
             shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_bertprobe import probes, reference, tolerances
-from pytest_bertprobe.compare import Gap, assert_close, measure
+from pytest_bertprobe.compare import Gap, Tolerance, assert_close, measure
 from pytest_bertprobe.embedding import sentence_embedding
 from pytest_bertprobe.sentences import PROBE_SENTENCES
 
@@ -106,8 +106,7 @@ def assert_matches_snapshot(
                 f"Tokenizer changed since the snapshot: sentence {row} {sentences[row]!r} was {then}, now {now}"
                 f"\nHint: the embeddings were not compared, since the model reads different tokens; {UPDATE_HINT}"
             )
-    dtype = tolerances.lowest_precision(tolerances.model_dtype(model), snapshot["dtype"])
-    tolerance = tolerances.tolerance_for(reference.CHECK, dtype, atol=atol, rtol=rtol)
+    dtype, tolerance = _comparison(model, snapshot, atol=atol, rtol=rtol)
     same_dtype = tolerances.model_dtype(model) == snapshot["dtype"]
     changes, changed = _changes(model, snapshot, same_dtype)
     gaps: dict[str, Gap] = {}
@@ -127,6 +126,23 @@ def assert_matches_snapshot(
         raise AssertionError("Checkpoint vs its snapshot: the embeddings agree, but\n" + "\n".join(changes) + f"\nHint: {UPDATE_HINT}")
     worst = max(gaps.values(), key=lambda gap: gap.max_abs)
     return {**worst.metrics(), "compared_at": dtype, "embeddings": {kind: gap.max_abs for kind, gap in gaps.items()}}
+
+
+def embedding_differences(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, snapshot: dict[str, Any]) -> dict[str, Gap]:
+    """Each embedding's gap to the snapshot's (the kinds both have), at the lower precision of then and now."""
+    inputs = probes.encode(tokenizer, list(snapshot["sentences"]), model.device)
+    _, tolerance = _comparison(model, snapshot)
+    return {
+        kind: measure(vector, _decode_tensor(snapshot["embeddings"][kind]), tolerance)
+        for kind, vector in _embeddings(model, inputs).items()
+        if kind in snapshot["embeddings"]
+    }
+
+
+def _comparison(model: PreTrainedModel, snapshot: dict[str, Any], **tolerance: float | None) -> tuple[str, Tolerance]:
+    """The dtype a comparison with `snapshot` runs at (the lower precision of then and now) and its tolerance."""
+    dtype = tolerances.lowest_precision(tolerances.model_dtype(model), snapshot["dtype"])
+    return dtype, tolerances.tolerance_for(reference.CHECK, dtype, **tolerance)
 
 
 def tensor_hashes(model: PreTrainedModel) -> dict[str, str]:

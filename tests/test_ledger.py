@@ -262,7 +262,7 @@ def test_healthy_variants_pass(pytester: pytest.Pytester, tiny_checkpoint: TinyF
 @pytest.mark.parametrize(("arch", "model_class"), [("bert", "BertForMaskedLM"), ("albert", "AlbertForMaskedLM"), ("bert", "BertForPreTraining")])
 def test_tied_decoders_are_accounted_for(tiny_checkpoint: TinyFactory, tmp_path: Path, arch: str, model_class: str) -> None:
     checkpoint = _load(_resave(tiny_checkpoint(arch), tmp_path / model_class, model_class))
-    assert checkpoint.model_class == model_class and checkpoint.skipped_head is None
+    assert checkpoint.loaded_class == model_class and checkpoint.skipped_head is None
     metrics = assert_weights_loaded(checkpoint)
     decoder = next(name for name in metrics["tied"] if name.endswith("decoder.weight"))
     assert metrics["tied"][decoder].endswith("embeddings.word_embeddings.weight")

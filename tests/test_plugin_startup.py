@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-HEAVY = ("torch", "transformers")
+HEAVY = ("torch", "transformers", "matplotlib")  # matplotlib: only with --bert-report-html
 
 
 def test_importing_the_plugin_imports_neither_torch_nor_transformers() -> None:

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from pytest_bertprobe import probes
-from pytest_bertprobe.audit.harness import encode_batch, given_batches, run_check
+from pytest_bertprobe import plot_data, probes
+from pytest_bertprobe.audit.harness import encode_batch, given_batches, record_plot_data, run_check
 from pytest_bertprobe.consistency import assert_deterministic, assert_eager_matches_sdpa, assert_save_load_round_trip
 from pytest_bertprobe.invariances import (
     assert_hidden_states_consistent,
@@ -34,6 +34,7 @@ def test_hidden_states_are_the_embeddings_and_each_layer(request: pytest.Fixture
 def test_each_sentence_alone_matches_its_padded_row(request: pytest.FixtureRequest, bert_model: Any, bert_tokenizer: Any, batch: Batch) -> None:
     """#7: padding a sentence into a batch changes neither its [CLS], its pooler_output nor its tokens."""
     sentences = materialize(batch, bert_tokenizer)
+    record_plot_data(request, plot_data.padding_errors, bert_model, bert_tokenizer, sentences)
     run_check(request, assert_padding_invariant, bert_model, bert_tokenizer, sentences=sentences)
 
 

@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
+from pytest_bertprobe import plot_data
 from pytest_bertprobe.anatomy import PoolerAnatomy
 from pytest_bertprobe.assertions import assert_cls_differs_from_pooler, assert_pooler_is_dense_tanh_of_cls
-from pytest_bertprobe.audit.harness import encode_batch, given_batches, run_check
+from pytest_bertprobe.audit.harness import encode_batch, given_batches, record_plot_data, run_check
 from pytest_bertprobe.strategies import Sentence
 
 
@@ -32,4 +33,5 @@ def test_cls_is_not_the_pooler(
 ) -> None:
     """Q1: the [CLS] hidden state and pooler_output are different vectors."""
     sentences, inputs = encode_batch(bert_model, bert_tokenizer, batch)
+    record_plot_data(request, plot_data.cls_pooler_cosines, bert_model, inputs, sentences)
     run_check(request, assert_cls_differs_from_pooler, bert_model, inputs, sentences=sentences)

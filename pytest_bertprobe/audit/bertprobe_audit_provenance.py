@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from pytest_bertprobe import loading, probes
+from pytest_bertprobe import loading, plot_data, probes
 from pytest_bertprobe.anatomy import require_checkable_pooler
-from pytest_bertprobe.audit.harness import encode_batch, given_batches, run_check
+from pytest_bertprobe.audit.harness import encode_batch, given_batches, record_plot_data, run_check
 from pytest_bertprobe.compare import Gap, NotApplicable
 from pytest_bertprobe.provenance import (
     assert_outputs_finite,
@@ -68,6 +68,7 @@ def test_pooler_weights_come_from_the_checkpoint(
 def test_pooler_is_not_constant(request: pytest.FixtureRequest, bert_model: Any, bert_tokenizer: Any) -> None:
     """Distinct sentences give distinct pooler outputs (fixed sentences: generated ones may tokenize alike)."""
     inputs = probes.encode(bert_tokenizer, PROBE_SENTENCES, bert_model.device)
+    record_plot_data(request, plot_data.pooler_preactivation, bert_model, inputs)
     run_check(request, _on_finite_pooler(assert_pooler_not_degenerate), bert_model, inputs, sentences=PROBE_SENTENCES)
 
 

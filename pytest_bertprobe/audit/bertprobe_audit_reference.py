@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from pytest_bertprobe import snapshot
-from pytest_bertprobe.audit.harness import given_batches, run_check
+from pytest_bertprobe import plot_data, snapshot
+from pytest_bertprobe.audit.harness import given_batches, record_plot_data, run_check
 from pytest_bertprobe.loading import Checkpoint
 from pytest_bertprobe.reference import assert_agrees_with_reference
 from pytest_bertprobe.report import record_result
@@ -22,10 +22,15 @@ def test_agrees_with_the_reference_layer_by_layer(
 ) -> None:
     """#17: same token ids, then embeddings, every layer and the pooler within tolerance of the original."""
     sentences = materialize(batch, bert_checkpoint.tokenizer)
+    stored_dtypes = (bert_checkpoint.source.stored_dtype, bert_reference.source.stored_dtype)
+    record_plot_data(
+        request, plot_data.layer_differences, bert_checkpoint.model, bert_checkpoint.tokenizer,
+        bert_reference.model, bert_reference.tokenizer, sentences, stored_dtypes,
+    )  # fmt: skip
     run_check(
         request, assert_agrees_with_reference,
         bert_checkpoint.model, bert_checkpoint.tokenizer, bert_reference.model, bert_reference.tokenizer,
-        sentences=sentences, stored_dtypes=(bert_checkpoint.source.stored_dtype, bert_reference.source.stored_dtype),
+        sentences=sentences, stored_dtypes=stored_dtypes,
     )  # fmt: skip
 
 
@@ -40,4 +45,6 @@ def test_matches_its_golden_snapshot(request: pytest.FixtureRequest, bert_checkp
         return
     if not path.is_file():
         pytest.skip(f"no golden snapshot at {path}: run once with --bert-snapshot-update to write it")
-    run_check(request, snapshot.assert_matches_snapshot, bert_model, bert_checkpoint.tokenizer, snapshot.read_snapshot(path))
+    stored = snapshot.read_snapshot(path)
+    record_plot_data(request, plot_data.snapshot_differences, bert_model, bert_checkpoint.tokenizer, stored)
+    run_check(request, snapshot.assert_matches_snapshot, bert_model, bert_checkpoint.tokenizer, stored)

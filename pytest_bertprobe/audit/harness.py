@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from pytest_bertprobe import probes
 from pytest_bertprobe.audit.budget import Plan, plan_examples
 from pytest_bertprobe.compare import NotApplicable
-from pytest_bertprobe.report import FAILING_BATCH_ATTRIBUTE, record_result
+from pytest_bertprobe.report import FAILING_BATCH_ATTRIBUTE, record_plot, record_result
 from pytest_bertprobe.sentences import ADVERSARIAL_SENTENCES, LONG_SENTENCE, PROBE_SENTENCES, SEED_SENTENCES
 from pytest_bertprobe.session import probe_session
 from pytest_bertprobe.strategies import Sentence, audit_sentences, batches, materialize
@@ -183,3 +183,15 @@ def run_check(request: pytest.FixtureRequest, check: Callable[..., Any], *args: 
         raise
     record_result(request.node, result)
     return result
+
+
+def record_plot_data(request: pytest.FixtureRequest, compute: Callable[..., dict[str, Any] | None], *args: Any, **kwargs: Any) -> None:
+    """Keep `compute(...)`'s data for the HTML report's plot of this check, only when that report is asked for."""
+    if not probe_session(request.config).settings.report_html:
+        return
+    try:
+        data = compute(*args, **kwargs)
+    except Exception:  # noqa: BLE001 - a plot pictures a check, it is not one: the check itself reports what broke
+        return
+    if data:
+        record_plot(request.node, data)

@@ -1,0 +1,129 @@
+"""What the HTML report's plots draw, read off the checks' own (memoized) forward passes: small and plain JSON.
+
+Each function returns a dict for `report.record_plot`: a `kind` naming the plot, a `series` of [label, value]
+pairs where examples add points, and the settings the plot draws against. None where there is nothing to draw.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from pytest_bertprobe import probes, reference, snapshot, tolerances
+from pytest_bertprobe.anatomy import cls_vector, require_checkable_pooler
+from pytest_bertprobe.compare import quote
+from pytest_bertprobe.invariances import attention_mask, forward_view
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+HISTOGRAM_BINS = 48
+SATURATION = 2.0  # tanh(2) = 0.96: past it the pooler's gradient and its resolution are nearly gone
+
+
+def pooler_preactivation(model: PreTrainedModel, inputs: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Histogram of the pooler's dense outputs (before tanh) and the share past ±`SATURATION`."""
+    import torch
+
+    forward = probes.run(model, inputs)
+    anatomy = require_checkable_pooler(model, forward)
+    if anatomy.dense is None or forward.pooler_input is None:
+        return None
+    with torch.inference_mode():
+        values = anatomy.dense(cls_vector(forward.pooler_input)).double().flatten().cpu()
+    values = values[torch.isfinite(values)]
+    if not values.numel():
+        return None
+    bound = min(max(3.0, float(values.abs().max())), 1e3)
+    counts = torch.histc(values.clamp(-bound, bound), bins=HISTOGRAM_BINS, min=-bound, max=bound)
+    return {
+        "kind": "pooler_histogram",
+        "counts": [int(count) for count in counts],
+        "range": [-bound, bound],
+        "saturated": round(float((values.abs() > SATURATION).double().mean()), 4),
+        "threshold": SATURATION,
+        "values": int(values.numel()),
+        "spread": float(values.std()) if values.numel() > 1 else 0.0,
+    }
+
+
+def cls_pooler_cosines(model: PreTrainedModel, inputs: Mapping[str, Any], sentences: Sequence[str]) -> dict[str, Any] | None:
+    """Per sentence, the cosine between its [CLS] hidden state and its pooler_output (the seed's Q1)."""
+    import torch
+
+    forward = probes.run(model, inputs)
+    require_checkable_pooler(model, forward)
+    assert forward.pooler_output is not None
+    cosines = torch.nn.functional.cosine_similarity(
+        forward.pooler_output.double(), forward.last_hidden_state[:, 0].double(), dim=-1
+    )  # fmt: skip
+    return {"kind": "cls_pooler_cosine", "series": [[quote(sentence, 40), round(float(c), 5)] for sentence, c in zip(sentences, cosines)]}
+
+
+def padding_errors(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, sentences: Sequence[str]) -> dict[str, Any] | None:
+    """Per sentence length (tokens), the greatest difference between the sentence alone and its padded row."""
+    if len(sentences) < 2:
+        return None
+    batch_inputs = probes.encode(tokenizer, sentences, model.device)
+    batch_mask = attention_mask(batch_inputs)
+    batch_tokens, batch_pooled = forward_view(probes.run(model, batch_inputs), batch_mask)
+    points = []
+    for row, sentence in enumerate(sentences):
+        single = probes.encode(tokenizer, [sentence], model.device)
+        tokens, pooled = forward_view(probes.run(model, single), attention_mask(single))
+        length = tokens.shape[1]
+        error = float((tokens[0].double() - batch_tokens[row, :length].double()).abs().max())
+        if pooled is not None and batch_pooled is not None:
+            error = max(error, float((pooled[0].double() - batch_pooled[row].double()).abs().max()))
+        points.append([int(batch_mask[row].sum()), error])
+    tolerance = tolerances.tolerance_for("padding_invariance", tolerances.model_dtype(model))
+    return {"kind": "padding_error", "series": points, "atol": tolerance.atol, "padded_to": int(batch_mask.shape[1])}
+
+
+def layer_differences(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    reference_model: PreTrainedModel,
+    reference_tokenizer: PreTrainedTokenizerBase,
+    sentences: Sequence[str],
+    stored_dtypes: Sequence[str | None] = (),
+) -> dict[str, Any] | None:
+    """Greatest difference to the reference per output, embeddings to pooler, and which outputs diverge."""
+    inputs = probes.encode(tokenizer, sentences, model.device)
+    reference_inputs = probes.encode(reference_tokenizer, sentences, reference_model.device)
+    if inputs["input_ids"].shape != reference_inputs["input_ids"].shape:
+        return None  # the tokenizers disagree: reference_agreement says where, and no layer was compared
+    dtype = reference.comparison_dtype(model, reference_model, stored=stored_dtypes)
+    tolerance = tolerances.tolerance_for(reference.CHECK, dtype)
+    ours = reference.named_outputs(probes.run(model, inputs))
+    theirs = reference.named_outputs(probes.run(reference_model, reference_inputs))
+    if list(ours) != list(theirs):
+        return None
+    gaps = reference.output_gaps(ours, theirs, inputs, tolerance)
+    return {
+        "kind": "layer_differences",
+        "series": [[_short_layer(name), gap.max_abs] for name, gap in gaps.items()],
+        "diverging": [_short_layer(name) for name, gap in gaps.items() if gap.mismatched],
+        "atol": tolerance.atol,
+        "compared_at": dtype,
+        "against": "the reference",
+    }
+
+
+def snapshot_differences(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, stored: dict[str, Any]) -> dict[str, Any] | None:
+    """Greatest difference to the golden snapshot per embedding it holds (cls, pooler, mean), and which diverge."""
+    gaps = snapshot.embedding_differences(model, tokenizer, stored)
+    if not gaps:
+        return None
+    return {
+        "kind": "layer_differences",
+        "series": [[kind, gap.max_abs] for kind, gap in gaps.items()],
+        "diverging": [kind for kind, gap in gaps.items() if gap.mismatched],
+        "atol": next(iter(gaps.values())).atol,
+        "against": "the golden snapshot",
+    }
+
+
+def _short_layer(name: str) -> str:
+    """`layer 3 of 4 (hidden_states[3])` → `layer 3`; `embeddings (hidden_states[0])` → `embeddings`."""
+    return name.split(" of ")[0].split(" (")[0]
