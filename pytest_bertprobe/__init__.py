@@ -22,6 +22,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "PoolerProvenance", "inspect_pooler_provenance", "assert_pooler_trained", "assert_pooler_not_degenerate",
         "assert_outputs_finite", "assert_pooler_in_tanh_range",
     ),
+    "pytest_bertprobe.weights": ("assert_weights_loaded", "assert_weights_finite", "inspect_weights"),
     "pytest_bertprobe.invariances": (
         "assert_hidden_states_consistent", "assert_padding_invariant", "assert_masked_content_invariant",
         "assert_permutation_equivariant",

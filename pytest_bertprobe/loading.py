@@ -9,7 +9,7 @@ import os
 import re
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +68,30 @@ class LoadingInfo:
     mismatched_keys: set[str] = field(default_factory=set)
 
 
+_TASK_HEADS = ("ForSequenceClassification", "ForTokenClassification", "ForQuestionAnswering", "ForMultipleChoice")
+
+
+@dataclass(frozen=True)
+class SkippedHead:
+    """The class `config.architectures` names, not loaded because the file holds none of its head's weights."""
+
+    claimed: str
+    head_keys: tuple[str, ...]
+
+    @property
+    def task_head(self) -> bool:
+        """A head its use depends on (a classifier), not a pretraining objective's (MLM, NSP)."""
+        return self.claimed.endswith(_TASK_HEADS)
+
+    def describe(self) -> str:
+        """One sentence for the report."""
+        modules = sorted({key.split(".")[0] + ".*" for key in self.head_keys})
+        return (
+            f"config.architectures names {self.claimed}, but the checkpoint holds no weights for its head "
+            f"({', '.join(modules)}): loaded as that class, the head would be random"
+        )
+
+
 @dataclass
 class Checkpoint:
     """A loaded checkpoint: the model in eval mode, its tokenizer and the loading report."""
@@ -80,6 +104,12 @@ class Checkpoint:
     device: torch.device
     load_seconds: float  # reading weights and tokenizer; torch's and transformers' imports, paid once per process, aside
     head_model: PreTrainedModel | None = None  # the saved architecture when it has heads (BertForPreTraining, ...)
+    skipped_head: SkippedHead | None = None  # config.architectures' class, when the file lacks its head
+
+    @property
+    def loaded_class(self) -> str:
+        """The class loaded and audited (the head model's, when there is one)."""
+        return type(self.head_model if self.head_model is not None else self.model).__name__
 
     @property
     def model_type(self) -> str:
@@ -224,14 +254,19 @@ def _long_lived_imports() -> Iterator[None]:
 
 
 @contextmanager
-def _failing_as(source: Source, what: str, hint: str) -> Iterator[None]:
-    """Whatever transformers raises while building `what` becomes one line naming it: class and message, no traceback."""
+def _failing_as(source: Source, what: str, hint: str, note: Callable[[], str] | None = None) -> Iterator[None]:
+    """Whatever transformers raises while building `what` becomes one line naming it: class and message, no traceback.
+
+    `note()` may add the cause, when the files tell it (a shard index that misplaces a key).
+    """
     try:
         yield
     except CheckpointError:
         raise
     except Exception as error:  # noqa: BLE001 - any exception here means the checkpoint cannot be audited
-        raise CheckpointError(f"{source.option} {source.spec!r}: {what} could not be loaded ({first_line(error)}); {hint}") from None
+        raise CheckpointError(
+            f"{source.option} {source.spec!r}: {what} could not be loaded ({first_line(error)}){note() if note else ''}; {hint}"
+        ) from None
 
 
 def load_checkpoint(source: Source, checkpoint_id: str, settings: Settings) -> Checkpoint:
@@ -247,9 +282,10 @@ def load_checkpoint(source: Source, checkpoint_id: str, settings: Settings) -> C
             kwargs["local_files_only"] = True
         with _failing_as(source, "config.json", fix):
             config = AutoConfig.from_pretrained(source.location, **kwargs)
-            architecture = _saved_architecture(config)  # imports the model's module
+            architecture, skipped = _saved_architecture(config, source, settings.allow_pickle)  # imports the model's module
     started = time.perf_counter()
-    with _failing_as(source, f"the model ({architecture.__name__} from config.json and the weights)", fix):
+    model_name = f"the model ({architecture.__name__} from config.json and the weights)"
+    with _failing_as(source, model_name, fix, note=lambda: _misplaced_note(source)):  # 4.57: a key no shard holds stays on meta
         full_model, info = architecture.from_pretrained(
             source.location,
             config=config,
@@ -267,6 +303,7 @@ def load_checkpoint(source: Source, checkpoint_id: str, settings: Settings) -> C
         source=source,
         model=model,
         head_model=full_model if full_model is not model else None,
+        skipped_head=skipped,
         tokenizer=tokenizer,
         loading_info=LoadingInfo(
             missing_keys=compat.key_names(info.get("missing_keys", ())),
@@ -278,12 +315,55 @@ def load_checkpoint(source: Source, checkpoint_id: str, settings: Settings) -> C
     )
 
 
-def _saved_architecture(config: Any) -> Any:
-    """The class named in `config.architectures` (so heads load too), else `AutoModel`."""
+def _saved_architecture(config: Any, source: Source, allow_pickle: bool) -> tuple[Any, SkippedHead | None]:
+    """The class named in `config.architectures` when the file holds its head's weights (so heads load too), else `AutoModel`."""
     import transformers
 
     for name in getattr(config, "architectures", None) or ():
         candidate = getattr(transformers, name, None)
         if isinstance(candidate, type) and issubclass(candidate, transformers.PreTrainedModel):
-            return candidate
-    return transformers.AutoModel
+            head_keys = _head_keys(candidate, config)
+            stored = _stored_keys(source, allow_pickle)
+            if not head_keys or stored is None or any(key in stored for key in head_keys):
+                return candidate, None
+            return transformers.AutoModel, SkippedHead(name, head_keys)
+    return transformers.AutoModel, None
+
+
+def _head_keys(architecture: Any, config: Any) -> tuple[str, ...]:
+    """The weights `architecture` holds outside its base model (tied copies aside), from a build on the meta device."""
+    import torch
+
+    try:
+        with torch.device("meta"):
+            model = architecture._from_config(config)
+    except Exception:  # noqa: BLE001 - a class that cannot be built here: let loading decide, as before
+        return ()
+    in_base = {id(parameter) for parameter in model.base_model.parameters()}
+    return tuple(name for name, parameter in model.named_parameters() if id(parameter) not in in_base)
+
+
+def _misplaced_note(source: Source) -> str:
+    """Why loading failed, when the shard index puts a key in a shard that lacks it."""
+    from pytest_bertprobe.weight_files import read_weight_files
+
+    try:
+        misplaced = read_weight_files(source.local_path).misplaced if source.local_path is not None else {}
+    except Exception:  # noqa: BLE001 - the note is a courtesy; the failure stands without it
+        return ""
+    if not misplaced:
+        return ""
+    key, shard = next(iter(misplaced.items()))
+    return f": the shard index puts {key} in {shard}, which lacks it ({len(misplaced)} such keys); rewrite the index"
+
+
+def _stored_keys(source: Source, allow_pickle: bool) -> set[str] | None:
+    """The keys the local weight files hold (headers only); None for hub ids or unreadable files."""
+    from pytest_bertprobe.weight_files import read_weight_files
+
+    if source.local_path is None:
+        return None
+    try:
+        return read_weight_files(source.local_path, allow_pickle=allow_pickle).keys
+    except Exception:  # noqa: BLE001 - unreadable weights: loading reports them itself
+        return None

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_bertprobe import probes
+from pytest_bertprobe.loading import first_line
 from pytest_bertprobe.compare import Gap, Mismatch, measure, quote
 from pytest_bertprobe.tolerances import model_dtype, tolerance_for
 
@@ -106,7 +107,7 @@ def open_export(path: Path, label: str, device: Any) -> Export:
         session = onnxruntime.InferenceSession(str(path), options, providers=providers)
     except Exception as error:  # noqa: BLE001 - any load failure is this check's finding
         raise AssertionError(
-            f"ONNX export {label} could not be opened by onnxruntime {onnxruntime.__version__}: {_first_line(error)}\n"
+            f"ONNX export {label} could not be opened by onnxruntime {onnxruntime.__version__}: {first_line(error)}\n"
             "Hint: re-export the checkpoint; check that the file (and its .onnx.data) is complete"
         ) from None
     return Export(
@@ -133,11 +134,6 @@ def quantization_evidence(path: Path) -> str | None:
 
 def _sentences(count: int) -> str:
     return f"{count} sentence{'s' if count != 1 else ''}"
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
 
 
 _NUMPY_TYPES = {"tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(float)": "float32", "tensor(bool)": "bool"}

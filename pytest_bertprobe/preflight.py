@@ -70,6 +70,7 @@ def check_source(source: Source, *, trust_remote_code: bool, allow_pickle: bool)
             f"{label}: folder has no tokenizer (none of {', '.join(TOKENIZER_FILES[:3])}, ...); "
             "save the tokenizer beside the weights (tokenizer.save_pretrained)"
         )
+    _check_shard_index(folder, label)
     _check_tokenizer_class(folder, config, label)
     safetensors = sorted(folder.glob("*.safetensors"))
     pickles = sorted(path for path in folder.iterdir() if path.suffix in PICKLE_SUFFIXES)
@@ -175,6 +176,15 @@ def _read_json(path: Path, label: str, *, missing_ok: bool = False) -> dict[str,
     if not isinstance(value, dict):
         raise CheckpointError(f"{label}: {path.name} is not a JSON object")
     return value
+
+
+def _check_shard_index(folder: Path, label: str) -> None:
+    """A shard index that names an absent shard, or leaves one out, makes the checkpoint unloadable as it is."""
+    from pytest_bertprobe.weight_files import index_problem
+
+    problem = index_problem(folder)
+    if problem:
+        raise CheckpointError(f"{label}: {problem}; re-save the checkpoint (save_pretrained writes shards and index together)")
 
 
 def _check_safetensors_header(path: Path, label: str) -> None:

@@ -8,7 +8,6 @@ over distinct sentences (#4), a tanh pooler stays in [-1, 1], and every output i
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,8 +23,10 @@ from pytest_bertprobe.anatomy import (
     locate_pooler,
     require_checkable_pooler,
 )
+from pytest_bertprobe.fresh_init import linear_fingerprint
 from pytest_bertprobe.loading import Checkpoint
 from pytest_bertprobe.tolerances import model_dtype, tolerance_for
+from pytest_bertprobe.weight_files import read_weight_files
 
 if TYPE_CHECKING:
     import torch
@@ -111,7 +112,7 @@ def inspect_pooler_provenance(
     evidence["initializer_range"] = initializer_range
     with torch.no_grad():
         layers = _linears(pooler, parameters)
-        evidence["layers"] = {prefix: _fingerprint(linear, initializer_range) for prefix, linear in layers}
+        evidence["layers"] = {prefix: linear_fingerprint(linear, initializer_range) for prefix, linear in layers}
     verdict, evidence["why"] = _judge(evidence)
     return PoolerProvenance(verdict, evidence)
 
@@ -154,39 +155,15 @@ def _linears(pooler: torch.nn.Module, parameters: Mapping[str, Any]) -> list[tup
     return found
 
 
-def _fingerprint(linear: torch.nn.Linear, initializer_range: float | None) -> dict[str, Any]:
-    """Fresh-init signs: a bias zero in every unit, a weight std near `initializer_range`."""
-    weight_std = float(linear.weight.detach().float().std())
-    bias = linear.bias
-    return {
-        "bias_all_zero": None if bias is None else bool((bias.detach() == 0).all()),
-        "bias_max_abs": None if bias is None else float(bias.detach().float().abs().max()),
-        "weight_std": weight_std,
-        "weight_std_ratio": weight_std / initializer_range if initializer_range else None,
-    }
-
-
 def _read_pooler_tensors(folder: Path, names: Iterable[str]) -> tuple[str, dict[str, torch.Tensor]]:
     """Read only the named tensors from the folder's safetensors (sharded or not); say which file(s)."""
-    from safetensors import safe_open
-
-    index = folder / "model.safetensors.index.json"
-    if index.is_file():
-        weight_map: dict[str, str] = json.loads(index.read_text())["weight_map"]
-        label = f"{index.name} ({len(set(weight_map.values()))} shards)"
-    elif (folder / "model.safetensors").is_file():
-        with safe_open(str(folder / "model.safetensors"), framework="pt") as handle:
-            weight_map = dict.fromkeys(handle.keys(), "model.safetensors")
-        label = "model.safetensors"
-    else:
-        raise FileNotFoundError(f"no model.safetensors in {folder} (pickle weights are not read)")
-    found = {}
+    files = read_weight_files(folder)
+    chosen = {}
     for name in names:
-        keys = sorted((key for key in weight_map if _names(key, name)), key=len)
+        keys = sorted((key for key in files.keys if _names(key, name)), key=len)
         if keys:
-            with safe_open(str(folder / weight_map[keys[0]]), framework="pt") as handle:
-                found[name] = handle.get_tensor(keys[0])
-    return label, found
+            chosen[keys[0]] = name
+    return files.label, {chosen[key]: tensor for key, tensor in files.tensors(chosen)}
 
 
 def _compare_with_file(folder: Path, parameters: Mapping[str, torch.Tensor]) -> dict[str, Any]:
@@ -345,6 +322,17 @@ def assert_outputs_finite(
     return {"tensors": [name for name, _ in named], "elements": sum(t.numel() for _, t in named), "nonfinite": 0}
 
 
+def nonfinite_parameters(model: PreTrainedModel) -> list[str]:
+    """`name (k of n values)` for each parameter holding NaN/inf."""
+    import torch
+
+    return [
+        f"{name} ({int((~torch.isfinite(p)).sum())} of {p.numel()} values)"
+        for name, p in model.named_parameters()
+        if not bool(torch.isfinite(p).all())
+    ]
+
+
 def _nonfinite_hint(model: PreTrainedModel, first: str, named: Sequence[tuple[str, torch.Tensor]]) -> str:
     import torch
 
@@ -352,11 +340,7 @@ def _nonfinite_hint(model: PreTrainedModel, first: str, named: Sequence[tuple[st
     layers = sum(name.startswith("hidden_states[") for name, _ in named)
     where = {"hidden_states[0]": "the embedding output"}
     where.update({f"hidden_states[{k}]": f"the output of encoder layer {k - 1}" for k in range(1, layers)})
-    parameters = [
-        f"{name} ({int((~torch.isfinite(p)).sum())} of {p.numel()} values)"
-        for name, p in model.named_parameters()
-        if not bool(torch.isfinite(p).all())
-    ]
+    parameters = nonfinite_parameters(model)
     source = (
         f"parameters holding NaN/inf: {', '.join(parameters)}" if parameters
         else "no parameter holds NaN/inf, so an operation overflows (try float32, or check layer-norm eps)"

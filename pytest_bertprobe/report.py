@@ -203,6 +203,8 @@ def collect(report: pytest.TestReport, session: ProbeSession) -> None:
         record.head = str(metrics["head"])
     if "verdict" in metrics and check == "pooler_provenance":
         record.pooler_verdict, record.pooler_evidence = str(metrics["verdict"]), dict(metrics.get("evidence", {}))
+    if check == "weights_loaded" and "look_untrained" in metrics:
+        record.architecture_note, record.untrained_modules = metrics.get("architecture"), list(metrics["look_untrained"])
 
 
 def _first_lines(report: pytest.TestReport, count: int = 3) -> str:
@@ -241,12 +243,13 @@ def _ratio(difference: float, tolerance: float) -> float:
 
 def summary_rows(session: ProbeSession) -> list[tuple[str, ...]]:
     """The table shared by the terminal and Markdown reports: header row first."""
-    rows = [("model", "type", "pooler", "verdict", "head", "passed", "failed", "skipped", "loads", "forward passes", "worst")]
+    rows = [("model", "type", "class", "pooler", "verdict", "head", "passed", "failed", "skipped", "loads", "forward passes", "worst")]
     for record in session.records.values():
         verdicts = list(record.verdicts().values())
         rows.append((
             record.id,
             record.model_type or "-",
+            record.loaded_class or "-",
             "/".join(part for part in (record.pooler_kind, record.pooler_activation) if part) or "-",
             record.pooler_verdict or "-",
             record.head or "-",
@@ -276,6 +279,15 @@ def write_summary(terminal: pytest.TerminalReporter, session: ProbeSession) -> N
             terminal.write_line(
                 f"{record.id}: --bert-budget={plan['budget_seconds']:g}: {plan['max_examples']} generated examples per check "
                 f"(predicted {plan['predicted_seconds']:.0f} s; {plan['seconds_per_example']:.3g} s per example)"
+            )
+        if record.architecture_note:
+            terminal.write_line(f"{record.id}: {record.architecture_note}; audited as {record.loaded_class}")
+        if record.untrained_modules:
+            names = record.untrained_modules
+            shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+            terminal.write_line(
+                f"{record.id}: {shown} look{'s' if len(names) == 1 else ''} freshly initialised "
+                "(besides the pooler; reported, not failed: see weights_loaded in the JSON report)"
             )
         for check in record.checks:
             if verbose or check.outcome in ("failed", "error"):

@@ -43,6 +43,9 @@ def build_json(session: ProbeSession) -> dict[str, Any]:
                 "id": record.id,
                 "path": record.source.location,
                 "model_type": record.model_type or None,
+                "class": record.loaded_class or None,
+                "architecture_note": record.architecture_note,
+                "untrained_modules": record.untrained_modules,
                 "head": record.head or None,
                 "outcome": record.outcome,
                 "pooler": {

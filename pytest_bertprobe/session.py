@@ -31,6 +31,8 @@ class ModelRecord:
     model_type: str = ""
     model_class: str = ""  # the class audited (the bare encoder)
     head_class: str = ""  # the saved architecture with heads, when it has them
+    architecture_note: str | None = None  # why the class loaded is not the one config.architectures names
+    untrained_modules: list[str] = field(default_factory=list)  # besides the pooler: modules that look freshly initialised
     loads: int = 0
     load_seconds: float = 0.0
     forward_passes: int = 0
@@ -41,6 +43,11 @@ class ModelRecord:
     pooler_evidence: dict[str, Any] = field(default_factory=dict)
     checks: list[CheckResult] = field(default_factory=list)
     budget: dict[str, Any] = field(default_factory=dict)  # `--bert-budget`'s plan: example count and its grounds
+
+    @property
+    def loaded_class(self) -> str:
+        """The class loaded from the checkpoint: the head model's when it has heads, else the encoder's."""
+        return self.head_class or self.model_class
 
     @property
     def outcome(self) -> str:

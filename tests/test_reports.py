@@ -67,7 +67,7 @@ def test_json_junit_terminal_and_markdown_tell_the_two_apart(
         "pooler-missing: pooler_provenance: failed: pooler provenance is 'missing', expected 'trained' or 'untrained':",
     ])
     markdown = (pytester.path / "summary.md").read_text(encoding="utf-8")
-    assert "| pooler-missing | bert | standard/tanh | missing |" in markdown and "### Failed checks" in markdown
+    assert "| pooler-missing | bert | BertModel | standard/tanh | missing |" in markdown and "### Failed checks" in markdown
 
 
 def test_xdist_outcomes_equal_the_serial_run(pytester: pytest.Pytester, tiny_checkpoint: Factory, pooler_missing: Path) -> None:
