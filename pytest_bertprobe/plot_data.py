@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from pytest_bertprobe import probes, reference, snapshot, tolerances
 from pytest_bertprobe.anatomy import cls_vector, require_checkable_pooler
 from pytest_bertprobe.compare import quote
-from pytest_bertprobe.invariances import attention_mask, forward_view
+from pytest_bertprobe.invariances import forward_view
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -65,12 +65,13 @@ def padding_errors(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, s
     if len(sentences) < 2:
         return None
     batch_inputs = probes.encode(tokenizer, sentences, model.device)
-    batch_mask = attention_mask(batch_inputs)
+    pad_id = model.config.pad_token_id
+    batch_mask = probes.attention_mask(batch_inputs, pad_id)
     batch_tokens, batch_pooled = forward_view(probes.run(model, batch_inputs), batch_mask)
     points = []
     for row, sentence in enumerate(sentences):
         single = probes.encode(tokenizer, [sentence], model.device)
-        tokens, pooled = forward_view(probes.run(model, single), attention_mask(single))
+        tokens, pooled = forward_view(probes.run(model, single), probes.attention_mask(single, pad_id))
         length = tokens.shape[1]
         error = float((tokens[0].double() - batch_tokens[row, :length].double()).abs().max())
         if pooled is not None and batch_pooled is not None:

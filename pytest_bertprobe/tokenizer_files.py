@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_bertprobe.compare import NotApplicable, quote
-from pytest_bertprobe.loading import _first_line as first_line
+from pytest_bertprobe.loading import first_line
 from pytest_bertprobe.sentences import PROBE_SENTENCES
 from pytest_bertprobe.tokenizer_contract import ContractViolation, _violation
 
