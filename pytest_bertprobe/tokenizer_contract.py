@@ -87,7 +87,7 @@ def input_limit(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> i
     An unset model_max_length (1e30) truncates nothing: `tokenizer_max_length` fails on it, and the other checks
     run on inputs the model can position instead of all crashing on the long probe sentence.
     """
-    return usable_positions(model) if _declared_max_length(tokenizer) is None else None
+    return usable_positions(model) if declared_max_length(tokenizer) is None else None
 
 
 def _working_length(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> int:
