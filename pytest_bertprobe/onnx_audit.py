@@ -233,8 +233,13 @@ def assert_export_agrees(
                "worst_sentence": quote(worst.sentences[worst.gap.max_abs_index[0] if worst.gap.max_abs_index else 0]),
                "not_compared": [name for name in export.outputs if name not in KNOWN_OUTPUTS],
                "ignored_inputs": [name for name in batches[0][1] if name not in export.inputs] if batches else []}  # fmt: skip
+    per_output = {name: max(g.gap.max_abs for g in gaps if g.output == name) for name in compared}
+    metrics["per_output"] = [[name, value] for name, value in per_output.items()]  # the HTML report's plot
+    metrics["diverging_outputs"] = [name for name in compared if any(g.gap.mismatched for g in gaps if g.output == name)]
     if failing:
-        raise Mismatch(_disagreement_message(export, worst, len(failing), gaps, len(batches), metrics), worst.gap)
+        mismatch = Mismatch(_disagreement_message(export, worst, len(failing), gaps, len(batches), metrics), worst.gap)
+        mismatch.metrics = metrics  # type: ignore[attr-defined]  # the report keeps a failure's metrics
+        raise mismatch
     return metrics
 
 

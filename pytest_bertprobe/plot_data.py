@@ -128,3 +128,16 @@ def snapshot_differences(model: PreTrainedModel, tokenizer: PreTrainedTokenizerB
 def _short_layer(name: str) -> str:
     """`layer 3 of 4 (hidden_states[3])` → `layer 3`; `embeddings (hidden_states[0])` → `embeddings`."""
     return name.split(" of ")[0].split(" (")[0]
+
+
+def export_differences(metrics: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Per output of a float ONNX export, the greatest difference to the checkpoint (from onnx_agreement's metrics)."""
+    if not metrics or "per_output" not in metrics:
+        return None  # a quantized export is judged by behaviour, not per output
+    return {
+        "kind": "layer_differences",
+        "series": metrics["per_output"],
+        "diverging": metrics.get("diverging_outputs", []),
+        "atol": metrics.get("atol", 0.0),
+        "against": "the ONNX export",
+    }

@@ -155,7 +155,10 @@ def _attach_outcome_metrics(item: pytest.Item, error: BaseException | None, pass
             _attach(item, {**kept["metrics"], "forward_passes": passes})  # measured before the check found it does not apply
         return
     own = getattr(error, "metrics", None) if isinstance(error, AssertionError) else None  # a failure's numbers describe it
-    metrics = error.gap.metrics() if isinstance(error, Mismatch) else dict(own if isinstance(own, dict) else kept["metrics"])
+    if isinstance(own, dict):
+        metrics = dict(own)
+    else:
+        metrics = error.gap.metrics() if isinstance(error, Mismatch) else dict(kept["metrics"])
     metrics["forward_passes"] = passes
     if isinstance(getattr(error, "bertprobe_head", None), str):
         metrics["head"] = error.bertprobe_head  # type: ignore[union-attr]  # set by heads.py: what the failing head read

@@ -241,3 +241,15 @@ def test_a_sentence_transformers_export_is_compared_with_the_declared_embedding(
 def test_ini_bert_onnx_is_read_relative_to_the_rootdir(pytester: pytest.Pytester, tiny_checkpoint: TinyFactory) -> None:
     pytester.makeini("[pytest]\nbert_onnx = exports/missing.onnx\n")
     assert_usage_error(pytester.runpytest(f"--bert-model={tiny_checkpoint('bert')}"), "ini bert_onnx exports/missing.onnx: no such file; give the path of an .onnx export")
+
+
+def test_the_html_report_draws_each_float_exports_difference_per_output(pytester: pytest.Pytester, tiny_with_exports: Path) -> None:
+    pytest.importorskip("matplotlib")
+    result = pytester.runpytest(f"--bert-model={tiny_with_exports}", *ONLY_ONNX, "--bert-report-html=page.html")
+    result.assert_outcomes(passed=2, failed=2)
+    changed = _checks(pytester)["tiny-onnx/model_changed.onnx"]["metrics"]
+    assert changed["diverging_outputs"] == ["last_hidden_state", "pooler_output"]
+    assert [name for name, _ in changed["per_output"]] == ["last_hidden_state", "pooler_output"]
+    page = (pytester.path / "page.html").read_text(encoding="utf-8")
+    assert page.count("Greatest difference to the ONNX export per output") == 2  # the dynamo and the changed export
+    assert "First diverging: last_hidden_state" in page

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from pytest_bertprobe import onnx_audit, st_pipeline
-from pytest_bertprobe.audit.harness import audit_batches, run_check
+from pytest_bertprobe import onnx_audit, plot_data, st_pipeline
+from pytest_bertprobe.audit.harness import audit_batches, record_plot_data, run_check
 from pytest_bertprobe.embedding import EmbeddingConfigError, UnsupportedPoolingError, resolve_embedding, sentence_embedding
 from pytest_bertprobe.loading import Checkpoint
 from pytest_bertprobe.session import probe_session
@@ -44,4 +44,11 @@ def test_onnx_export_agrees_with_the_checkpoint(
     label = onnx_audit.export_label(bert_onnx_export, bert_checkpoint.source.local_path)
     export = onnx_audit.open_export(bert_onnx_export, label, bert_checkpoint.device)
     batches = audit_batches(request, bert_checkpoint.model, bert_checkpoint.tokenizer)
-    run_check(request, onnx_audit.assert_export_matches, export, bert_checkpoint.model, batches, _declared_embedding(request, bert_checkpoint))
+    measured: Any = None
+    try:
+        measured = run_check(request, onnx_audit.assert_export_matches, export, bert_checkpoint.model, batches, _declared_embedding(request, bert_checkpoint))
+    except AssertionError as failure:
+        measured = getattr(failure, "metrics", None)
+        raise
+    finally:
+        record_plot_data(request, plot_data.export_differences, measured)
