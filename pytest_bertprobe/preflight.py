@@ -31,7 +31,7 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "voca
                    "sentencepiece.bpe.model", "spm.model")  # fmt: skip
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 # What transformers and tokenizers may open in a checkpoint folder: each must be a regular file.
-READ_SUFFIXES = (".json", ".safetensors", ".txt", ".model", *PICKLE_SUFFIXES)
+READ_SUFFIXES = (".json", ".safetensors", ".txt", ".model", ".onnx", *PICKLE_SUFFIXES)
 MAX_JSON_DEPTH = 64  # real configs nest 3 or 4 levels; Python's json recursion limit is near 1000
 _DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
                 "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}  # fmt: skip
@@ -46,10 +46,11 @@ def check_source(source: Source, *, trust_remote_code: bool, allow_pickle: bool)
     config = _read_json(source.config_file, label)
     folder = source.local_path
     if folder is not None:
-        # Top-level files, and sentence-transformers' module configs (1_Pooling/config.json) one level down.
-        for entry in sorted([*folder.iterdir(), *folder.glob("*/config.json")]):
+        # Top-level files, and one level down what the audit may open there: sentence-transformers' modules
+        # (1_Pooling/config.json, 2_Dense/model.safetensors) and ONNX exports (onnx/model.onnx).
+        for entry in sorted([*folder.iterdir(), *folder.glob("*/*")]):
             if entry.suffix in READ_SUFFIXES:
-                _require_regular_file(entry, label)
+                _require_regular_file(entry, label, entry.relative_to(folder).as_posix())
     for path in (source.config_file, folder / "tokenizer_config.json" if folder else None):
         if path is not None and not trust_remote_code and "auto_map" in _read_json(path, label, missing_ok=True):
             name = path.name
@@ -125,12 +126,12 @@ def check_device(requested: str) -> None:
         resolve_device(requested)
 
 
-def _require_regular_file(path: Path, label: str) -> None:
+def _require_regular_file(path: Path, label: str, shown: str | None = None) -> None:
     """Refuse, before any open, what is not a readable regular file: an open of a named pipe blocks forever."""
     problem = _file_type_problem(path)
     if problem:
         raise CheckpointError(
-            f"{label}: {path.name} {problem}; a checkpoint's files must be readable regular files (re-download or re-save it)"
+            f"{label}: {shown or path.name} {problem}; a checkpoint's files must be readable regular files (re-download or re-save it)"
         )
 
 

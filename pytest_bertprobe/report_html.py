@@ -82,7 +82,7 @@ def _overview(records: list[ModelRecord]) -> str:
         rows.append(
             f'<tr class="verdict-{record.outcome}"><td><a href="#model-{escape(record.id)}">{escape(record.id)}</a></td>'
             + "".join(f"<td>{escape(str(cell))}</td>" for cell in (
-                record.model_type or "-", record.model_class or "-", _pooler(record), record.pooler_verdict or "-",
+                record.model_type or "-", record.loaded_class or "-", _pooler(record), record.pooler_verdict or "-",
                 record.head or record.head_class or "none", counts["passed"], counts["failed"], counts["skipped"], record.forward_passes,
                 worst_metric(record),
             ))  # fmt: skip
@@ -101,7 +101,7 @@ def _model_section(record: ModelRecord) -> str:
     ]
     evidence = record.pooler_evidence.get("why") or record.pooler_evidence.get("reason")
     parts.append(_key_values({
-        "type": record.model_type or "-", "class audited": record.model_class or "-", "head": record.head or record.head_class or "none",
+        "type": record.model_type or "-", "class audited": record.loaded_class or "-", "head": record.head or record.head_class or "none",
         "pooler": _pooler(record), "pooler provenance": record.pooler_verdict or "-", **({"provenance evidence": evidence} if evidence else {}),
         **{outcome: count for outcome, count in _counts(record).items()}, "forward passes": record.forward_passes,
         "closest to its tolerance": worst_metric(record),

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+    from pytest_bertprobe.loading import Source
+
 FORMAT = "pytest-bertprobe snapshot 1"
 EMBEDDINGS = ("cls", "pooler", "mean")
 UPDATE_HINT = "if the change is intended, rewrite the snapshot: pytest --bert-snapshot-update"
@@ -37,6 +39,21 @@ class SnapshotError(AssertionError):
 def snapshot_path(folder: Path, checkpoint_id: str) -> Path:
     """`folder/<checkpoint id>.json`, with hub ids' slashes made safe for a file name."""
     return folder / (re.sub(r"[^\w.-]+", "--", checkpoint_id) + ".json")
+
+
+def snapshot_name(source: Source, rootdir: Path) -> str:
+    """The checkpoint's own name for its snapshot, whatever else the run audits (test ids widen only on a clash).
+
+    A hub id (and revision); a folder under the rootdir by its relative path, so a clone elsewhere finds the
+    snapshot it committed; any other folder by its name and a hash of where it is.
+    """
+    if source.local_path is None:
+        return f"{source.hub_id}@{source.revision}" if source.revision else str(source.hub_id)
+    try:
+        return "-".join(source.local_path.relative_to(rootdir.resolve()).parts) or source.local_path.name
+    except ValueError:
+        digest = hashlib.blake2b(str(source.local_path).encode(), digest_size=3).hexdigest()
+        return f"{source.local_path.name}-{digest}"
 
 
 def take_snapshot(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, sentences: Sequence[str] = PROBE_SENTENCES) -> dict[str, Any]:

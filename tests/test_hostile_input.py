@@ -78,6 +78,19 @@ def test_tokenizer_file_that_is_a_fifo_is_refused(pytester: pytest.Pytester, ber
     assert_usage_error(result, "*: tokenizer.json is a named pipe (FIFO), not a regular file; *")
 
 
+@pytest.mark.parametrize("place", ["onnx/model.onnx", "model.onnx", "2_Dense/model.safetensors"])
+def test_files_one_level_down_that_are_a_fifo_or_a_loop_are_refused(pytester: pytest.Pytester, bert_copy: Path, place: str) -> None:
+    """What the audit opens besides the weights (ONNX exports, sentence-transformers modules) never blocks either."""
+    target = bert_copy / place
+    target.parent.mkdir(exist_ok=True)
+    os.mkfifo(target)
+    fifo = pytester.runpytest_subprocess(f"--bert-model={bert_copy}", timeout=60)  # a hang would time out, not hang the suite
+    assert_usage_error(fifo, f"*: {place} is a named pipe (FIFO), not a regular file; *")
+    target.unlink()
+    target.symlink_to(target.name)  # a link to itself
+    assert_usage_error(pytester.runpytest(f"--bert-model={bert_copy}"), f"*: {place} is a symlink that leads nowhere (*")
+
+
 def test_unreadable_weights(pytester: pytest.Pytester, bert_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Root reads any file whatever its mode, so the denial is planted where the preflight opens the file.
     weights = bert_copy / "model.safetensors"

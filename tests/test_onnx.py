@@ -253,3 +253,13 @@ def test_the_html_report_draws_each_float_exports_difference_per_output(pytester
     page = (pytester.path / "page.html").read_text(encoding="utf-8")
     assert page.count("Greatest difference to the ONNX export per output") == 2  # the dynamo and the changed export
     assert "First diverging: last_hidden_state" in page
+
+
+def test_a_broken_modules_json_fails_the_embedding_contract_once_not_the_export(
+    pytester: pytest.Pytester, tiny_with_exports: Path, tmp_path: Path
+) -> None:
+    folder = Path(shutil.copytree(tiny_with_exports, tmp_path / "broken", ignore=shutil.ignore_patterns("model_*.onnx")))
+    (folder / "modules.json").write_text('[{"idx": 0,', encoding="utf-8")
+    result = pytester.runpytest(f"--bert-model={folder}", "-p", "no:cacheprovider", "-k", "onnx_export or declared_sentence_embedding")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*: embedding_contract: failed: *modules.json: sentence-transformers* module list is not valid JSON*"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 from collections.abc import Callable
@@ -99,11 +100,29 @@ def test_same_named_folders_get_distinct_ids_in_any_order(pytester: pytest.Pytes
     second = Path(shutil.copytree(tiny_checkpoint("bert", seed=1), tmp_path / "two" / "tiny"))
     written = pytester.runpytest(f"--bert-model={first}", f"--bert-model={second}", "--bert-snapshot-update", "-k", "golden_snapshot")
     written.assert_outcomes(passed=2)
-    assert sorted(path.name for path in (pytester.path / "bertprobe-snapshots").iterdir()) == ["one-tiny.json", "two-tiny.json"]
+    names = sorted(path.name for path in (pytester.path / "bertprobe-snapshots").iterdir())
+    assert len(names) == 2 and all(re.fullmatch(r"tiny-[0-9a-f]{6}\.json", name) for name in names)
     swapped = pytester.runpytest(f"--bert-model={second}", f"--bert-model={first}", "-k", "golden_snapshot", "-v")
     swapped.assert_outcomes(passed=2)  # each compares with its own snapshot (the weights differ: a swap would fail)
     for checkpoint_id in ("one-tiny", "two-tiny"):
         swapped.stdout.fnmatch_lines([f"*golden_snapshot[[]{checkpoint_id}[]] PASSED*"])
+
+
+def test_a_snapshot_written_alone_is_found_beside_a_same_named_checkpoint(
+    pytester: pytest.Pytester, tiny_checkpoint: Factory, tmp_path: Path
+) -> None:
+    first = Path(shutil.copytree(tiny_checkpoint("bert"), tmp_path / "one" / "tiny"))
+    second = Path(shutil.copytree(tiny_checkpoint("bert", seed=1), tmp_path / "two" / "tiny"))
+    pytester.runpytest(f"--bert-model={first}", "--bert-snapshot-update", "-k", "golden_snapshot").assert_outcomes(passed=1)
+    together = pytester.runpytest(f"--bert-model={first}", f"--bert-model={second}", "-k", "golden_snapshot", "-v", "-rs")
+    together.assert_outcomes(passed=1, skipped=1)  # the test id widens to one-tiny; the snapshot's name does not
+    together.stdout.fnmatch_lines(["*golden_snapshot[[]one-tiny[]] PASSED*"])
+
+
+def test_a_checkpoint_under_the_rootdir_names_its_snapshot_by_its_relative_path(pytester: pytest.Pytester, tiny_checkpoint: Factory) -> None:
+    folder = Path(shutil.copytree(tiny_checkpoint("bert"), pytester.path / "models" / "tiny"))
+    pytester.runpytest(f"--bert-model={folder}", "--bert-snapshot-update", "-k", "golden_snapshot").assert_outcomes(passed=1)
+    assert [path.name for path in (pytester.path / "bertprobe-snapshots").iterdir()] == ["models-tiny.json"]
 
 
 def test_one_folder_spelled_three_ways_is_one_model(pytester: pytest.Pytester, tiny_checkpoint: Factory, tmp_path: Path) -> None:

@@ -23,10 +23,11 @@ def _declared_embedding(request: pytest.FixtureRequest, checkpoint: Checkpoint) 
 
     try:
         kind = resolve_embedding(probe_session(request.config).settings.embedding, checkpoint.source.local_path).kind
+        normalized = st_pipeline.normalizes(checkpoint.source.local_path)
     except (EmbeddingConfigError, UnsupportedPoolingError):
-        kind = "mean"  # embedding_contract reports the config; exports are still compared
+        kind, normalized = "mean", False  # embedding_contract reports the config; exports are still compared
     embed = functools.partial(sentence_embedding, kind)
-    if not st_pipeline.normalizes(checkpoint.source.local_path):
+    if not normalized:
         return embed
     return lambda forward, mask: torch.nn.functional.normalize(embed(forward, mask).float(), dim=-1)
 

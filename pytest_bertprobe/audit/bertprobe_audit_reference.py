@@ -37,7 +37,8 @@ def test_agrees_with_the_reference_layer_by_layer(
 def test_matches_its_golden_snapshot(request: pytest.FixtureRequest, bert_checkpoint: Checkpoint, bert_model: Any) -> None:
     """The probe sentences' embeddings, the config and the weights are what the snapshot recorded."""
     settings = probe_session(request.config).settings
-    path = snapshot.snapshot_path(request.config.rootpath / settings.snapshot_dir, bert_checkpoint.id)
+    name = snapshot.snapshot_name(bert_checkpoint.source, request.config.rootpath)
+    path = snapshot.snapshot_path(request.config.rootpath / settings.snapshot_dir, name)
     if settings.snapshot_update:
 
         def write() -> dict[str, Any]:
