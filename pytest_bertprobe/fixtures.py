@@ -41,6 +41,7 @@ def bert_checkpoint(request: pytest.FixtureRequest) -> Iterator[loading.Checkpoi
     record.model_type = checkpoint.model_type
     record.model_class = type(checkpoint.model).__name__
     record.head_class = type(checkpoint.head_model).__name__ if checkpoint.head_model is not None else ""
+    record.device = str(checkpoint.device)
     probes.share_forward_passes(checkpoint.model, checkpoint.tokenizer)
     yield checkpoint
     record.forward_passes = probes.forward_passes(checkpoint.model)

@@ -13,6 +13,7 @@ from pytest_bertprobe import probes, reference, snapshot, tolerances
 from pytest_bertprobe.anatomy import cls_vector, require_checkable_pooler
 from pytest_bertprobe.compare import quote
 from pytest_bertprobe.invariances import forward_view
+from pytest_bertprobe.tokenizer_contract import input_limit
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -64,13 +65,14 @@ def padding_errors(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, s
     """Per sentence length (tokens), the greatest difference between the sentence alone and its padded row."""
     if len(sentences) < 2:
         return None
-    batch_inputs = probes.encode(tokenizer, sentences, model.device)
+    limit = input_limit(model, tokenizer)  # the inputs the check itself ran
+    batch_inputs = probes.encode(tokenizer, sentences, model.device, max_length=limit)
     pad_id = model.config.pad_token_id
     batch_mask = probes.attention_mask(batch_inputs, pad_id)
     batch_tokens, batch_pooled = forward_view(probes.run(model, batch_inputs), batch_mask)
     points = []
     for row, sentence in enumerate(sentences):
-        single = probes.encode(tokenizer, [sentence], model.device)
+        single = probes.encode(tokenizer, [sentence], model.device, max_length=limit)
         tokens, pooled = forward_view(probes.run(model, single), probes.attention_mask(single, pad_id))
         length = tokens.shape[1]
         error = float((tokens[0].double() - batch_tokens[row, :length].double()).abs().max())
@@ -90,8 +92,10 @@ def layer_differences(
     stored_dtypes: Sequence[str | None] = (),
 ) -> dict[str, Any] | None:
     """Greatest difference to the reference per output, embeddings to pooler, and which outputs diverge."""
-    inputs = probes.encode(tokenizer, sentences, model.device)
-    reference_inputs = probes.encode(reference_tokenizer, sentences, reference_model.device)
+    inputs = probes.encode(tokenizer, sentences, model.device, max_length=input_limit(model, tokenizer))
+    reference_inputs = probes.encode(
+        reference_tokenizer, sentences, reference_model.device, max_length=input_limit(reference_model, reference_tokenizer)
+    )
     if inputs["input_ids"].shape != reference_inputs["input_ids"].shape:
         return None  # the tokenizers disagree: reference_agreement says where, and no layer was compared
     dtype = reference.comparison_dtype(model, reference_model, stored=stored_dtypes)

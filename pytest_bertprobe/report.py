@@ -21,7 +21,7 @@ CHECK_PROPERTY = "bertprobe.check"
 METRICS_PROPERTY = "bertprobe.metrics"
 STATE_PROPERTY = "bertprobe.state"
 _STATE_FIELDS = (
-    "model_type", "model_class", "head_class", "pooler_kind", "pooler_activation", "loads", "load_seconds", "forward_passes", "budget",
+    "model_type", "model_class", "head_class", "device", "pooler_kind", "pooler_activation", "loads", "load_seconds", "forward_passes", "budget",
 )  # fmt: skip
 
 

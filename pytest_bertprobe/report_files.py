@@ -35,7 +35,8 @@ def build_json(session: ProbeSession) -> dict[str, Any]:
             "python": platform.python_version(),
             "torch": _installed("torch"),
             "transformers": _installed("transformers"),
-            "device": settings.device,
+            # Where the checkpoints ran (`auto` resolved); the option's value when none loaded.
+            "device": ", ".join(sorted({record.device for record in session.records.values() if record.device})) or settings.device,
             "dtype": settings.dtype,
         },
         "models": [

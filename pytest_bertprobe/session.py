@@ -31,6 +31,7 @@ class ModelRecord:
     model_type: str = ""
     model_class: str = ""  # the class audited (the bare encoder)
     head_class: str = ""  # the saved architecture with heads, when it has them
+    device: str = ""  # where it ran (`--bert-device=auto` resolved)
     architecture_note: str | None = None  # why the class loaded is not the one config.architectures names
     untrained_modules: list[str] = field(default_factory=list)  # besides the pooler: modules that look freshly initialised
     loads: int = 0

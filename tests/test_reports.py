@@ -52,6 +52,7 @@ def test_json_junit_terminal_and_markdown_tell_the_two_apart(
     assert models["pooler-missing"]["pooler"]["evidence"]["missing_at_load"] == ["pooler.dense.bias", "pooler.dense.weight"]
     assert models["bert"]["loads"] == models["pooler-missing"]["loads"] == 1
     assert set(report["environment"]) == {"python", "torch", "transformers", "device", "dtype"}
+    assert report["environment"]["device"] == "cpu"  # where it ran (auto resolved), also from xdist workers
     failed = {check["check"] for check in report["checks"] if check["outcome"] == "failed"}
     assert failed == {"pooler_provenance"} and all(c["model"] == "pooler-missing" for c in report["checks"] if c["outcome"] == "failed")
 
