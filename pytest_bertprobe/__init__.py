@@ -45,7 +45,8 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     ),
     "pytest_bertprobe.snapshot": ("take_snapshot", "write_snapshot", "read_snapshot", "assert_matches_snapshot"),
     "pytest_bertprobe.anatomy": ("NoPoolerError", "PoolerAnatomy", "PoolerKind", "locate_pooler", "describe_pooler"),
-    "pytest_bertprobe.compare": ("Gap", "Tolerance", "Mismatch", "NotApplicable"),
+    "pytest_bertprobe.compare": ("Gap", "Tolerance"),
+    "pytest_bertprobe.errors": ("CheckFailure", "Mismatch", "NotApplicable"),
     "pytest_bertprobe.sentences": ("SEED_SENTENCES", "PROBE_SENTENCES"),
 }  # fmt: skip
 _LAZY = {name: module for module, names in _EXPORTS.items() for name in names}

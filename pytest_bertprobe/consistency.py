@@ -8,7 +8,8 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from pytest_bertprobe import compare, compat, probes
-from pytest_bertprobe.invariances import NotApplicable, assert_outputs_agree, forward_view
+from pytest_bertprobe.errors import NotApplicable
+from pytest_bertprobe.invariances import assert_outputs_agree, forward_view
 from pytest_bertprobe.tolerances import model_dtype, tolerance_for
 
 if TYPE_CHECKING:

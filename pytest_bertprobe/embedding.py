@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_bertprobe import compare, probes
-from pytest_bertprobe.compare import NotApplicable
 from pytest_bertprobe.anatomy import locate_pooler
+from pytest_bertprobe.errors import CheckFailure, NotApplicable
 from pytest_bertprobe.tolerances import dtype_name, tolerance_for
 
 if TYPE_CHECKING:
@@ -189,7 +189,7 @@ def assert_embedding_contract(
     forward = probes.run(model, inputs)
     dtype = dtype_name(forward.last_hidden_state.dtype)
     if spec.kind == "pooler" and forward.pooler_output is None:
-        raise AssertionError(
+        raise CheckFailure(
             f"pooler sentence embedding cannot be computed: {type(model).__name__} returned pooler_output=None "
             f"({locate_pooler(model).reason or 'no pooler output'}).\nDeclared by: {spec.source}\n"
             "Hint: consumers that read pooler_output get None or crash; use --bert-embedding=cls or mean"

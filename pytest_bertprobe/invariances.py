@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pytest_bertprobe import compare, compat, probes
-from pytest_bertprobe.compare import NotApplicable
+from pytest_bertprobe.errors import CheckFailure, NotApplicable
 from pytest_bertprobe.sentences import PROBE_SENTENCES
 from pytest_bertprobe.tokenizer_contract import input_limit
 from pytest_bertprobe.tolerances import model_dtype, tolerance_for
@@ -52,7 +52,7 @@ def assert_outputs_agree(
     (tokens, pooled), (expected_tokens, expected_pooled) = actual, expected
     parts = [("last_hidden_state[:, 0] ([CLS])", tokens[:, 0], expected_tokens[:, 0])]
     if (pooled is None) != (expected_pooled is None):
-        raise AssertionError(f"{claim}: pooler_output is None on one side only\nHint: {hint}")
+        raise CheckFailure(f"{claim}: pooler_output is None on one side only\nHint: {hint}")
     if pooled is not None and expected_pooled is not None:
         parts.append(("pooler_output", pooled, expected_pooled))
     parts.append(("last_hidden_state at real tokens", tokens, expected_tokens))
@@ -89,7 +89,7 @@ def assert_hidden_states_consistent(
         raise NotApplicable(f"{name} ({model_type}) returns more than num_hidden_layers + 1 hidden states by design")
     layers, count = int(model.config.num_hidden_layers), len(forward.hidden_states)
     if count != layers + 1:
-        raise AssertionError(
+        raise CheckFailure(
             f"len(hidden_states) == config.num_hidden_layers + 1: {count} != {layers + 1}\n"
             f"{name} returned {count} hidden states (the embeddings and one per layer run), "
             f"but its config declares num_hidden_layers={layers}\n"
@@ -191,7 +191,7 @@ def assert_padding_invariant(
         tokens, pooled = forward_view(probes.run(model, single_inputs), probes.attention_mask(single_inputs, tokenizer.pad_token_id))
         length, batch_length = tokens.shape[1], int(batch_mask[row].sum())
         if length != batch_length:
-            raise AssertionError(
+            raise CheckFailure(
                 f"sentence {row}: {sentence!r} has {length} tokens alone but {batch_length} in the padded batch\n"
                 "Hint: the tokenizer's truncation or special tokens depend on the batch"
             )

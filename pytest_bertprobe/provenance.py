@@ -23,6 +23,7 @@ from pytest_bertprobe.anatomy import (
     locate_pooler,
     require_checkable_pooler,
 )
+from pytest_bertprobe.errors import CheckFailure
 from pytest_bertprobe.fresh_init import linear_fingerprint
 from pytest_bertprobe.loading import Checkpoint
 from pytest_bertprobe.tolerances import model_dtype, tolerance_for
@@ -227,7 +228,7 @@ def require_verdict(provenance: PoolerProvenance, accept: Collection[str], *, hi
         raise NoPoolerError(provenance.evidence.get("why", f"pooler {provenance.verdict}"))
     if provenance.verdict not in accept:
         advice = hint or _HINTS.get(provenance.verdict, "")
-        raise AssertionError(
+        raise CheckFailure(
             f"pooler provenance is {provenance.verdict!r}, expected {' or '.join(map(repr, accept))}:\n"
             f"{provenance.explain()}" + (f"\nHint: {advice}" if advice else "")
         )

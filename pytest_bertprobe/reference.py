@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_bertprobe import probes, tolerances
 from pytest_bertprobe.compare import Gap, Tolerance, assert_close, measure, quote
+from pytest_bertprobe.errors import CheckFailure
 from pytest_bertprobe.tokenizer_contract import input_limit
 
 if TYPE_CHECKING:
@@ -127,13 +128,12 @@ def assert_checkpoints_agree(
     agreement = Agreement(gaps, dtype)
     settings = config_differences(model.config, reference.config)
     if settings:
-        failure = AssertionError(
+        raise CheckFailure(
             f"Checkpoint vs reference: every output agrees at {dtype} tolerances on these sentences, "
             "but the configs differ:\n  " + "\n  ".join(settings) + "\nHint: each of these changes the network's "
-            "math (on other inputs, or beyond these tiny gaps); make config.json match the original's"
+            "math (on other inputs, or beyond these tiny gaps); make config.json match the original's",
+            metrics={**agreement.metrics(), "config_differences": settings},
         )
-        failure.metrics = {**agreement.metrics(), "config_differences": settings}  # type: ignore[attr-defined]
-        raise failure
     return agreement
 
 
@@ -225,14 +225,14 @@ def _real_tokens(output: torch.Tensor, mask: torch.Tensor | None) -> torch.Tenso
 def _assert_same_structure(ours: dict[str, torch.Tensor], theirs: dict[str, torch.Tensor]) -> None:
     __tracebackhide__ = True
     if list(ours) != list(theirs):
-        raise AssertionError(
+        raise CheckFailure(
             f"Checkpoint vs reference: the outputs differ in kind: {len(ours) - 2} layers here and "
             f"{len(theirs) - 2} in the reference ({', '.join(ours)} vs {', '.join(theirs)})"
             "\nHint: the reference must be the same architecture; pruned or distilled copies are new models"
         )
     for name, output in ours.items():
         if output.shape != theirs[name].shape:
-            raise AssertionError(
+            raise CheckFailure(
                 f"Checkpoint vs reference, {name}: shapes differ: {tuple(output.shape)} here, "
                 f"{tuple(theirs[name].shape)} in the reference\nHint: compare hidden_size and the configs"
             )
@@ -299,9 +299,7 @@ def _assert_same_ids(
                 "Hint: the outputs were not compared, since the models would read different tokens; "
                 "save the original tokenizer with the converted weights",
             ]
-            failure = AssertionError("\n".join(lines))
-            failure.metrics = {"tokens": key, "sentence": row, "position": position}  # type: ignore[attr-defined]
-            raise failure
+            raise CheckFailure("\n".join(lines), metrics={"tokens": key, "sentence": row, "position": position})
 
 
 def real_ids(tensor: torch.Tensor, inputs: Mapping[str, torch.Tensor], row: int) -> list[int]:

@@ -19,6 +19,7 @@ from pytest_bertprobe import probes, reference, tolerances
 from pytest_bertprobe.atomic import write_text_atomic
 from pytest_bertprobe.compare import Gap, Tolerance, assert_close, measure
 from pytest_bertprobe.embedding import sentence_embedding
+from pytest_bertprobe.errors import CheckFailure, SnapshotError
 from pytest_bertprobe.sentences import PROBE_SENTENCES
 
 if TYPE_CHECKING:
@@ -28,10 +29,6 @@ if TYPE_CHECKING:
 FORMAT = "pytest-bertprobe snapshot 1"
 EMBEDDINGS = ("cls", "pooler", "mean")
 UPDATE_HINT = "if the change is intended, rewrite the snapshot: pytest --bert-snapshot-update"
-
-
-class SnapshotError(AssertionError):
-    """A snapshot file that cannot be read; the message says which and how to fix it."""
 
 
 def snapshot_path(folder: Path, checkpoint_id: str) -> Path:
@@ -81,12 +78,12 @@ def read_snapshot(path: Path) -> dict[str, Any]:
     try:
         snapshot = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise SnapshotError(f"Snapshot {path} cannot be read ({error})\nHint: {UPDATE_HINT}") from None
+        raise SnapshotError(f"Snapshot {path} cannot be read ({error})", hint=UPDATE_HINT) from None
     if not isinstance(snapshot, dict) or snapshot.get("format") != FORMAT:
-        raise SnapshotError(f"Snapshot {path} is not a {FORMAT!r} file\nHint: {UPDATE_HINT}")
+        raise SnapshotError(f"Snapshot {path} is not a {FORMAT!r} file", hint=UPDATE_HINT)
     problem = _malformed(snapshot)
     if problem:
-        raise SnapshotError(f"Snapshot {path} is malformed: {problem}\nHint: {UPDATE_HINT}")
+        raise SnapshotError(f"Snapshot {path} is malformed: {problem}", hint=UPDATE_HINT)
     return snapshot
 
 
@@ -124,9 +121,9 @@ def assert_matches_snapshot(
     now_ids = [reference.real_ids(inputs["input_ids"], inputs, row) for row in range(len(sentences))]
     for row, (then, now) in enumerate(zip(snapshot["input_ids"], now_ids)):
         if then != now:
-            raise AssertionError(
-                f"Tokenizer changed since the snapshot: sentence {row} {sentences[row]!r} was {then}, now {now}"
-                f"\nHint: the embeddings were not compared, since the model reads different tokens; {UPDATE_HINT}"
+            raise CheckFailure(
+                f"Tokenizer changed since the snapshot: sentence {row} {sentences[row]!r} was {then}, now {now}",
+                hint=f"the embeddings were not compared, since the model reads different tokens; {UPDATE_HINT}",
             )
     dtype, tolerance = _comparison(model, snapshot, atol=atol, rtol=rtol)
     same_dtype = tolerances.model_dtype(model) == snapshot["dtype"]
@@ -134,7 +131,7 @@ def assert_matches_snapshot(
     gaps: dict[str, Gap] = {}
     for kind, vector in _embeddings(model, inputs).items():
         if kind not in snapshot["embeddings"]:
-            raise AssertionError(f"Snapshot has no {kind} embedding, but the model now has a pooler\nHint: {UPDATE_HINT}")
+            raise CheckFailure(f"Snapshot has no {kind} embedding, but the model now has a pooler", hint=UPDATE_HINT)
         expected = _decode_tensor(snapshot["embeddings"][kind])
         gaps[kind] = measure(vector, expected, tolerance)
         if gaps[kind].mismatched:
@@ -143,9 +140,9 @@ def assert_matches_snapshot(
                 sentences=sentences, details=[f"Compared at {dtype} tolerances.", *changes], hint=UPDATE_HINT,
             )  # fmt: skip
     if snapshot.get("embeddings", {}).keys() - gaps.keys():
-        raise AssertionError(f"Snapshot has a pooler embedding, but the model now has no pooler\nHint: {UPDATE_HINT}")
+        raise CheckFailure("Snapshot has a pooler embedding, but the model now has no pooler", hint=UPDATE_HINT)
     if changed:
-        raise AssertionError("Checkpoint vs its snapshot: the embeddings agree, but\n" + "\n".join(changes) + f"\nHint: {UPDATE_HINT}")
+        raise CheckFailure("Checkpoint vs its snapshot: the embeddings agree, but", details=changes, hint=UPDATE_HINT)
     worst = max(gaps.values(), key=lambda gap: gap.max_abs)
     return {**worst.metrics(), "compared_at": dtype, "embeddings": {kind: gap.max_abs for kind, gap in gaps.items()}}
 

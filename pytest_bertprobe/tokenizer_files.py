@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_bertprobe.compare import NotApplicable, quote
+from pytest_bertprobe.compare import quote
+from pytest_bertprobe.errors import NotApplicable
 from pytest_bertprobe.loading import first_line
 from pytest_bertprobe.sentences import PROBE_SENTENCES
 from pytest_bertprobe.tokenizer_contract import ContractViolation, _violation

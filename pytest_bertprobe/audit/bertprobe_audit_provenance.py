@@ -15,7 +15,8 @@ import pytest
 from pytest_bertprobe import loading, plot_data, probes
 from pytest_bertprobe.anatomy import require_checkable_pooler
 from pytest_bertprobe.audit.harness import encode_batch, given_batches, record_plot_data, run_check
-from pytest_bertprobe.compare import Gap, NotApplicable
+from pytest_bertprobe.compare import Gap
+from pytest_bertprobe.errors import NotApplicable
 from pytest_bertprobe.provenance import (
     assert_outputs_finite,
     assert_pooler_in_tanh_range,

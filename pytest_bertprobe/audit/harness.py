@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 
 from pytest_bertprobe import probes
 from pytest_bertprobe.audit.budget import Plan, plan_examples
-from pytest_bertprobe.compare import NotApplicable
+from pytest_bertprobe.errors import CheckFailure, NotApplicable
 from pytest_bertprobe.forward_failure import ForwardError
 from pytest_bertprobe.report import FAILING_BATCH_ATTRIBUTE, record_plot, record_result
 from pytest_bertprobe.sentences import ADVERSARIAL_SENTENCES, LONG_SENTENCE, PROBE_SENTENCES, SEED_SENTENCES
@@ -211,20 +211,16 @@ def record_plot_data(request: pytest.FixtureRequest, compute: Callable[..., dict
         record_plot(request.node, data)
 
 
-def owned_failure(request: pytest.FixtureRequest, crash: ForwardError) -> AssertionError:
+def owned_failure(request: pytest.FixtureRequest, crash: ForwardError) -> CheckFailure:
     """The failure to raise when this check owns the crashed pass; otherwise skip, pointing at the owner."""
     marker = request.node.get_closest_marker("bertprobe_audit")
     check = marker.kwargs.get("check") if marker is not None else None
     if check != crash.owner:
         pytest.skip(crash.skip_reason)
-    failure = AssertionError(str(crash))
-    failure.metrics = crash.metrics  # type: ignore[attr-defined]
-    return failure
+    return CheckFailure(str(crash), metrics=crash.metrics)
 
 
 def _keep_failure(request: pytest.FixtureRequest, failure: AssertionError, sentences: Sequence[str] | None) -> None:
-    if isinstance(getattr(failure, "metrics", None), dict):
-        record_result(request.node, failure.metrics)  # type: ignore[attr-defined]
     if sentences is not None:
         # On the exception itself: Hypothesis reports the minimal (or first explicit) example's exception.
         setattr(failure, FAILING_BATCH_ATTRIBUTE, list(sentences))
