@@ -161,7 +161,7 @@ def embedding_differences(model: PreTrainedModel, tokenizer: PreTrainedTokenizer
 def _comparison(model: PreTrainedModel, snapshot: dict[str, Any], **tolerance: float | None) -> tuple[str, Tolerance]:
     """The dtype a comparison with `snapshot` runs at (the lower precision of then and now) and its tolerance."""
     dtype = tolerances.lowest_precision(tolerances.model_dtype(model), snapshot["dtype"])
-    return dtype, tolerances.tolerance_for(reference.CHECK, dtype, **tolerance)
+    return dtype, tolerances.tolerance_for("golden_snapshot", dtype, **tolerance)
 
 
 def tensor_hashes(model: PreTrainedModel) -> dict[str, str]:

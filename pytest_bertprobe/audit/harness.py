@@ -15,29 +15,17 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 
 from pytest_bertprobe import probes
 from pytest_bertprobe.audit.budget import Plan, plan_examples
+from pytest_bertprobe.catalogue import BY_NAME, EXPLICIT_BATCHES, KERNEL_BATCHES
 from pytest_bertprobe.errors import CheckFailure, NotApplicable
 from pytest_bertprobe.forward_failure import ForwardError
 from pytest_bertprobe.report import FAILING_BATCH_ATTRIBUTE, record_plot, record_result
-from pytest_bertprobe.sentences import ADVERSARIAL_SENTENCES, LONG_SENTENCE, PROBE_SENTENCES, SEED_SENTENCES
+from pytest_bertprobe.sentences import PROBE_SENTENCES, SEED_SENTENCES
 from pytest_bertprobe.session import probe_session
 from pytest_bertprobe.strategies import Sentence, audit_sentences, batches, materialize
 from pytest_bertprobe.tokenizer_contract import input_limit
 
 AUDIT_SEED = 1560  # one seed for every audit test: the same generated batches, so shared forward passes
 AUDIT_PROFILE = "bertprobe-audit"
-# Each probe sentence alone, first: they pass on a healthy checkpoint whatever the batching, so a fault
-# that needs padding is left to the generated batches, which Hypothesis shrinks to the minimal one.
-EXPLICIT_BATCHES: tuple[tuple[str, ...], ...] = tuple((sentence,) for sentence in PROBE_SENTENCES + ADVERSARIAL_SENTENCES)
-# Attention kernels differ by shape, not by text: the generated batches, the shortest input and one cut at the
-# model's maximum length (where sdpa may take another backend) cover them, at 2 eager passes instead of 19.
-KERNEL_BATCHES: tuple[tuple[str, ...], ...] = (("",), (LONG_SENTENCE,))
-_EXPLICIT_BY_CHECK: dict[str, tuple[tuple[str, ...], ...]] = {
-    "eager_matches_sdpa": KERNEL_BATCHES,
-    # A sentence alone has no padding, nothing under the mask and no neighbour: these would compare a pass with itself.
-    "padding_invariance": (),
-    "masked_content_invariance": (),
-    "permutation_equivariance": (),
-}
 
 settings.register_profile(
     AUDIT_PROFILE,
@@ -66,8 +54,8 @@ def audit_settings() -> settings:
 
 
 def explicit_batches(check: str) -> tuple[tuple[str, ...], ...]:
-    """The batches a check runs before the generated ones: each probe sentence alone, fewer where text does not matter."""
-    return _EXPLICIT_BY_CHECK.get(check, EXPLICIT_BATCHES)
+    """The batches a check runs before the generated ones (the catalogue's): each probe sentence alone, fewer where text does not matter."""
+    return BY_NAME[check].explicit if check in BY_NAME else EXPLICIT_BATCHES
 
 
 def given_batches(test: Test) -> Test:
