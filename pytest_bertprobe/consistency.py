@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_bertprobe import compare, compat, probes
 from pytest_bertprobe.errors import NotApplicable
-from pytest_bertprobe.invariances import assert_outputs_agree, forward_view
 from pytest_bertprobe.tolerances import model_dtype, tolerance_for
+from pytest_bertprobe.views import assert_outputs_agree, forward_view
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel

@@ -10,6 +10,7 @@ from pytest_bertprobe import compare, compat, probes
 from pytest_bertprobe.errors import CheckFailure, NotApplicable
 from pytest_bertprobe.sentences import PROBE_SENTENCES
 from pytest_bertprobe.tokenizer_contract import input_limit
+from pytest_bertprobe.views import assert_outputs_agree, forward_view, real_tokens
 from pytest_bertprobe.tolerances import model_dtype, tolerance_for
 
 if TYPE_CHECKING:
@@ -18,54 +19,7 @@ if TYPE_CHECKING:
 
 # DESIGN §4: funnel and canine return more than num_hidden_layers + 1 hidden states by design.
 _EXTRA_HIDDEN_STATES = {"funnel", "canine"}
-
-
-
-def real_tokens(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """`[batch, length, hidden]` with each row's real (unmasked) tokens moved to the front, zeros after.
-
-    Row `i`, position 0 is then sentence `i`'s first real token ([CLS]) whichever side the tokenizer pads.
-    """
-    import torch
-
-    real = mask.to(hidden.device).bool()
-    order = torch.argsort((~real).to(torch.int8), dim=1, stable=True)
-    gathered = hidden.gather(1, order.unsqueeze(-1).expand_as(hidden))
-    keep = torch.arange(hidden.shape[1], device=hidden.device) < real.sum(dim=1, keepdim=True)
-    return torch.where(keep.unsqueeze(-1), gathered, torch.zeros((), dtype=hidden.dtype, device=hidden.device))
-
-
-def assert_outputs_agree(
-    actual: tuple[torch.Tensor, torch.Tensor | None],
-    expected: tuple[torch.Tensor, torch.Tensor | None],
-    tolerance: compare.Tolerance,
-    *,
-    claim: str,
-    sentences: Sequence[str] | None,
-    hint: str,
-) -> compare.Gap:
-    """Compare `(real tokens, pooler_output)` pairs: the [CLS] row, then the pooler, then every real token.
-
-    Both token tensors come from `real_tokens`, rows are sentences; returns the greatest gap of the three.
-    """
-    __tracebackhide__ = True
-    (tokens, pooled), (expected_tokens, expected_pooled) = actual, expected
-    parts = [("last_hidden_state[:, 0] ([CLS])", tokens[:, 0], expected_tokens[:, 0])]
-    if (pooled is None) != (expected_pooled is None):
-        raise CheckFailure(f"{claim}: pooler_output is None on one side only\nHint: {hint}")
-    if pooled is not None and expected_pooled is not None:
-        parts.append(("pooler_output", pooled, expected_pooled))
-    parts.append(("last_hidden_state at real tokens", tokens, expected_tokens))
-    gaps = [
-        compare.assert_close(a, e, tolerance, claim=f"{claim}, {name}", sentences=sentences, hint=hint)
-        for name, a, e in parts
-    ]
-    return max(gaps, key=lambda gap: gap.max_abs)
-
-
-def forward_view(forward: probes.Forward, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """What consumers read from a pass: its real tokens (see `real_tokens`) and its pooler_output."""
-    return real_tokens(forward.last_hidden_state, mask), forward.pooler_output
+__all__ = ["assert_outputs_agree", "forward_view", "real_tokens"]  # also read from here by earlier code
 
 
 def assert_hidden_states_consistent(

@@ -27,6 +27,7 @@ from pytest_bertprobe.errors import CheckFailure
 from pytest_bertprobe.fresh_init import linear_fingerprint
 from pytest_bertprobe.loading import Checkpoint
 from pytest_bertprobe.tolerances import model_dtype, tolerance_for
+from pytest_bertprobe.views import assert_finite
 from pytest_bertprobe.weight_files import read_weight_files
 
 if TYPE_CHECKING:
@@ -313,10 +314,8 @@ def assert_outputs_finite(
         named.append(("pooler_output", forward.pooler_output))
     for name, tensor in named:
         if not bool(torch.isfinite(tensor).all()):
-            # Against itself with NaN/inf zeroed: every non-finite value mismatches, finite ones are equal,
-            # so the gap counts them and its greatest difference sits at the first one.
-            compare.assert_close(
-                tensor, torch.nan_to_num(tensor, nan=0.0, posinf=0.0, neginf=0.0), _EXACT,
+            assert_finite(
+                tensor,
                 claim=f"{name} holds only finite values", sentences=sentences,
                 hint=_nonfinite_hint(model, name, named),
             )  # fmt: skip

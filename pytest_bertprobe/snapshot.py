@@ -15,19 +15,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_bertprobe import probes, reference, tolerances
+from pytest_bertprobe import probes, tolerances
 from pytest_bertprobe.atomic import write_text_atomic
 from pytest_bertprobe.compare import Gap, Tolerance, assert_close, measure
-from pytest_bertprobe.embedding import sentence_embedding
 from pytest_bertprobe.errors import CheckFailure, SnapshotError
 from pytest_bertprobe.sentences import PROBE_SENTENCES
+from pytest_bertprobe.views import EMBEDDING_KINDS, config_values, differing_settings, real_ids, sentence_embedding
 
 if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 FORMAT = "pytest-bertprobe snapshot 1"
-EMBEDDINGS = ("cls", "pooler", "mean")
 UPDATE_HINT = "if the change is intended, rewrite the snapshot: pytest --bert-snapshot-update"
 
 
@@ -39,13 +38,13 @@ def snapshot_path(folder: Path, checkpoint_id: str) -> Path:
 def take_snapshot(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, sentences: Sequence[str] = PROBE_SENTENCES) -> dict[str, Any]:
     """Record the probe sentences' token ids and embeddings, the config and the weights' hashes."""
     inputs = probes.encode(tokenizer, sentences, model.device)
-    config = reference.config_values(model.config)
+    config = config_values(model.config)
     return {
         "format": FORMAT,
         "model_type": str(model.config.model_type),
         "dtype": tolerances.model_dtype(model),
         "sentences": list(sentences),
-        "input_ids": [reference.real_ids(inputs["input_ids"], inputs, row) for row in range(len(sentences))],
+        "input_ids": [real_ids(inputs["input_ids"], inputs, row) for row in range(len(sentences))],
         "embeddings": {kind: _encode_tensor(vector) for kind, vector in _embeddings(model, inputs).items()},
         "config_hash": _config_hash(config),
         "config": config,
@@ -118,7 +117,7 @@ def assert_matches_snapshot(
     __tracebackhide__ = True
     sentences = list(snapshot["sentences"])
     inputs = probes.encode(tokenizer, sentences, model.device)
-    now_ids = [reference.real_ids(inputs["input_ids"], inputs, row) for row in range(len(sentences))]
+    now_ids = [real_ids(inputs["input_ids"], inputs, row) for row in range(len(sentences))]
     for row, (then, now) in enumerate(zip(snapshot["input_ids"], now_ids)):
         if then != now:
             raise CheckFailure(
@@ -177,8 +176,8 @@ def tensor_hashes(model: PreTrainedModel) -> dict[str, str]:
 
 def _changes(model: PreTrainedModel, snapshot: dict[str, Any], same_dtype: bool) -> tuple[list[str], bool]:
     """Config keys and weights that differ from the snapshot's, one line each kind; and whether any do."""
-    config = reference.config_values(model.config)
-    differing = reference.differing_settings(config, snapshot["config"])
+    config = config_values(model.config)
+    differing = differing_settings(config, snapshot["config"])
     settings = [f"{key}: {snapshot['config'][key]!r} then, {config[key]!r} now" for key in differing]
     lines = ["Config differences: " + ("; ".join(settings) if settings else "none")]
     if not same_dtype:
@@ -193,7 +192,7 @@ def _changes(model: PreTrainedModel, snapshot: dict[str, Any], same_dtype: bool)
 
 def _embeddings(model: PreTrainedModel, inputs: Any) -> dict[str, torch.Tensor]:
     forward = probes.run(model, inputs)
-    kinds = [kind for kind in EMBEDDINGS if kind != "pooler" or forward.pooler_output is not None]
+    kinds = [kind for kind in EMBEDDING_KINDS if kind != "pooler" or forward.pooler_output is not None]
     mask = probes.attention_mask(inputs, model.config.pad_token_id)
     return {kind: sentence_embedding(kind, forward, mask) for kind in kinds}
 
