@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
 Verdict = Literal["trained", "untrained", "missing", "absent", "disabled"]
-VERDICTS: tuple[str, ...] = ("trained", "untrained", "missing", "absent", "disabled")
 _EXACT = compare.Tolerance(atol=0.0, rtol=0.0)
 
 
