@@ -1,4 +1,4 @@
-"""Consistency of a model with itself (DESIGN §2 #10-#12): repeated passes, attention kernels, save and load."""
+"""Consistency of a model with itself (docs/DESIGN.md §2): repeated passes, attention kernels, save and load."""
 
 from __future__ import annotations
 

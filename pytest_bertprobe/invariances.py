@@ -1,4 +1,4 @@
-"""Invariances of one model's outputs (DESIGN §2 #6-#9): hidden states, padding, masked content, batch order."""
+"""Invariances of one model's outputs (docs/DESIGN.md §2): hidden states, padding, masked content, batch order."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-# DESIGN §4: funnel and canine return more than num_hidden_layers + 1 hidden states by design.
+# Funnel and canine return more than num_hidden_layers + 1 hidden states by design.
 _EXTRA_HIDDEN_STATES = {"funnel", "canine"}
 __all__ = ["assert_outputs_agree", "forward_view", "real_tokens"]  # also read from here by earlier code
 
@@ -55,7 +55,7 @@ def assert_hidden_states_consistent(
     last, expected_last, claim = forward.hidden_states[-1], forward.last_hidden_state, "hidden_states[-1] == last_hidden_state"
     final_norm = getattr(model, "final_norm", None)
     if not compat.ties_last_hidden_state(model.config) and isinstance(final_norm, torch.nn.Module):
-        # Untied on purpose (DESIGN §4), or by transformers 4.x: hidden_states[-1] is the state before the final norm.
+        # Untied on purpose, or by transformers 4.x: hidden_states[-1] is the state before the final norm.
         with torch.inference_mode():
             last = final_norm(last)
         claim = "final_norm(hidden_states[-1]) == last_hidden_state"

@@ -1,6 +1,6 @@
 """Where the pooler's weights came from, and whether its outputs can be used at all.
 
-Provenance (DESIGN §2 #5): were the pooler weights in the checkpoint, does the loaded pooler equal
+Provenance (docs/DESIGN.md §2): were the pooler weights in the checkpoint, does the loaded pooler equal
 the file, and does it carry the fresh-init fingerprint (a bias identically zero in every unit: biases
 start at zero and only a gradient moves them). Then the output checks: the pooler is not constant
 over distinct sentences (#4), a tanh pooler stays in [-1, 1], and every output is finite (#3).

@@ -1,4 +1,4 @@
-"""The tokenizer contract (DESIGN §2 #13): whatever the tokenizer emits, the model must be able to read.
+"""The tokenizer contract (docs/DESIGN.md §2): whatever the tokenizer emits, the model must be able to read.
 
 Each `assert_*` helper takes `(model, tokenizer)`, returns the metrics that back its verdict, raises
 `ContractViolation` (an `AssertionError`) naming the fault, or `NotApplicable` saying why it does not apply.

@@ -1,4 +1,4 @@
-"""Tokenizer files agree (DESIGN §5): every file that describes the vocabulary gives each token the same id.
+"""Tokenizer files agree (docs/DESIGN.md §2): every file that describes the vocabulary gives each token the same id.
 
 A checkpoint may describe its vocabulary more than once: `vocab.txt` (WordPiece), `vocab.json` + `merges.txt`
 (BPE), a sentencepiece model, `tokenizer.json`. AutoTokenizer reads `tokenizer.json`; the slow classes, other
