@@ -169,6 +169,13 @@ def encode_batch(model: Any, tokenizer: Any, batch: list[Sentence]) -> tuple[lis
     return sentences, probes.encode(tokenizer, sentences, model.device, max_length=input_limit(model, tokenizer))
 
 
+def run_on_batch(request: pytest.FixtureRequest, check: Callable[..., Any], model: Any, tokenizer: Any, batch: list[Sentence]) -> Any:
+    """`run_check` of `check(model, inputs, sentences=...)` on the batch, encoded for the model."""
+    __tracebackhide__ = True
+    sentences, inputs = encode_batch(model, tokenizer, batch)
+    return run_check(request, check, model, inputs, sentences=sentences)
+
+
 def run_check(request: pytest.FixtureRequest, check: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Run one check: skip (with its reason) where it does not apply; keep its numbers for the report."""
     __tracebackhide__ = True
