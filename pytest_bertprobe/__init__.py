@@ -12,16 +12,17 @@ from typing import Any
 import pytest
 
 # Before any of these modules is imported, so their plain `assert`s read well in a failure.
-pytest.register_assert_rewrite("pytest_bertprobe.audit", "pytest_bertprobe.assertions")
+pytest.register_assert_rewrite("pytest_bertprobe.audit", "pytest_bertprobe.assertions", "pytest_bertprobe.pooler")
 
 __version__ = "0.1.0"
 
 _EXPORTS: dict[str, tuple[str, ...]] = {
-    "pytest_bertprobe.assertions": ("assert_pooler_is_dense_tanh_of_cls", "assert_cls_differs_from_pooler"),
-    "pytest_bertprobe.provenance": (
-        "PoolerProvenance", "inspect_pooler_provenance", "assert_pooler_trained", "assert_pooler_not_degenerate",
-        "assert_outputs_finite", "assert_pooler_in_tanh_range",
+    "pytest_bertprobe.pooler": (
+        "assert_pooler_is_dense_tanh_of_cls", "assert_cls_differs_from_pooler", "assert_pooler_not_degenerate",
+        "assert_pooler_in_tanh_range",
     ),
+    "pytest_bertprobe.provenance": ("PoolerProvenance", "inspect_pooler_provenance", "assert_pooler_trained"),
+    "pytest_bertprobe.finiteness": ("assert_outputs_finite",),
     "pytest_bertprobe.weights": ("assert_weights_loaded", "assert_weights_finite", "inspect_weights"),
     "pytest_bertprobe.invariances": (
         "assert_hidden_states_consistent", "assert_padding_invariant", "assert_masked_content_invariant",

@@ -11,7 +11,7 @@ import pytest
 
 from pytest_bertprobe import plot_data
 from pytest_bertprobe.anatomy import PoolerAnatomy
-from pytest_bertprobe.assertions import assert_cls_differs_from_pooler, assert_pooler_is_dense_tanh_of_cls
+from pytest_bertprobe.pooler import assert_cls_differs_from_pooler, assert_pooler_is_dense_tanh_of_cls
 from pytest_bertprobe.audit.harness import encode_batch, given_batches, record_plot_data, run_check, run_on_batch
 from pytest_bertprobe.strategies import Sentence
 
