@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_bertprobe import compare, compat, probes
 from pytest_bertprobe.errors import NotApplicable
-from pytest_bertprobe.tolerances import model_dtype, tolerance_for
+from pytest_bertprobe.tolerances import model_dtype, parameter_dtype, tolerance_for
 from pytest_bertprobe.views import assert_outputs_agree, forward_view
 
 if TYPE_CHECKING:
@@ -102,7 +102,7 @@ def assert_save_load_round_trip(
     __tracebackhide__ = True
     mask = probes.attention_mask(inputs, model.config.pad_token_id)
     expected = forward_view(probes.run(model, inputs), mask)
-    dtype = next(model.parameters()).dtype
+    dtype = parameter_dtype(model)
     with tempfile.TemporaryDirectory(prefix="bertprobe-round-trip-") as folder:
         with _config_kept(model):
             model.save_pretrained(folder)

@@ -56,6 +56,11 @@ def dtype_name(dtype: object) -> str:
     return str(dtype).removeprefix("torch.")
 
 
+def parameter_dtype(model: Any) -> Any:
+    """The torch dtype of a model's parameters: the one place a model's dtype is read."""
+    return next(model.parameters()).dtype
+
+
 def model_dtype(model: Any) -> str:
     """The dtype name of a model's parameters, the key into the tolerance table."""
-    return dtype_name(next(model.parameters()).dtype)
+    return dtype_name(parameter_dtype(model))
