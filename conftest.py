@@ -11,6 +11,19 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Import matplotlib's figure stack (where installed) before any in-process pytester run.
+
+    pytester's in-process runs drop the modules first imported inside them: a run that draws plots would
+    leave matplotlib half-imported, and a later test's figure fails matplotlib's own isinstance checks.
+    """
+    try:
+        import matplotlib.figure  # noqa: F401
+        from matplotlib.backends import backend_svg  # noqa: F401
+    except ImportError:
+        pass
+
 TinyFactory = Callable[..., Path]
 
 

@@ -12,16 +12,17 @@ from typing import Any
 import pytest
 
 # Before any of these modules is imported, so their plain `assert`s read well in a failure.
-pytest.register_assert_rewrite("pytest_bertprobe.audit", "pytest_bertprobe.assertions")
+pytest.register_assert_rewrite("pytest_bertprobe.audit", "pytest_bertprobe.assertions", "pytest_bertprobe.pooler")
 
 __version__ = "0.1.0"
 
 _EXPORTS: dict[str, tuple[str, ...]] = {
-    "pytest_bertprobe.assertions": ("assert_pooler_is_dense_tanh_of_cls", "assert_cls_differs_from_pooler"),
-    "pytest_bertprobe.provenance": (
-        "PoolerProvenance", "inspect_pooler_provenance", "assert_pooler_trained", "assert_pooler_not_degenerate",
-        "assert_outputs_finite", "assert_pooler_in_tanh_range",
+    "pytest_bertprobe.pooler": (
+        "assert_pooler_is_dense_tanh_of_cls", "assert_cls_differs_from_pooler", "assert_pooler_not_degenerate",
+        "assert_pooler_in_tanh_range",
     ),
+    "pytest_bertprobe.provenance": ("PoolerProvenance", "inspect_pooler_provenance", "assert_pooler_trained"),
+    "pytest_bertprobe.finiteness": ("assert_outputs_finite",),
     "pytest_bertprobe.weights": ("assert_weights_loaded", "assert_weights_finite", "inspect_weights"),
     "pytest_bertprobe.invariances": (
         "assert_hidden_states_consistent", "assert_padding_invariant", "assert_masked_content_invariant",
@@ -45,7 +46,8 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     ),
     "pytest_bertprobe.snapshot": ("take_snapshot", "write_snapshot", "read_snapshot", "assert_matches_snapshot"),
     "pytest_bertprobe.anatomy": ("NoPoolerError", "PoolerAnatomy", "PoolerKind", "locate_pooler", "describe_pooler"),
-    "pytest_bertprobe.compare": ("Gap", "Tolerance", "Mismatch", "NotApplicable"),
+    "pytest_bertprobe.compare": ("Gap", "Tolerance"),
+    "pytest_bertprobe.errors": ("CheckFailure", "Mismatch", "NotApplicable"),
     "pytest_bertprobe.sentences": ("SEED_SENTENCES", "PROBE_SENTENCES"),
 }  # fmt: skip
 _LAZY = {name: module for module, names in _EXPORTS.items() for name in names}

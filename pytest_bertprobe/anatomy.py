@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from typing import TYPE_CHECKING
 
-from pytest_bertprobe.compare import NotApplicable
+from pytest_bertprobe.errors import NotApplicable
 from pytest_bertprobe.probes import Forward
 
 if TYPE_CHECKING:

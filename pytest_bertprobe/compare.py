@@ -6,8 +6,12 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from pytest_bertprobe.errors import CheckFailure, Mismatch, NotApplicable
+
 if TYPE_CHECKING:
     import torch
+
+__all__ = ["CheckFailure", "Gap", "Mismatch", "NotApplicable", "Tolerance", "assert_apart", "assert_close", "measure", "quote"]
 
 
 @dataclass(frozen=True)
@@ -39,27 +43,12 @@ class Gap:
         return asdict(self)
 
 
-class NotApplicable(ValueError):
-    """A check that does not apply to this model (no pooler, no heads, one attention kernel); says why.
-
-    The audit turns it into a skip with the message as the reason.
-    """
-
-
-class Mismatch(AssertionError):
-    """An assertion failure that carries its `Gap`, so reports can show the numbers."""
-
-    def __init__(self, message: str, gap: Gap) -> None:
-        super().__init__(message)
-        self.gap = gap
-
-
 def measure(actual: torch.Tensor, expected: torch.Tensor, tolerance: Tolerance) -> Gap:
     """Compare elementwise in float64 and locate the greatest absolute and relative differences."""
     import torch
 
     if actual.shape != expected.shape:
-        raise AssertionError(f"The values for shapes do not match: {tuple(actual.shape)} != {tuple(expected.shape)}.")
+        raise CheckFailure(f"The values for shapes do not match: {tuple(actual.shape)} != {tuple(expected.shape)}.")
     actual64 = actual.detach().to("cpu", torch.float64)
     expected64 = expected.detach().to("cpu", torch.float64)
     finite = torch.isfinite(actual64) & torch.isfinite(expected64)
@@ -133,9 +122,8 @@ def assert_close(
             f"{_row_label(gap.max_abs_index, sentences)} (up to {tolerance.atol:g} allowed)",
             f"Greatest relative difference: {gap.max_rel:.6g} at index {gap.max_rel_index}"
             f"{_row_label(gap.max_rel_index, sentences)} (up to {tolerance.rtol:g} allowed)",
-            *details,
         ]
-        raise Mismatch("\n".join(lines + ([f"Hint: {hint}"] if hint else [])), gap)
+        raise Mismatch("\n".join(lines), gap, details=details, hint=hint)
     return gap
 
 
@@ -158,5 +146,5 @@ def assert_apart(
             f"Greatest absolute difference: {gap.max_abs:.6g} at index {gap.max_abs_index}"
             f"{_row_label(gap.max_abs_index, sentences)} (more than {min_abs:g} required)",
         ]
-        raise Mismatch("\n".join(lines + ([f"Hint: {hint}"] if hint else [])), gap)
+        raise Mismatch("\n".join(lines), gap, hint=hint)
     return gap

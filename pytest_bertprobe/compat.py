@@ -7,6 +7,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from pytest_bertprobe.tolerances import parameter_dtype
+
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
@@ -45,7 +47,7 @@ def attention_twin(model: PreTrainedModel, implementation: str) -> PreTrainedMod
     """
     import torch
 
-    dtype = next(model.parameters()).dtype
+    dtype = parameter_dtype(model)
     with torch.device("meta"):
         twin = type(model)._from_config(copy.deepcopy(model.config), attn_implementation=implementation, dtype=dtype)
     for name, _child in list(twin.named_children()):

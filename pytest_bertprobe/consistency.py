@@ -1,4 +1,4 @@
-"""Consistency of a model with itself (DESIGN §2 #10-#12): repeated passes, attention kernels, save and load."""
+"""Consistency of a model with itself (docs/DESIGN.md §2): repeated passes, attention kernels, save and load."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from pytest_bertprobe import compare, compat, probes
-from pytest_bertprobe.invariances import NotApplicable, assert_outputs_agree, forward_view
-from pytest_bertprobe.tolerances import model_dtype, tolerance_for
+from pytest_bertprobe.errors import NotApplicable
+from pytest_bertprobe.tolerances import model_dtype, parameter_dtype, tolerance_for
+from pytest_bertprobe.views import assert_outputs_agree, forward_view
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -101,7 +102,7 @@ def assert_save_load_round_trip(
     __tracebackhide__ = True
     mask = probes.attention_mask(inputs, model.config.pad_token_id)
     expected = forward_view(probes.run(model, inputs), mask)
-    dtype = next(model.parameters()).dtype
+    dtype = parameter_dtype(model)
     with tempfile.TemporaryDirectory(prefix="bertprobe-round-trip-") as folder:
         with _config_kept(model):
             model.save_pretrained(folder)

@@ -1,4 +1,4 @@
-"""Vocabulary coverage (DESIGN §2 #14): how much of each script's text falls into [UNK], and casing mismatches.
+"""Vocabulary coverage (docs/DESIGN.md §2): how much of each script's text falls into [UNK], and casing mismatches.
 
 Rates are the share of a script's characters that end up inside an [UNK] token, measured in context
 (WordPiece turns a whole word into [UNK] when one character is unknown, and that word is lost).

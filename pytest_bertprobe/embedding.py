@@ -22,15 +22,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_bertprobe import compare, probes
-from pytest_bertprobe.compare import NotApplicable
 from pytest_bertprobe.anatomy import locate_pooler
+from pytest_bertprobe.errors import CheckFailure, NotApplicable
 from pytest_bertprobe.tolerances import dtype_name, tolerance_for
+from pytest_bertprobe.views import EMBEDDING_KINDS, assert_finite, sentence_embedding
 
 if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel
 
-KINDS = ("cls", "pooler", "mean")
 _MODES = {  # sentence-transformers Pooling config flag -> the pooling it selects
     "pooling_mode_cls_token": "cls",
     "pooling_mode_mean_tokens": "mean",
@@ -59,10 +59,10 @@ class EmbeddingSpec:
 
 def resolve_embedding(kind: str, checkpoint_path: str | os.PathLike[str] | None) -> EmbeddingSpec:
     """Turn `--bert-embedding` into an `EmbeddingSpec`; `auto` reads sentence-transformers' pooling config."""
-    if kind in KINDS:
+    if kind in EMBEDDING_KINDS:
         return EmbeddingSpec(kind, f"--bert-embedding={kind}")
     if kind != "auto":
-        raise ValueError(f"unknown sentence embedding {kind!r}: use auto, {', '.join(KINDS)}")
+        raise ValueError(f"unknown sentence embedding {kind!r}: use auto, {', '.join(EMBEDDING_KINDS)}")
     if checkpoint_path is None:
         return EmbeddingSpec("cls", "assumed: a hub id has no local folder to read sentence-transformers' modules.json from")
     modules = modules_file(Path(checkpoint_path))
@@ -137,25 +137,6 @@ def _pooling_spec(config_file: Path, config: Any) -> EmbeddingSpec:
     return EmbeddingSpec(modes[0], source)
 
 
-def sentence_embedding(kind: str, forward: probes.Forward, attention_mask: torch.Tensor | None) -> torch.Tensor:
-    """One vector per row: cls = last_hidden_state[:, 0], pooler = pooler_output, mean = masked token mean."""
-    hidden = forward.last_hidden_state
-    if kind == "cls":
-        return hidden[:, 0]
-    if kind == "pooler":
-        if forward.pooler_output is None:
-            raise ValueError("pooler embedding: the model returned pooler_output=None")
-        return forward.pooler_output
-    if kind == "mean":
-        import torch
-
-        mask = torch.ones(hidden.shape[:2]) if attention_mask is None else attention_mask
-        weights = mask.to(hidden.device, hidden.dtype).unsqueeze(-1)
-        # sentence-transformers' clamp: an all-masked row gives zeros, not NaN.
-        return (hidden * weights).sum(1) / weights.sum(1).clamp_min(1e-9)
-    raise ValueError(f"unknown sentence embedding {kind!r}: use one of {', '.join(KINDS)}")
-
-
 def _alone(inputs: Mapping[str, Any], row: int, keep: torch.Tensor) -> dict[str, Any]:
     """Row `row` of a padded batch as a batch of its own: only its real (unmasked) tokens."""
     width = keep.shape[0]
@@ -181,23 +162,21 @@ def assert_embedding_contract(
     least spread of distinct sentences' embeddings. Returns the metrics for a report.
     """
     __tracebackhide__ = True
-    import torch
-
     spec = kind if isinstance(kind, EmbeddingSpec) else EmbeddingSpec(kind, "the caller")
-    if spec.kind not in KINDS:
-        raise ValueError(f"unknown sentence embedding {spec.kind!r}: use one of {', '.join(KINDS)} (resolve 'auto' first)")
+    if spec.kind not in EMBEDDING_KINDS:
+        raise ValueError(f"unknown sentence embedding {spec.kind!r}: use one of {', '.join(EMBEDDING_KINDS)} (resolve 'auto' first)")
     forward = probes.run(model, inputs)
     dtype = dtype_name(forward.last_hidden_state.dtype)
     if spec.kind == "pooler" and forward.pooler_output is None:
-        raise AssertionError(
+        raise CheckFailure(
             f"pooler sentence embedding cannot be computed: {type(model).__name__} returned pooler_output=None "
             f"({locate_pooler(model).reason or 'no pooler output'}).\nDeclared by: {spec.source}\n"
             "Hint: consumers that read pooler_output get None or crash; use --bert-embedding=cls or mean"
         )
     mask = probes.attention_mask(inputs, model.config.pad_token_id)
     embedding = sentence_embedding(spec.kind, forward, mask)
-    compare.assert_close(
-        embedding, torch.nan_to_num(embedding, nan=0.0, posinf=0.0, neginf=0.0), tolerance_for("embedding_contract", dtype),
+    assert_finite(
+        embedding, tolerance_for("embedding_contract", dtype),
         claim=f"the {spec.kind} sentence embedding is finite (declared by {spec.source})", sentences=sentences,
         hint="NaN or inf reach the sentence embedding: look for a NaN weight or an overflow in half precision",
     )  # fmt: skip

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,7 +31,7 @@ def bert_checkpoint(request: pytest.FixtureRequest) -> Iterator[loading.Checkpoi
     session = probe_session(request.config)
     checkpoint_id = session.ids[session.sources.index(source)]
     try:
-        checkpoint = loading.load_checkpoint(source, checkpoint_id, session.settings)
+        checkpoint = loading.load_checkpoint(source, checkpoint_id, **loading.load_options(session.settings))
     except loading.CheckpointError as error:
         stop_run(str(error))
     record = session.record(checkpoint_id)
@@ -56,9 +55,9 @@ def bert_reference(request: pytest.FixtureRequest) -> Iterator[loading.Checkpoin
     session = probe_session(request.config)
     if session.reference is None:
         pytest.skip("no reference to compare with: pass --bert-reference=PATH_OR_HUB_ID (the original checkpoint)")
-    settings = dataclasses.replace(session.settings, dtype="float32")  # the original at full precision
+    options = {**loading.load_options(session.settings), "dtype": "float32"}  # the original at full precision
     try:
-        checkpoint = loading.load_checkpoint(session.reference, "reference", settings)
+        checkpoint = loading.load_checkpoint(session.reference, "reference", **options)
     except loading.CheckpointError as error:
         stop_run(str(error))
     probes.share_forward_passes(checkpoint.model, checkpoint.tokenizer)

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pytest_bertprobe import compare, probes
-from pytest_bertprobe.compare import NotApplicable
+from pytest_bertprobe.errors import CheckFailure, NotApplicable
 from pytest_bertprobe.finetuned_heads import (
     CLS_STATE,
     FINETUNED_TASKS,
@@ -267,7 +267,7 @@ def _unlisted_reads(head_model: PreTrainedModel, head: Head, received: str | Non
             f"{model_type!r} heads read is not catalogued, so it cannot be replayed"
         )
     if short_name(received) not in _ACCEPTED_UNLISTED:
-        raise AssertionError(
+        raise CheckFailure(
             f"{head.field} == {head.path}(a final output): the {head.task} head of {type(head_model).__name__} reads "
             f"{received}, not one of {', '.join(_ACCEPTED_UNLISTED)}.\nHint: a head fed a middle layer or the embeddings "
             "is wired wrong; check the model code (a port, remote code or a patched forward)"
@@ -282,7 +282,7 @@ def _compare(head_model: PreTrainedModel, head: Head, forward: probes.Forward, r
 
     start = source(forward, reads)
     if start is None:
-        raise AssertionError(
+        raise CheckFailure(
             f"{claim}: {type(head_model).__name__} has an {head.task} head, but its base model returned "
             f"{reads}=None (the head reads {what}).\nHint: the checkpoint's pooler is switched off or missing; "
             "load the base model with its pooling layer"
@@ -293,13 +293,13 @@ def _compare(head_model: PreTrainedModel, head: Head, forward: probes.Forward, r
             for call in head.chain:
                 expected = call.replay(expected)
     except (RuntimeError, ValueError, IndexError, TypeError) as error:
-        raise AssertionError(
+        raise CheckFailure(
             f"{claim}: the head cannot be applied to {reads} of shape {tuple(start.shape)} "
             f"({type(error).__name__}: {str(error).splitlines()[0]}).\nHint: {hint}"
         ) from None
     if not isinstance(expected, torch.Tensor) or expected.shape != head.logits.shape:
         got = f"shape {tuple(expected.shape)}" if isinstance(expected, torch.Tensor) else f"a {type(expected).__name__}"
-        raise AssertionError(
+        raise CheckFailure(
             f"{claim}: the head applied to {reads} gives {got}, the logits have shape {tuple(head.logits.shape)}."
             f"\nHint: {hint}"
         )

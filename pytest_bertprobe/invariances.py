@@ -1,4 +1,4 @@
-"""Invariances of one model's outputs (DESIGN §2 #6-#9): hidden states, padding, masked content, batch order."""
+"""Invariances of one model's outputs (docs/DESIGN.md §2): hidden states, padding, masked content, batch order."""
 
 from __future__ import annotations
 
@@ -7,65 +7,19 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pytest_bertprobe import compare, compat, probes
-from pytest_bertprobe.compare import NotApplicable
+from pytest_bertprobe.errors import CheckFailure, NotApplicable
 from pytest_bertprobe.sentences import PROBE_SENTENCES
 from pytest_bertprobe.tokenizer_contract import input_limit
+from pytest_bertprobe.views import assert_outputs_agree, forward_view, real_tokens
 from pytest_bertprobe.tolerances import model_dtype, tolerance_for
 
 if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-# DESIGN §4: funnel and canine return more than num_hidden_layers + 1 hidden states by design.
+# Funnel and canine return more than num_hidden_layers + 1 hidden states by design.
 _EXTRA_HIDDEN_STATES = {"funnel", "canine"}
-
-
-
-def real_tokens(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """`[batch, length, hidden]` with each row's real (unmasked) tokens moved to the front, zeros after.
-
-    Row `i`, position 0 is then sentence `i`'s first real token ([CLS]) whichever side the tokenizer pads.
-    """
-    import torch
-
-    real = mask.to(hidden.device).bool()
-    order = torch.argsort((~real).to(torch.int8), dim=1, stable=True)
-    gathered = hidden.gather(1, order.unsqueeze(-1).expand_as(hidden))
-    keep = torch.arange(hidden.shape[1], device=hidden.device) < real.sum(dim=1, keepdim=True)
-    return torch.where(keep.unsqueeze(-1), gathered, torch.zeros((), dtype=hidden.dtype, device=hidden.device))
-
-
-def assert_outputs_agree(
-    actual: tuple[torch.Tensor, torch.Tensor | None],
-    expected: tuple[torch.Tensor, torch.Tensor | None],
-    tolerance: compare.Tolerance,
-    *,
-    claim: str,
-    sentences: Sequence[str] | None,
-    hint: str,
-) -> compare.Gap:
-    """Compare `(real tokens, pooler_output)` pairs: the [CLS] row, then the pooler, then every real token.
-
-    Both token tensors come from `real_tokens`, rows are sentences; returns the greatest gap of the three.
-    """
-    __tracebackhide__ = True
-    (tokens, pooled), (expected_tokens, expected_pooled) = actual, expected
-    parts = [("last_hidden_state[:, 0] ([CLS])", tokens[:, 0], expected_tokens[:, 0])]
-    if (pooled is None) != (expected_pooled is None):
-        raise AssertionError(f"{claim}: pooler_output is None on one side only\nHint: {hint}")
-    if pooled is not None and expected_pooled is not None:
-        parts.append(("pooler_output", pooled, expected_pooled))
-    parts.append(("last_hidden_state at real tokens", tokens, expected_tokens))
-    gaps = [
-        compare.assert_close(a, e, tolerance, claim=f"{claim}, {name}", sentences=sentences, hint=hint)
-        for name, a, e in parts
-    ]
-    return max(gaps, key=lambda gap: gap.max_abs)
-
-
-def forward_view(forward: probes.Forward, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """What consumers read from a pass: its real tokens (see `real_tokens`) and its pooler_output."""
-    return real_tokens(forward.last_hidden_state, mask), forward.pooler_output
+__all__ = ["assert_outputs_agree", "forward_view", "real_tokens"]  # also read from here by earlier code
 
 
 def assert_hidden_states_consistent(
@@ -89,7 +43,7 @@ def assert_hidden_states_consistent(
         raise NotApplicable(f"{name} ({model_type}) returns more than num_hidden_layers + 1 hidden states by design")
     layers, count = int(model.config.num_hidden_layers), len(forward.hidden_states)
     if count != layers + 1:
-        raise AssertionError(
+        raise CheckFailure(
             f"len(hidden_states) == config.num_hidden_layers + 1: {count} != {layers + 1}\n"
             f"{name} returned {count} hidden states (the embeddings and one per layer run), "
             f"but its config declares num_hidden_layers={layers}\n"
@@ -101,7 +55,7 @@ def assert_hidden_states_consistent(
     last, expected_last, claim = forward.hidden_states[-1], forward.last_hidden_state, "hidden_states[-1] == last_hidden_state"
     final_norm = getattr(model, "final_norm", None)
     if not compat.ties_last_hidden_state(model.config) and isinstance(final_norm, torch.nn.Module):
-        # Untied on purpose (DESIGN §4), or by transformers 4.x: hidden_states[-1] is the state before the final norm.
+        # Untied on purpose, or by transformers 4.x: hidden_states[-1] is the state before the final norm.
         with torch.inference_mode():
             last = final_norm(last)
         claim = "final_norm(hidden_states[-1]) == last_hidden_state"
@@ -191,7 +145,7 @@ def assert_padding_invariant(
         tokens, pooled = forward_view(probes.run(model, single_inputs), probes.attention_mask(single_inputs, tokenizer.pad_token_id))
         length, batch_length = tokens.shape[1], int(batch_mask[row].sum())
         if length != batch_length:
-            raise AssertionError(
+            raise CheckFailure(
                 f"sentence {row}: {sentence!r} has {length} tokens alone but {batch_length} in the padded batch\n"
                 "Hint: the tokenizer's truncation or special tokens depend on the batch"
             )

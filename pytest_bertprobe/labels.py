@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_bertprobe.compare import NotApplicable
+from pytest_bertprobe.errors import CheckFailure, NotApplicable
 from pytest_bertprobe.finetuned_heads import CLASSIFICATION_TASKS, SEQUENCE_CLASSIFICATION
 from pytest_bertprobe.heads import task_of
 
@@ -159,7 +159,5 @@ def assert_label_map(model: PreTrainedModel, config_file: str | Path | None = No
             "Hint: fix id2label / label2id / num_labels in config.json (one name per classifier output, ids 0..n-1, "
             "label2id the exact inverse); predictions are reported under these names"
         )
-        failure = AssertionError("\n".join(lines))
-        failure.metrics = {**checked.metrics(), "problems": [what for what, _ in problems]}  # type: ignore[attr-defined]
-        raise failure
+        raise CheckFailure("\n".join(lines), metrics={**checked.metrics(), "problems": [what for what, _ in problems]})
     return checked

@@ -269,32 +269,40 @@ def _failing_as(source: Source, what: str, hint: str, note: Callable[[], str] | 
         ) from None
 
 
-def load_checkpoint(source: Source, checkpoint_id: str, settings: Settings) -> Checkpoint:
-    """Load model and tokenizer with the requested dtype and device, in eval mode."""
+def load_options(settings: Settings) -> dict[str, Any]:
+    """The keywords of `load_checkpoint` a run's settings choose."""
+    return {"device": settings.device, "dtype": settings.dtype, "trust_remote_code": settings.trust_remote_code,
+            "allow_pickle": settings.allow_pickle}  # fmt: skip
+
+
+def load_checkpoint(
+    source: Source, checkpoint_id: str, *, device: str, dtype: str, trust_remote_code: bool = False, allow_pickle: bool = False
+) -> Checkpoint:
+    """Load model and tokenizer with the requested dtype (a name: float32, ...) and device, in eval mode."""
     fix = "fix the file or re-save the checkpoint"
     with _long_lived_imports():
         import torch
         from transformers import AutoConfig, AutoTokenizer
 
-        device = resolve_device(settings.device)
-        kwargs: dict[str, Any] = {"revision": source.revision, "trust_remote_code": settings.trust_remote_code}
+        placed = resolve_device(device)
+        kwargs: dict[str, Any] = {"revision": source.revision, "trust_remote_code": trust_remote_code}
         if source.cached_only:
             kwargs["local_files_only"] = True
         with _failing_as(source, "config.json", fix):
             config = AutoConfig.from_pretrained(source.location, **kwargs)
-            architecture, skipped = _saved_architecture(config, source, settings.allow_pickle)  # imports the model's module
+            architecture, skipped = _saved_architecture(config, source, allow_pickle)  # imports the model's module
     started = time.perf_counter()
     model_name = f"the model ({architecture.__name__} from config.json and the weights)"
     with _failing_as(source, model_name, fix, note=lambda: _misplaced_note(source)):  # 4.57: a key no shard holds stays on meta
         full_model, info = architecture.from_pretrained(
             source.location,
             config=config,
-            dtype=getattr(torch, settings.dtype),
+            dtype=getattr(torch, dtype),
             output_loading_info=True,
-            use_safetensors=None if settings.allow_pickle else True,
+            use_safetensors=None if allow_pickle else True,
             **kwargs,
         )
-        full_model.to(device).eval()
+        full_model.to(placed).eval()
     with _failing_as(source, "the tokenizer (tokenizer.json / tokenizer_config.json / vocab files)", fix):
         tokenizer = AutoTokenizer.from_pretrained(source.location, **kwargs)
     model = full_model.base_model
@@ -310,7 +318,7 @@ def load_checkpoint(source: Source, checkpoint_id: str, settings: Settings) -> C
             unexpected_keys=compat.key_names(info.get("unexpected_keys", ())),
             mismatched_keys=compat.key_names(info.get("mismatched_keys", ())),
         ),
-        device=device,
+        device=placed,
         load_seconds=time.perf_counter() - started,
     )
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_bertprobe import probes
+from pytest_bertprobe.errors import CheckFailure
 from pytest_bertprobe.loading import first_line
 from pytest_bertprobe.compare import Gap, Mismatch, measure, quote
 from pytest_bertprobe.tolerances import model_dtype, tolerance_for
@@ -106,7 +107,7 @@ def open_export(path: Path, label: str, device: Any) -> Export:
     try:
         session = onnxruntime.InferenceSession(str(path), options, providers=providers)
     except Exception as error:  # noqa: BLE001 - any load failure is this check's finding
-        raise AssertionError(
+        raise CheckFailure(
             f"ONNX export {label} could not be opened by onnxruntime {onnxruntime.__version__}: {first_line(error)}\n"
             "Hint: re-export the checkpoint; check that the file (and its .onnx.data) is complete"
         ) from None
@@ -146,7 +147,7 @@ def run_export(export: Export, inputs: Mapping[str, torch.Tensor], sentences: Se
 
     missing = [name for name in export.inputs if name not in inputs]
     if missing:
-        raise AssertionError(
+        raise CheckFailure(
             f"ONNX export {export.label} needs inputs the tokenizer does not produce: {', '.join(missing)} "
             f"(the tokenizer gives {', '.join(inputs)}; the export takes {', '.join(export.inputs)}).\n"
             "Hint: a runtime feeding this export from the tokenizer cannot run it; export with the tokenizer's "
@@ -157,7 +158,7 @@ def run_export(export: Export, inputs: Mapping[str, torch.Tensor], sentences: Se
         values = export.session.run(None, feed)
     except Exception as error:  # noqa: BLE001 - onnxruntime raises its own types; every one is this check's finding
         shape = tuple(inputs["input_ids"].shape)
-        raise AssertionError(
+        raise CheckFailure(
             f"ONNX export {export.label} failed on a batch of shape {shape} ({_sentences(len(sentences))} × {shape[-1]} tokens): "
             f"{type(error).__name__}: {' '.join(str(error).split())}\nFailing batch: [{', '.join(quote(s) for s in sentences)}]\n"
             f"Hint: {_run_hint(str(error))}"
@@ -211,7 +212,7 @@ def assert_export_agrees(
     __tracebackhide__ = True
     compared = [name for name in export.outputs if name in KNOWN_OUTPUTS]
     if not compared:
-        raise AssertionError(
+        raise CheckFailure(
             f"ONNX export {export.label} has no output the audit can compare (outputs: {', '.join(export.outputs)}; "
             f"known: {', '.join(KNOWN_OUTPUTS)}).\nHint: name the outputs when exporting (output_names=[...])"
         )
@@ -223,7 +224,7 @@ def assert_export_agrees(
         mask = inputs.get("attention_mask")
         for name in compared:
             if name not in expected:
-                raise AssertionError(f"ONNX export {export.label} has {name}, but the checkpoint returns none (pooler_output=None)")
+                raise CheckFailure(f"ONNX export {export.label} has {name}, but the checkpoint returns none (pooler_output=None)")
             theirs, ours = at_real_tokens(actual[name], mask), at_real_tokens(expected[name], mask).cpu().float()
             gaps.append(BatchGap(name, measure(theirs.float(), ours, tolerance), tuple(sentences), tuple(inputs["input_ids"].shape)))
     worst = max(gaps, key=lambda batch_gap: batch_gap.severity)
@@ -238,7 +239,7 @@ def assert_export_agrees(
     metrics["diverging_outputs"] = [name for name in compared if any(g.gap.mismatched for g in gaps if g.output == name)]
     if failing:
         mismatch = Mismatch(_disagreement_message(export, worst, len(failing), gaps, len(batches), metrics), worst.gap)
-        mismatch.metrics = metrics  # type: ignore[attr-defined]  # the report keeps a failure's metrics
+        mismatch.metrics = metrics  # the whole comparison, not only the worst gap
         raise mismatch
     return metrics
 
@@ -300,8 +301,8 @@ def assert_quantized_export_behaves(
         onnx_behaviour.collect(embeddings, sentences, sentence_embedding(forward, mask), theirs)
     try:
         measured = onnx_behaviour.assert_behaves(export.label, str(export.quantized), embeddings)
-    except AssertionError as failure:
-        failure.metrics = {**export.metrics(), **failure.metrics, "batches": len(batches)}  # type: ignore[attr-defined]
+    except CheckFailure as failure:
+        failure.metrics = {**export.metrics(), **(failure.metrics or {}), "batches": len(batches)}
         raise
     return {**export.metrics(), **measured, "batches": len(batches)}
 

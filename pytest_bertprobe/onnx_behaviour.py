@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pytest_bertprobe.compare import quote
+from pytest_bertprobe.errors import CheckFailure
 
 if TYPE_CHECKING:
     import torch
@@ -97,7 +98,7 @@ def assert_behaves(label: str, evidence: str, embeddings: Mapping[str, tuple[tor
     metrics = {**measured, "quantized": evidence, "thresholds": bounds}
     below = [f"{name} {measured[name]:.4g} < {bound:g}" for name, bound in bounds.items() if measured[name] < bound]
     if below:
-        error = AssertionError(
+        raise CheckFailure(
             f"quantized ONNX export {label} no longer behaves like the checkpoint: {'; '.join(below)}\n\n"
             f"Worst cosine to the checkpoint's embedding: {measured['cosine_min']:.4g} on {measured['worst_sentence']} "
             f"(mean {measured['cosine_mean']:.4g} over {measured['sentences']} sentences)\n"
@@ -106,8 +107,7 @@ def assert_behaves(label: str, evidence: str, embeddings: Mapping[str, tuple[tor
             f"Quantized: {evidence}\n"
             "Hint: an int8 export of a healthy checkpoint keeps the ranking of similarities; this one does not. "
             "Quantize from the float export of this checkpoint, keep sensitive layers (embeddings, the last layer) "
-            "in float, or use per-channel weights"
+            "in float, or use per-channel weights",
+            metrics=metrics,
         )
-        error.metrics = metrics  # type: ignore[attr-defined]
-        raise error
     return metrics

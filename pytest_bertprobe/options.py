@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from pytest_bertprobe.views import EMBEDDING_KINDS
+
 DTYPES = ("float32", "bfloat16", "float16")
-EMBEDDINGS = ("auto", "cls", "pooler", "mean")
+EMBEDDINGS = ("auto", *EMBEDDING_KINDS)
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 SNAPSHOT_DIR = "bertprobe-snapshots"
 

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 from pytest_bertprobe import probes, reference, snapshot, tolerances
 from pytest_bertprobe.anatomy import cls_vector, require_checkable_pooler
 from pytest_bertprobe.compare import quote
-from pytest_bertprobe.invariances import forward_view
 from pytest_bertprobe.tokenizer_contract import input_limit
+from pytest_bertprobe.views import forward_view
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from pytest_bertprobe.errors import CheckFailure
 from pytest_bertprobe.forward_failure import ForwardError, diagnose
 
 if TYPE_CHECKING:
@@ -174,7 +175,7 @@ def require_eval_mode(model: Any) -> None:
              or next(module.parameters(recurse=False), None) is not None)
     ]
     if training:
-        raise AssertionError(
+        raise CheckFailure(
             f"{type(model).__name__} is in training mode ({len(training)} modules, first: {training[0]!r}): "
             "dropout is on, so outputs are random.\nHint: call model.eval() before auditing, and return "
             "models in eval mode from fixtures (from_config and .train() leave them in training mode)"

@@ -1,31 +1,22 @@
-"""Where the pooler's weights came from, and whether its outputs can be used at all.
+"""Where the pooler's weights came from: the provenance verdict and its evidence (docs/DESIGN.md §2).
 
-Provenance (DESIGN §2 #5): were the pooler weights in the checkpoint, does the loaded pooler equal
-the file, and does it carry the fresh-init fingerprint (a bias identically zero in every unit: biases
-start at zero and only a gradient moves them). Then the output checks: the pooler is not constant
-over distinct sentences (#4), a tanh pooler stays in [-1, 1], and every output is finite (#3).
+Were the pooler weights in the checkpoint, does the loaded pooler equal the file, and does it carry the
+fresh-init fingerprint (a bias identically zero in every unit: biases start at zero and only a gradient
+moves them). The checks of the pooler's outputs are in `pooler.py`, finiteness in `finiteness.py`.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pytest_bertprobe import compare, probes
-from pytest_bertprobe.anatomy import (
-    NoPoolerError,
-    PoolerKind,
-    cls_vector,
-    identify_activation,
-    locate_pooler,
-    require_checkable_pooler,
-)
+from pytest_bertprobe.anatomy import NoPoolerError, PoolerKind, locate_pooler
+from pytest_bertprobe.errors import CheckFailure
 from pytest_bertprobe.fresh_init import linear_fingerprint
 from pytest_bertprobe.loading import Checkpoint
-from pytest_bertprobe.tolerances import model_dtype, tolerance_for
 from pytest_bertprobe.weight_files import read_weight_files
 
 if TYPE_CHECKING:
@@ -33,8 +24,6 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
 Verdict = Literal["trained", "untrained", "missing", "absent", "disabled"]
-VERDICTS: tuple[str, ...] = ("trained", "untrained", "missing", "absent", "disabled")
-_EXACT = compare.Tolerance(atol=0.0, rtol=0.0)
 
 
 @dataclass(frozen=True)
@@ -227,7 +216,7 @@ def require_verdict(provenance: PoolerProvenance, accept: Collection[str], *, hi
         raise NoPoolerError(provenance.evidence.get("why", f"pooler {provenance.verdict}"))
     if provenance.verdict not in accept:
         advice = hint or _HINTS.get(provenance.verdict, "")
-        raise AssertionError(
+        raise CheckFailure(
             f"pooler provenance is {provenance.verdict!r}, expected {' or '.join(map(repr, accept))}:\n"
             f"{provenance.explain()}" + (f"\nHint: {advice}" if advice else "")
         )
@@ -250,125 +239,3 @@ def assert_pooler_trained(
     )
     require_verdict(provenance, ("trained",))
     return provenance
-
-
-def assert_pooler_not_degenerate(
-    model: PreTrainedModel,
-    inputs: Mapping[str, Any],
-    *,
-    min_spread: float | None = None,
-    sentences: Sequence[str] | None = None,
-) -> compare.Gap:
-    """Assert distinct sentences give distinct pooler outputs: some row differs from row 0 by more than `min_spread`.
-
-    The spread is max over rows i and dimensions d of |pooler_output[i, d] - pooler_output[0, d]|; `inputs`
-    must hold at least two distinct sentences. Raises `NoPoolerError` when the model has no such pooler.
-    """
-    __tracebackhide__ = True
-    forward = probes.run(model, inputs)
-    anatomy = require_checkable_pooler(model, forward)
-    output = forward.pooler_output
-    assert output is not None
-    if output.shape[0] < 2:
-        raise ValueError("assert_pooler_not_degenerate needs a batch of at least two distinct sentences")
-    limit = min_spread if min_spread is not None else tolerance_for("pooler_not_degenerate", model_dtype(model)).atol
-    return compare.assert_apart(
-        output,
-        output[:1].expand_as(output),
-        limit,
-        claim="pooler_output differs between distinct sentences (each row against row 0)",
-        sentences=sentences,
-        hint=_degenerate_hint(anatomy.dense, forward, limit),
-    )
-
-
-def _degenerate_hint(dense: torch.nn.Linear | None, forward: probes.Forward, limit: float) -> str:
-    if dense is not None and not bool(dense.weight.detach().any()):
-        return "the pooler's dense weight is all zero, so pooler_output is tanh(bias) for every input: it was zeroed"
-    if forward.pooler_input is not None:
-        cls = cls_vector(forward.pooler_input)
-        if float((cls - cls[:1]).abs().max()) <= limit:
-            return "the pooler's input (the [CLS] state) is already the same for every sentence: the encoder ignores it"
-    if forward.pooler_output is not None and bool((forward.pooler_output.abs() >= 1 - 1e-6).all()):
-        return "every value is +-1: tanh is saturated, the pooler weights are far too large"
-    return "pooler_output does not depend on the input: check the pooler's weights and what feeds it"
-
-
-def assert_outputs_finite(
-    model: PreTrainedModel, inputs: Mapping[str, Any], *, sentences: Sequence[str] | None = None
-) -> dict[str, Any]:
-    """Assert every output (each hidden state, last_hidden_state, pooler_output) is finite; return counts.
-
-    The failure names the first tensor holding NaN/inf, how many values, the first position and sentence,
-    and the model parameters that hold non-finite values.
-    """
-    __tracebackhide__ = True
-    import torch
-
-    forward = probes.run(model, inputs)
-    named = [(f"hidden_states[{k}]", state) for k, state in enumerate(forward.hidden_states)]
-    named.append(("last_hidden_state", forward.last_hidden_state))
-    if forward.pooler_output is not None:
-        named.append(("pooler_output", forward.pooler_output))
-    for name, tensor in named:
-        if not bool(torch.isfinite(tensor).all()):
-            # Against itself with NaN/inf zeroed: every non-finite value mismatches, finite ones are equal,
-            # so the gap counts them and its greatest difference sits at the first one.
-            compare.assert_close(
-                tensor, torch.nan_to_num(tensor, nan=0.0, posinf=0.0, neginf=0.0), _EXACT,
-                claim=f"{name} holds only finite values", sentences=sentences,
-                hint=_nonfinite_hint(model, name, named),
-            )  # fmt: skip
-    return {"tensors": [name for name, _ in named], "elements": sum(t.numel() for _, t in named), "nonfinite": 0}
-
-
-def nonfinite_parameters(model: PreTrainedModel) -> list[str]:
-    """`name (k of n values)` for each parameter holding NaN/inf."""
-    import torch
-
-    return [
-        f"{name} ({int((~torch.isfinite(p)).sum())} of {p.numel()} values)"
-        for name, p in model.named_parameters()
-        if not bool(torch.isfinite(p).all())
-    ]
-
-
-def _nonfinite_hint(model: PreTrainedModel, first: str, named: Sequence[tuple[str, torch.Tensor]]) -> str:
-    import torch
-
-    bad = [name for name, tensor in named if not bool(torch.isfinite(tensor).all())]
-    layers = sum(name.startswith("hidden_states[") for name, _ in named)
-    where = {"hidden_states[0]": "the embedding output"}
-    where.update({f"hidden_states[{k}]": f"the output of encoder layer {k - 1}" for k in range(1, layers)})
-    parameters = nonfinite_parameters(model)
-    source = (
-        f"parameters holding NaN/inf: {', '.join(parameters)}" if parameters
-        else "no parameter holds NaN/inf, so an operation overflows (try float32, or check layer-norm eps)"
-    )
-    return f"non-finite values start at {first} ({where.get(first, first)}) and reach {', '.join(bad)}; {source}"
-
-
-def assert_pooler_in_tanh_range(
-    model: PreTrainedModel, inputs: Mapping[str, Any], *, sentences: Sequence[str] | None = None
-) -> compare.Gap:
-    """Assert a standard pooler's output lies in tanh's range [-1, 1] (NaN is `assert_outputs_finite`'s to report).
-
-    Raises `NoPoolerError` when the model has no such pooler.
-    """
-    __tracebackhide__ = True
-    import torch
-
-    forward = probes.run(model, inputs)
-    anatomy = require_checkable_pooler(model, forward)
-    assert forward.pooler_output is not None
-    output = torch.where(torch.isnan(forward.pooler_output), 0.0, forward.pooler_output)
-    activation = identify_activation(anatomy, forward)
-    return compare.assert_close(
-        output,
-        output.clamp(-1.0, 1.0),
-        _EXACT,
-        claim="pooler_output within tanh's range [-1, 1] (difference = excess beyond it)",
-        sentences=sentences,
-        hint=f"the pooler's activation behaves like {activation}, not tanh: the BERT pooler is "
-        "tanh(dense(cls)); was the activation replaced or dropped in a conversion?",
-    )

@@ -8,14 +8,15 @@ diverges, the worst sentence, and the config keys and weights that differ.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pytest_bertprobe import probes, tolerances
 from pytest_bertprobe.compare import Gap, Tolerance, assert_close, measure, quote
+from pytest_bertprobe.errors import CheckFailure
 from pytest_bertprobe.tokenizer_contract import input_limit
+from pytest_bertprobe.views import config_values, differing_settings, real_ids, zero_padding
 
 if TYPE_CHECKING:
     import torch
@@ -23,11 +24,6 @@ if TYPE_CHECKING:
 
 CHECK = "reference_agreement"
 # Keys that name a file, its provenance or training-time and output options, not the network's math.
-_CONFIG_NOISE = {
-    "transformers_version", "_name_or_path", "dtype", "torch_dtype", "architectures", "auto_map", "id2label",
-    "label2id", "use_cache", "output_attentions", "output_hidden_states", "return_dict", "problem_type",
-    "tokenizer_class", "finetuning_task", "task_specific_params", "gradient_checkpointing", "torchscript",
-}  # fmt: skip
 _LISTED = 3  # how many differing weights a message names
 
 
@@ -113,8 +109,8 @@ def assert_checkpoints_agree(
     for position, name in enumerate(names):
         if gaps[name].mismatched:
             assert_close(
-                _real_tokens(ours[name], mask),
-                _real_tokens(theirs[name], mask),
+                zero_padding(ours[name], mask),
+                zero_padding(theirs[name], mask),
                 tolerance,
                 claim=f"Checkpoint vs reference, first diverging output {name}",
                 sentences=sentences,
@@ -127,13 +123,12 @@ def assert_checkpoints_agree(
     agreement = Agreement(gaps, dtype)
     settings = config_differences(model.config, reference.config)
     if settings:
-        failure = AssertionError(
+        raise CheckFailure(
             f"Checkpoint vs reference: every output agrees at {dtype} tolerances on these sentences, "
             "but the configs differ:\n  " + "\n  ".join(settings) + "\nHint: each of these changes the network's "
-            "math (on other inputs, or beyond these tiny gaps); make config.json match the original's"
+            "math (on other inputs, or beyond these tiny gaps); make config.json match the original's",
+            metrics={**agreement.metrics(), "config_differences": settings},
         )
-        failure.metrics = {**agreement.metrics(), "config_differences": settings}  # type: ignore[attr-defined]
-        raise failure
     return agreement
 
 
@@ -146,7 +141,7 @@ def output_gaps(
 ) -> dict[str, Gap]:
     """Each `named_outputs` entry's gap to the reference's, padded positions left out, in network order."""
     mask = probes.attention_mask(inputs, pad_token_id).bool()
-    return {name: measure(_real_tokens(output, mask), _real_tokens(theirs[name], mask), tolerance) for name, output in ours.items()}
+    return {name: measure(zero_padding(output, mask), zero_padding(theirs[name], mask), tolerance) for name, output in ours.items()}
 
 
 def assert_agrees_with_reference(
@@ -177,11 +172,6 @@ def config_differences(config: Any, reference_config: Any) -> list[str]:
     return [f"{key}: {ours[key]!r} here, {theirs[key]!r} in the reference" for key in differing_settings(ours, theirs)]
 
 
-def differing_settings(ours: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
-    """The keys both `config_values` dicts have and set differently, sorted."""
-    return [key for key in sorted(ours.keys() & theirs.keys()) if ours[key] != theirs[key]]
-
-
 def weight_differences(model: PreTrainedModel, reference: PreTrainedModel, limit: int = _LISTED) -> list[str]:
     """The weights that differ most (the reference rounded to the model's dtype), and any that are transposed."""
     import torch
@@ -205,34 +195,17 @@ def weight_differences(model: PreTrainedModel, reference: PreTrainedModel, limit
     return lines + ([f"only on one side: {', '.join(only[:limit])}" + (" ..." if len(only) > limit else "")] if only else [])
 
 
-def config_values(config: Any) -> dict[str, Any]:
-    """The settings that shape the network, as plain JSON values (no file names, dtypes or versions)."""
-    values = {
-        key: value
-        for key, value in config.to_dict().items()
-        if key not in _CONFIG_NOISE and not key.startswith("_") and "dropout" not in key  # dropout is off in eval
-    }
-    return dict(json.loads(json.dumps(values, sort_keys=True, default=str)))
-
-
-def _real_tokens(output: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Zero the padded positions: what a model computes there is nobody's output."""
-    if mask is None or output.dim() != 3 or output.shape[:2] != mask.shape:
-        return output
-    return output.masked_fill(~mask.to(output.device)[..., None], 0)
-
-
 def _assert_same_structure(ours: dict[str, torch.Tensor], theirs: dict[str, torch.Tensor]) -> None:
     __tracebackhide__ = True
     if list(ours) != list(theirs):
-        raise AssertionError(
+        raise CheckFailure(
             f"Checkpoint vs reference: the outputs differ in kind: {len(ours) - 2} layers here and "
             f"{len(theirs) - 2} in the reference ({', '.join(ours)} vs {', '.join(theirs)})"
             "\nHint: the reference must be the same architecture; pruned or distilled copies are new models"
         )
     for name, output in ours.items():
         if output.shape != theirs[name].shape:
-            raise AssertionError(
+            raise CheckFailure(
                 f"Checkpoint vs reference, {name}: shapes differ: {tuple(output.shape)} here, "
                 f"{tuple(theirs[name].shape)} in the reference\nHint: compare hidden_size and the configs"
             )
@@ -253,7 +226,7 @@ def _diagnosis(
     agreed = [f"{name} ({gap.max_abs:.3g})" for name, gap in gaps.items() if not gap.mismatched]
     lines.append("Outputs that agree, greatest difference: " + (", ".join(agreed) if agreed else "none (the embeddings already differ)"))
     last = "last_hidden_state"
-    per_sentence = (_real_tokens(ours[last], mask).double() - _real_tokens(theirs[last], mask).double()).abs().flatten(1).amax(1)
+    per_sentence = (zero_padding(ours[last], mask).double() - zero_padding(theirs[last], mask).double()).abs().flatten(1).amax(1)
     worst = int(per_sentence.argmax())
     label = f" {quote(sentences[worst])}" if sentences is not None and worst < len(sentences) else ""
     lines.append(f"Worst sentence: {worst}{label}, greatest difference in {last} {float(per_sentence[worst]):.6g}")
@@ -299,19 +272,7 @@ def _assert_same_ids(
                 "Hint: the outputs were not compared, since the models would read different tokens; "
                 "save the original tokenizer with the converted weights",
             ]
-            failure = AssertionError("\n".join(lines))
-            failure.metrics = {"tokens": key, "sentence": row, "position": position}  # type: ignore[attr-defined]
-            raise failure
-
-
-def real_ids(tensor: torch.Tensor, inputs: Mapping[str, torch.Tensor], row: int) -> list[int]:
-    """Row `row` of `tensor` (ids, mask or token types) at the positions `inputs`' attention mask keeps."""
-    if row >= len(tensor):
-        return []
-    values = tensor[row]
-    if "attention_mask" in inputs:
-        values = values[inputs["attention_mask"][row].cpu().bool()]
-    return [int(value) for value in values]
+            raise CheckFailure("\n".join(lines), metrics={"tokens": key, "sentence": row, "position": position})
 
 
 def _tokens(ids: list[int], tokenizer: Any, limit: int = 24) -> str:

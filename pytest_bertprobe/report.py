@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from pytest_bertprobe import probes
-from pytest_bertprobe.compare import Gap, Mismatch, quote
+from pytest_bertprobe.compare import Gap, quote
+from pytest_bertprobe.errors import CheckFailure
 from pytest_bertprobe.session import CheckResult, ModelRecord, ProbeSession
 
 MODEL_PROPERTY = "bertprobe.model"
@@ -138,7 +139,7 @@ def shorten_failure(item: pytest.Item, call: pytest.CallInfo[None], report: pyte
     if item.config.getoption("fulltrace", False):
         return
     error = call.excinfo.value
-    lines = [f"{type(error).__name__}: {error}"]
+    lines = [f"{error.kind if isinstance(error, CheckFailure) else type(error).__name__}: {error}"]
     batch = failing_batch(error)
     if batch is not None:
         count = f"{len(batch)} sentence{'s' if len(batch) != 1 else ''}"
@@ -154,11 +155,9 @@ def _attach_outcome_metrics(item: pytest.Item, error: BaseException | None, pass
         if kept["metrics"]:
             _attach(item, {**kept["metrics"], "forward_passes": passes})  # measured before the check found it does not apply
         return
-    own = getattr(error, "metrics", None) if isinstance(error, AssertionError) else None  # a failure's numbers describe it
-    if isinstance(own, dict):
-        metrics = dict(own)
-    else:
-        metrics = error.gap.metrics() if isinstance(error, Mismatch) else dict(kept["metrics"])
+    failure = error if isinstance(error, CheckFailure) else None
+    # A failure's own numbers describe it; without them, the check's worst passing example's.
+    metrics = dict(failure.metrics) if failure is not None and failure.metrics is not None else dict(kept["metrics"])
     metrics["forward_passes"] = passes
     if isinstance(getattr(error, "bertprobe_head", None), str):
         metrics["head"] = error.bertprobe_head  # type: ignore[union-attr]  # set by heads.py: what the failing head read
@@ -168,7 +167,7 @@ def _attach_outcome_metrics(item: pytest.Item, error: BaseException | None, pass
     if item.stash.get(_PLOTS, None):
         metrics["plot"] = item.stash[_PLOTS]
     if getattr(getattr(item, "obj", None), "is_hypothesis_test", False):
-        metrics["examples"] = kept["examples"] + (1 if isinstance(error, Mismatch) else 0)
+        metrics["examples"] = kept["examples"] + (1 if failure is not None else 0)  # the failing example counts
     _attach(item, metrics)
 
 

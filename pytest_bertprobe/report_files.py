@@ -25,7 +25,7 @@ def _installed(distribution: str) -> str | None:
 
 
 def build_json(session: ProbeSession) -> dict[str, Any]:
-    """The report as in DESIGN §1: environment, one entry per model, one per check."""
+    """The report: environment, one entry per model, one per check."""
     settings = session.settings
     return {
         "version": REPORT_VERSION,

@@ -15,11 +15,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_bertprobe import probes, reference, tolerances
+from pytest_bertprobe import probes, tolerances
 from pytest_bertprobe.atomic import write_text_atomic
 from pytest_bertprobe.compare import Gap, Tolerance, assert_close, measure
-from pytest_bertprobe.embedding import sentence_embedding
+from pytest_bertprobe.errors import CheckFailure, SnapshotError
 from pytest_bertprobe.sentences import PROBE_SENTENCES
+from pytest_bertprobe.views import EMBEDDING_KINDS, config_values, differing_settings, real_ids, sentence_embedding
 
 if TYPE_CHECKING:
     import torch
@@ -28,12 +29,7 @@ if TYPE_CHECKING:
     from pytest_bertprobe.loading import Source
 
 FORMAT = "pytest-bertprobe snapshot 1"
-EMBEDDINGS = ("cls", "pooler", "mean")
 UPDATE_HINT = "if the change is intended, rewrite the snapshot: pytest --bert-snapshot-update"
-
-
-class SnapshotError(AssertionError):
-    """A snapshot file that cannot be read; the message says which and how to fix it."""
 
 
 def snapshot_path(folder: Path, checkpoint_id: str) -> Path:
@@ -59,13 +55,13 @@ def snapshot_name(source: Source, rootdir: Path) -> str:
 def take_snapshot(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, sentences: Sequence[str] = PROBE_SENTENCES) -> dict[str, Any]:
     """Record the probe sentences' token ids and embeddings, the config and the weights' hashes."""
     inputs = probes.encode(tokenizer, sentences, model.device)
-    config = reference.config_values(model.config)
+    config = config_values(model.config)
     return {
         "format": FORMAT,
         "model_type": str(model.config.model_type),
         "dtype": tolerances.model_dtype(model),
         "sentences": list(sentences),
-        "input_ids": [reference.real_ids(inputs["input_ids"], inputs, row) for row in range(len(sentences))],
+        "input_ids": [real_ids(inputs["input_ids"], inputs, row) for row in range(len(sentences))],
         "embeddings": {kind: _encode_tensor(vector) for kind, vector in _embeddings(model, inputs).items()},
         "config_hash": _config_hash(config),
         "config": config,
@@ -98,12 +94,12 @@ def read_snapshot(path: Path) -> dict[str, Any]:
     try:
         snapshot = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise SnapshotError(f"Snapshot {path} cannot be read ({error})\nHint: {UPDATE_HINT}") from None
+        raise SnapshotError(f"Snapshot {path} cannot be read ({error})", hint=UPDATE_HINT) from None
     if not isinstance(snapshot, dict) or snapshot.get("format") != FORMAT:
-        raise SnapshotError(f"Snapshot {path} is not a {FORMAT!r} file\nHint: {UPDATE_HINT}")
+        raise SnapshotError(f"Snapshot {path} is not a {FORMAT!r} file", hint=UPDATE_HINT)
     problem = _malformed(snapshot)
     if problem:
-        raise SnapshotError(f"Snapshot {path} is malformed: {problem}\nHint: {UPDATE_HINT}")
+        raise SnapshotError(f"Snapshot {path} is malformed: {problem}", hint=UPDATE_HINT)
     return snapshot
 
 
@@ -138,12 +134,12 @@ def assert_matches_snapshot(
     __tracebackhide__ = True
     sentences = list(snapshot["sentences"])
     inputs = probes.encode(tokenizer, sentences, model.device)
-    now_ids = [reference.real_ids(inputs["input_ids"], inputs, row) for row in range(len(sentences))]
+    now_ids = [real_ids(inputs["input_ids"], inputs, row) for row in range(len(sentences))]
     for row, (then, now) in enumerate(zip(snapshot["input_ids"], now_ids)):
         if then != now:
-            raise AssertionError(
-                f"Tokenizer changed since the snapshot: sentence {row} {sentences[row]!r} was {then}, now {now}"
-                f"\nHint: the embeddings were not compared, since the model reads different tokens; {UPDATE_HINT}"
+            raise CheckFailure(
+                f"Tokenizer changed since the snapshot: sentence {row} {sentences[row]!r} was {then}, now {now}",
+                hint=f"the embeddings were not compared, since the model reads different tokens; {UPDATE_HINT}",
             )
     dtype, tolerance = _comparison(model, snapshot, atol=atol, rtol=rtol)
     same_dtype = tolerances.model_dtype(model) == snapshot["dtype"]
@@ -151,7 +147,7 @@ def assert_matches_snapshot(
     gaps: dict[str, Gap] = {}
     for kind, vector in _embeddings(model, inputs).items():
         if kind not in snapshot["embeddings"]:
-            raise AssertionError(f"Snapshot has no {kind} embedding, but the model now has a pooler\nHint: {UPDATE_HINT}")
+            raise CheckFailure(f"Snapshot has no {kind} embedding, but the model now has a pooler", hint=UPDATE_HINT)
         expected = _decode_tensor(snapshot["embeddings"][kind])
         gaps[kind] = measure(vector, expected, tolerance)
         if gaps[kind].mismatched:
@@ -160,9 +156,9 @@ def assert_matches_snapshot(
                 sentences=sentences, details=[f"Compared at {dtype} tolerances.", *changes], hint=UPDATE_HINT,
             )  # fmt: skip
     if snapshot.get("embeddings", {}).keys() - gaps.keys():
-        raise AssertionError(f"Snapshot has a pooler embedding, but the model now has no pooler\nHint: {UPDATE_HINT}")
+        raise CheckFailure("Snapshot has a pooler embedding, but the model now has no pooler", hint=UPDATE_HINT)
     if changed:
-        raise AssertionError("Checkpoint vs its snapshot: the embeddings agree, but\n" + "\n".join(changes) + f"\nHint: {UPDATE_HINT}")
+        raise CheckFailure("Checkpoint vs its snapshot: the embeddings agree, but", details=changes, hint=UPDATE_HINT)
     worst = max(gaps.values(), key=lambda gap: gap.max_abs)
     return {**worst.metrics(), "compared_at": dtype, "embeddings": {kind: gap.max_abs for kind, gap in gaps.items()}}
 
@@ -181,7 +177,7 @@ def embedding_differences(model: PreTrainedModel, tokenizer: PreTrainedTokenizer
 def _comparison(model: PreTrainedModel, snapshot: dict[str, Any], **tolerance: float | None) -> tuple[str, Tolerance]:
     """The dtype a comparison with `snapshot` runs at (the lower precision of then and now) and its tolerance."""
     dtype = tolerances.lowest_precision(tolerances.model_dtype(model), snapshot["dtype"])
-    return dtype, tolerances.tolerance_for(reference.CHECK, dtype, **tolerance)
+    return dtype, tolerances.tolerance_for("golden_snapshot", dtype, **tolerance)
 
 
 def tensor_hashes(model: PreTrainedModel) -> dict[str, str]:
@@ -197,8 +193,8 @@ def tensor_hashes(model: PreTrainedModel) -> dict[str, str]:
 
 def _changes(model: PreTrainedModel, snapshot: dict[str, Any], same_dtype: bool) -> tuple[list[str], bool]:
     """Config keys and weights that differ from the snapshot's, one line each kind; and whether any do."""
-    config = reference.config_values(model.config)
-    differing = reference.differing_settings(config, snapshot["config"])
+    config = config_values(model.config)
+    differing = differing_settings(config, snapshot["config"])
     settings = [f"{key}: {snapshot['config'][key]!r} then, {config[key]!r} now" for key in differing]
     lines = ["Config differences: " + ("; ".join(settings) if settings else "none")]
     if not same_dtype:
@@ -213,7 +209,7 @@ def _changes(model: PreTrainedModel, snapshot: dict[str, Any], same_dtype: bool)
 
 def _embeddings(model: PreTrainedModel, inputs: Any) -> dict[str, torch.Tensor]:
     forward = probes.run(model, inputs)
-    kinds = [kind for kind in EMBEDDINGS if kind != "pooler" or forward.pooler_output is not None]
+    kinds = [kind for kind in EMBEDDING_KINDS if kind != "pooler" or forward.pooler_output is not None]
     mask = probes.attention_mask(inputs, model.config.pad_token_id)
     return {kind: sentence_embedding(kind, forward, mask) for kind in kinds}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_bertprobe.compare import NotApplicable
+from pytest_bertprobe.errors import NotApplicable
 from pytest_bertprobe.tokenizer_contract import _violation
 from pytest_bertprobe.tokenizer_files import read_vocabularies, recorded_added_tokens
 

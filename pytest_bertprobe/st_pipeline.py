@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_bertprobe import compare
 from pytest_bertprobe.embedding import modules_file, read_json
+from pytest_bertprobe.errors import CheckFailure, NotApplicable
 from pytest_bertprobe.tokenizer_contract import usable_positions
 from pytest_bertprobe.tolerances import lowest_precision, model_dtype, tolerance_for
 
@@ -59,7 +60,7 @@ def load_pipeline(model: Any, folder: Path, device: Any) -> Any:
     modules = listed_modules(folder) or []
     custom = [str(m.get("type")) for m in modules if not str(m.get("type", "")).startswith(_BUILT_IN)]
     if custom:
-        raise compare.NotApplicable(
+        raise NotApplicable(
             f"modules.json lists modules that are custom code ({', '.join(custom)}); they were not imported, "
             "so the sentence-transformers pipeline is not audited"
         )
@@ -71,7 +72,7 @@ def load_pipeline(model: Any, folder: Path, device: Any) -> Any:
         pipeline = SentenceTransformer(str(root.parent), device=str(device), local_files_only=True, trust_remote_code=False)
     except Exception as error:  # noqa: BLE001 - whatever the library raises is the finding
         text = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        raise AssertionError(
+        raise CheckFailure(
             f"sentence-transformers {library_version()} could not load the pipeline {root} lists "
             f"({', '.join(_names(modules))}): {type(error).__name__}: {text}\n"
             "Hint: users calling SentenceTransformer(path) get this error; fix the module's folder or config"
@@ -89,7 +90,7 @@ def _assert_every_module_loaded(pipeline: Any, modules: Sequence[dict[str, Any]]
     loaded = [type(module).__name__ for module in pipeline]
     listed = [str(m.get("type", "?")).rsplit(".", 1)[-1] for m in modules]
     if loaded != listed:
-        raise AssertionError(
+        raise CheckFailure(
             f"sentence-transformers loaded modules {loaded}, but modules.json lists {listed}\n"
             "Hint: a module was skipped or replaced while loading; check its folder and its type in modules.json"
         )
@@ -110,14 +111,13 @@ def _assert_max_seq_length_fits(pipeline: Any, model: Any, tokenizer: Any) -> di
     if length and declared and length > declared:
         too_long.append(f"the tokenizer's model_max_length {declared}")
     if too_long:
-        error = AssertionError(
+        raise CheckFailure(
             f"sentence-transformers max_seq_length {length} exceeds {' and '.join(too_long)}.\n"
             f"Inputs longer than {min(n for n in (usable, declared) if n)} tokens are not truncated in time: "
             "past the position table they raise IndexError (on CUDA, a device-side assert).\n"
-            f"Hint: set \"max_seq_length\": {min(n for n in (usable, declared) if n)} in sentence_bert_config.json"
+            f"Hint: set \"max_seq_length\": {min(n for n in (usable, declared) if n)} in sentence_bert_config.json",
+            metrics=metrics,
         )
-        error.metrics = metrics  # type: ignore[attr-defined]
-        raise error
     return metrics
 
 
@@ -211,7 +211,7 @@ def declared_pipeline_metrics(
         return {"computed_by": f"the plugin, from the config files (sentence-transformers not installed: {INSTALL_HINT})"}
     try:
         pipeline = load_pipeline(checkpoint.model, folder, checkpoint.device)
-    except compare.NotApplicable as reason:
+    except NotApplicable as reason:
         return {"computed_by": f"the plugin, from the config files ({reason})"}
     pooled = sentence_embedding(kind, probes.run(checkpoint.model, inputs), inputs.get("attention_mask"))
     return assert_pipeline_contract(pipeline, checkpoint.model, checkpoint.tokenizer, modules, pooled, sentences)

@@ -133,16 +133,8 @@ def materialize(batch: Sequence[Sentence], tokenizer: PreTrainedTokenizerBase) -
     return [item if isinstance(item, str) else item.text(tokenizer) for item in batch]
 
 
-def any_sentences(tokenizer: PreTrainedTokenizerBase | None = None) -> st.SearchStrategy[str]:
-    """Everything above in one strategy: mixed scripts, the seed's Chinese, the tokenizer's own pieces."""
-    options: list[st.SearchStrategy[str]] = [sentences(), seed_like_sentences()]
-    if tokenizer is not None:
-        options.append(vocabulary_sentences(tokenizer))
-    return st.one_of(options)
-
-
 __all__ = [
     "ASCII_WORDS", "CJK_TEXT", "ACCENTED", "EMOJI", "PUNCTUATION", "WHITESPACE", "sentences", "seed_like_sentences",
-    "vocabulary_sentences", "overlong_sentences", "batches", "sentence_pairs", "any_sentences",
+    "vocabulary_sentences", "overlong_sentences", "batches", "sentence_pairs",
     "VocabularyPick", "vocabulary_picks", "Sentence", "audit_sentences", "materialize",
 ]  # fmt: skip

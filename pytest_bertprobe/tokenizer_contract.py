@@ -1,4 +1,4 @@
-"""The tokenizer contract (DESIGN §2 #13): whatever the tokenizer emits, the model must be able to read.
+"""The tokenizer contract (docs/DESIGN.md §2): whatever the tokenizer emits, the model must be able to read.
 
 Each `assert_*` helper takes `(model, tokenizer)`, returns the metrics that back its verdict, raises
 `ContractViolation` (an `AssertionError`) naming the fault, or `NotApplicable` saying why it does not apply.
@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from pytest_bertprobe import probes
-from pytest_bertprobe.compare import NotApplicable, quote
+from pytest_bertprobe.compare import quote
+from pytest_bertprobe.errors import ContractViolation, NotApplicable
 from pytest_bertprobe.forward_failure import ForwardError
 from pytest_bertprobe.sentences import PAIRS, PROBE_SENTENCES
 
@@ -26,16 +27,8 @@ _FALLBACK_LENGTH = 512
 _SHOWN_TOKENS = 12
 
 
-class ContractViolation(AssertionError):
-    """A broken contract; carries the metrics measured on the way, so reports keep them."""
-
-    def __init__(self, message: str, metrics: dict[str, Any]) -> None:
-        super().__init__(message)
-        self.metrics = metrics
-
-
 def _violation(what: str, details: Sequence[str], hint: str, metrics: dict[str, Any]) -> ContractViolation:
-    return ContractViolation("\n".join([what, *details, f"Hint: {hint}"]), metrics)
+    return ContractViolation(what, metrics, details=details, hint=hint)
 
 
 def _name(model: PreTrainedModel) -> str:

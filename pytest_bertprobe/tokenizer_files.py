@@ -1,4 +1,4 @@
-"""Tokenizer files agree (DESIGN §5): every file that describes the vocabulary gives each token the same id.
+"""Tokenizer files agree (docs/DESIGN.md §2): every file that describes the vocabulary gives each token the same id.
 
 A checkpoint may describe its vocabulary more than once: `vocab.txt` (WordPiece), `vocab.json` + `merges.txt`
 (BPE), a sentencepiece model, `tokenizer.json`. AutoTokenizer reads `tokenizer.json`; the slow classes, other
@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_bertprobe.compare import NotApplicable, quote
+from pytest_bertprobe.compare import quote
+from pytest_bertprobe.errors import NotApplicable
 from pytest_bertprobe.loading import first_line
 from pytest_bertprobe.sentences import PROBE_SENTENCES
 from pytest_bertprobe.tokenizer_contract import ContractViolation, _violation

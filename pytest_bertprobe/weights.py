@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_bertprobe.anatomy import locate_pooler
-from pytest_bertprobe.compare import NotApplicable
+from pytest_bertprobe.errors import CheckFailure, NotApplicable
 from pytest_bertprobe.fresh_init import looks_untrained, module_evidence
 from pytest_bertprobe.ledger import Ledger, NonFinite, build_ledger
 from pytest_bertprobe.loading import Checkpoint
@@ -97,9 +97,7 @@ def assert_weights_loaded(
     if not ledger.accounted:
         lines += _ledger_lines(ledger, str(getattr(audited, "base_model_prefix", "") or ""))
     if lines:
-        failure = AssertionError("\n".join(lines) + f"\nHint: {_hint(ledger, skipped is not None and skipped.task_head)}")
-        failure.metrics = metrics  # type: ignore[attr-defined]
-        raise failure
+        raise CheckFailure("\n".join(lines) + f"\nHint: {_hint(ledger, skipped is not None and skipped.task_head)}", metrics=metrics)
     return metrics
 
 
@@ -183,13 +181,12 @@ def assert_weights_finite(
     if ledger.nonfinite:
         lines = [f"every stored tensor is finite: {len(ledger.nonfinite)} of {ledger.tensors_in_file} tensors of {ledger.files} hold NaN/inf"]
         lines += [f"  {_describe(bad, tokenizer)}" for bad in ledger.nonfinite[:_SHOWN]]
-        failure = AssertionError(
+        raise CheckFailure(
             "\n".join(lines) + "\nHint: these values come with the file, not from an overflow at run time: re-export the "
             "checkpoint from the trained weights; a bad embedding row poisons every input holding its token, "
-            "even when no probe sentence does"
+            "even when no probe sentence does",
+            metrics=metrics,
         )
-        failure.metrics = metrics  # type: ignore[attr-defined]
-        raise failure
     return metrics
 
 

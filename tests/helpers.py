@@ -47,8 +47,8 @@ def plant_at_load(monkeypatch: pytest.MonkeyPatch, plant: Callable[[loading.Chec
     """Plant a fault in every checkpoint the audit loads (in-process pytester; undone after the test)."""
     real_load = loading.load_checkpoint
 
-    def load_and_plant(*args: Any) -> loading.Checkpoint:
-        checkpoint = real_load(*args)
+    def load_and_plant(*args: Any, **options: Any) -> loading.Checkpoint:
+        checkpoint = real_load(*args, **options)
         plant(checkpoint)
         return checkpoint
 

@@ -204,7 +204,7 @@ def test_a_nan_weight_makes_the_embedding_non_finite(tiny_checkpoint: TinyFactor
 
 
 def _ignore_attention_mask(model: Any) -> None:
-    """The yoso/fnet fault (DESIGN §3), planted: the encoder never sees the attention mask, so pads leak in."""
+    """The yoso/fnet fault (docs/DESIGN.md §5), planted: the encoder never sees the attention mask, so pads leak in."""
     forward = model.forward
 
     def forward_without_mask(input_ids: Any = None, attention_mask: Any = None, token_type_ids: Any = None, **kwargs: Any) -> Any:

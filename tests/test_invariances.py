@@ -31,7 +31,7 @@ AUDIT_TESTS = {
     "save_load_round_trip": "test_save_and_load_give_identical_outputs",
 }
 
-# Each fault is a user's conftest overriding `bert_model`, as DESIGN §3 says users do.
+# Each fault is a user's conftest overriding `bert_model`, as users do.
 TRAINING_MODE = """
 import pytest
 

@@ -12,7 +12,6 @@ import pytest
 
 from pytest_bertprobe import loading
 from pytest_bertprobe.compare import NotApplicable
-from pytest_bertprobe.options import Settings
 from pytest_bertprobe.renames import find_renames
 from pytest_bertprobe.weights import assert_weights_finite, assert_weights_loaded, inspect_weights
 from tests.helpers import assert_usage_error, junit_metrics, plant_copy
@@ -24,8 +23,7 @@ WEIGHT_CHECKS = "bertprobe_audit_weights or output_is_finite"
 
 
 def _load(path: Path, dtype: str = "float32") -> loading.Checkpoint:
-    settings = Settings(models=(str(path),), device="cpu", dtype=dtype, revision=None, audit=True)
-    return loading.load_checkpoint(loading.resolve_source(str(path)), path.name, settings)
+    return loading.load_checkpoint(loading.resolve_source(str(path)), path.name, device="cpu", dtype=dtype)
 
 
 def _audit(pytester: pytest.Pytester, path: Path, *args: str, select: str = WEIGHT_CHECKS) -> tuple[pytest.RunResult, dict[str, Any]]:

@@ -14,7 +14,6 @@ import pytest
 
 from pytest_bertprobe import loading
 from pytest_bertprobe.anatomy import NoPoolerError
-from pytest_bertprobe.options import Settings
 from pytest_bertprobe.provenance import assert_pooler_trained, inspect_pooler_provenance
 from tests.helpers import plant_copy
 
@@ -47,8 +46,7 @@ def _nan_query_weight(tensors: dict[str, Any]) -> None:
 
 
 def _load(path: Path) -> loading.Checkpoint:
-    settings = Settings(models=(str(path),), device="cpu", dtype="float32", revision=None, audit=True)
-    return loading.load_checkpoint(loading.resolve_source(str(path)), path.name, settings)
+    return loading.load_checkpoint(loading.resolve_source(str(path)), path.name, device="cpu", dtype="float32")
 
 
 def _audit(pytester: pytest.Pytester, path: Path, *args: str) -> tuple[pytest.RunResult, dict[str, dict[str, Any]]]:
@@ -117,7 +115,7 @@ def test_nan_weight_fails_outputs_finite_naming_tensor_position_sentence_and_par
     pytester: pytest.Pytester, tiny_checkpoint: TinyFactory, tmp_path: Path
 ) -> None:
     from pytest_bertprobe.probes import encode
-    from pytest_bertprobe.provenance import assert_outputs_finite
+    from pytest_bertprobe.finiteness import assert_outputs_finite
 
     planted = plant_copy(tiny_checkpoint("bert"), tmp_path / "nan-weight", weights=_nan_query_weight)
     result, metrics = _audit(pytester, planted)

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from pytest_bertprobe import loading
-from pytest_bertprobe.options import Settings
 from pytest_bertprobe.reference import assert_agrees_with_reference, assert_checkpoints_agree
 from pytest_bertprobe.sentences import PROBE_SENTENCES
 from pytest_bertprobe.snapshot import SnapshotError, assert_matches_snapshot, read_snapshot, take_snapshot, write_snapshot
@@ -60,8 +59,7 @@ def copies(tiny_checkpoint: TinyFactory, tmp_path_factory: pytest.TempPathFactor
 
 
 def _load(path: Path, dtype: str = "float32") -> loading.Checkpoint:
-    settings = Settings(models=(str(path),), device="cpu", dtype=dtype, revision=None, audit=True)
-    return loading.load_checkpoint(loading.resolve_source(str(path)), path.name, settings)
+    return loading.load_checkpoint(loading.resolve_source(str(path)), path.name, device="cpu", dtype=dtype)
 
 
 def _agree(model: loading.Checkpoint, reference: loading.Checkpoint, **tolerance: Any) -> Any:

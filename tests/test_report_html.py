@@ -270,11 +270,9 @@ def test_the_page_is_replaced_whole(tmp_path: Path) -> None:
 
 def test_a_regressed_snapshot_is_drawn_per_embedding(checkpoints: dict[str, Path]) -> None:
     from pytest_bertprobe import loading, plot_data, plots, snapshot
-    from pytest_bertprobe.options import Settings
 
     def load(path: Path) -> loading.Checkpoint:
-        settings = Settings(models=(str(path),), device="cpu", dtype="float32", revision=None, audit=True)
-        return loading.load_checkpoint(loading.resolve_source(str(path)), path.name, settings)
+        return loading.load_checkpoint(loading.resolve_source(str(path)), path.name, device="cpu", dtype="float32")
 
     healthy = load(checkpoints["healthy"])
     stored = snapshot.take_snapshot(healthy.model, healthy.tokenizer)

@@ -15,10 +15,10 @@ LOADS = []
 LIVE = []
 _real_load = loading.load_checkpoint
 
-def counting_load(source, checkpoint_id, settings):
+def counting_load(source, checkpoint_id, **options):
     gc.collect()
     alive = [name for name, ref in LIVE if ref() is not None]
-    checkpoint = _real_load(source, checkpoint_id, settings)
+    checkpoint = _real_load(source, checkpoint_id, **options)
     LOADS.append(checkpoint_id)
     LIVE.append((checkpoint_id, weakref.ref(checkpoint.model)))
     print(f"LOAD {checkpoint_id} while alive: {alive}")

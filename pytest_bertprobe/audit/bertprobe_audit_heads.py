@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from pytest_bertprobe import st_pipeline
-from pytest_bertprobe.audit.harness import encode_batch, given_batches, run_check
+from pytest_bertprobe.audit.harness import given_batches, run_check, run_on_batch
 from pytest_bertprobe.embedding import (
     EmbeddingConfigError,
     UnsupportedPoolingError,
@@ -39,8 +39,7 @@ def test_heads_read_what_their_architecture_promises(
     """NSP/SOP and BERT-style classifier logits == head(pooler_output); MLM, token and QA logits == head(last_hidden_state); ..."""
     if bert_head_model is None:
         pytest.skip(f"{NO_HEAD_REASON} ({_saved_as(bert_checkpoint)})")
-    sentences, inputs = encode_batch(bert_head_model, bert_tokenizer, batch)
-    run_check(request, assert_heads_read_their_inputs, bert_head_model, inputs, sentences=sentences)
+    run_on_batch(request, assert_heads_read_their_inputs, bert_head_model, bert_tokenizer, batch)
 
 
 @pytest.mark.bertprobe_audit(check="label_map")

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from pytest_bertprobe import plot_data, probes
-from pytest_bertprobe.audit.harness import encode_batch, given_batches, record_plot_data, run_check
+from pytest_bertprobe.audit.harness import given_batches, record_plot_data, run_check, run_on_batch
 from pytest_bertprobe.consistency import assert_deterministic, assert_eager_matches_sdpa, assert_save_load_round_trip
 from pytest_bertprobe.invariances import (
     assert_hidden_states_consistent,
@@ -24,15 +24,14 @@ Batch = list[Sentence]
 @pytest.mark.bertprobe_audit(check="hidden_states")
 @given_batches
 def test_hidden_states_are_the_embeddings_and_each_layer(request: pytest.FixtureRequest, bert_model: Any, bert_tokenizer: Any, batch: Batch) -> None:
-    """#6: num_hidden_layers + 1 hidden states, the first the embeddings, the last last_hidden_state."""
-    sentences, inputs = encode_batch(bert_model, bert_tokenizer, batch)
-    run_check(request, assert_hidden_states_consistent, bert_model, inputs, sentences=sentences)
+    """num_hidden_layers + 1 hidden states, the first the embeddings, the last last_hidden_state."""
+    run_on_batch(request, assert_hidden_states_consistent, bert_model, bert_tokenizer, batch)
 
 
 @pytest.mark.bertprobe_audit(check="padding_invariance")
 @given_batches
 def test_each_sentence_alone_matches_its_padded_row(request: pytest.FixtureRequest, bert_model: Any, bert_tokenizer: Any, batch: Batch) -> None:
-    """#7: padding a sentence into a batch changes neither its [CLS], its pooler_output nor its tokens."""
+    """padding a sentence into a batch changes neither its [CLS], its pooler_output nor its tokens."""
     sentences = materialize(batch, bert_tokenizer)
     record_plot_data(request, plot_data.padding_errors, bert_model, bert_tokenizer, sentences)
     run_check(request, assert_padding_invariant, bert_model, bert_tokenizer, sentences=sentences)
@@ -41,37 +40,34 @@ def test_each_sentence_alone_matches_its_padded_row(request: pytest.FixtureReque
 @pytest.mark.bertprobe_audit(check="masked_content_invariance")
 @given_batches
 def test_ids_under_the_attention_mask_change_nothing(request: pytest.FixtureRequest, bert_model: Any, bert_tokenizer: Any, batch: Batch) -> None:
-    """#8: whatever sits where attention_mask is 0 cannot reach the real tokens."""
-    sentences, inputs = encode_batch(bert_model, bert_tokenizer, batch)
-    run_check(request, assert_masked_content_invariant, bert_model, inputs, sentences=sentences)
+    """whatever sits where attention_mask is 0 cannot reach the real tokens."""
+    run_on_batch(request, assert_masked_content_invariant, bert_model, bert_tokenizer, batch)
 
 
 @pytest.mark.bertprobe_audit(check="permutation_equivariance")
 @given_batches
 def test_shuffling_the_batch_shuffles_the_outputs(request: pytest.FixtureRequest, bert_model: Any, bert_tokenizer: Any, batch: Batch) -> None:
-    """#9: a sentence's outputs do not depend on its neighbours or its place in the batch."""
-    sentences, inputs = encode_batch(bert_model, bert_tokenizer, batch)
-    run_check(request, assert_permutation_equivariant, bert_model, inputs, sentences=sentences)
+    """a sentence's outputs do not depend on its neighbours or its place in the batch."""
+    run_on_batch(request, assert_permutation_equivariant, bert_model, bert_tokenizer, batch)
 
 
 @pytest.mark.bertprobe_audit(check="eager_matches_sdpa")
 @given_batches
 def test_sdpa_attention_matches_eager(request: pytest.FixtureRequest, bert_model: Any, bert_tokenizer: Any, batch: Batch) -> None:
-    """#11: the fused attention kernel agrees with the reference one, where the architecture has both."""
-    sentences, inputs = encode_batch(bert_model, bert_tokenizer, batch)
-    run_check(request, assert_eager_matches_sdpa, bert_model, inputs, sentences=sentences)
+    """the fused attention kernel agrees with the reference one, where the architecture has both."""
+    run_on_batch(request, assert_eager_matches_sdpa, bert_model, bert_tokenizer, batch)
 
 
 # Repeat passes and a save/load cycle cost the same whatever the text: the fixed probe batch serves.
 @pytest.mark.bertprobe_audit(check="determinism")
 def test_eval_mode_and_repeat_passes_are_identical(request: pytest.FixtureRequest, bert_model: Any, bert_tokenizer: Any) -> None:
-    """#10: no module in training mode, and two passes give the same bits."""
+    """no module in training mode, and two passes give the same bits."""
     inputs = probes.encode(bert_tokenizer, PROBE_SENTENCES, bert_model.device)
     run_check(request, assert_deterministic, bert_model, inputs, sentences=PROBE_SENTENCES)
 
 
 @pytest.mark.bertprobe_audit(check="save_load_round_trip")
 def test_save_and_load_give_identical_outputs(request: pytest.FixtureRequest, bert_model: Any, bert_tokenizer: Any) -> None:
-    """#12: save_pretrained then from_pretrained reproduces the model exactly."""
+    """save_pretrained then from_pretrained reproduces the model exactly."""
     inputs = probes.encode(bert_tokenizer, PROBE_SENTENCES, bert_model.device)
     run_check(request, assert_save_load_round_trip, bert_model, inputs, sentences=PROBE_SENTENCES)

@@ -11,8 +11,8 @@ import pytest
 
 from pytest_bertprobe import plot_data
 from pytest_bertprobe.anatomy import PoolerAnatomy
-from pytest_bertprobe.assertions import assert_cls_differs_from_pooler, assert_pooler_is_dense_tanh_of_cls
-from pytest_bertprobe.audit.harness import encode_batch, given_batches, record_plot_data, run_check
+from pytest_bertprobe.pooler import assert_cls_differs_from_pooler, assert_pooler_is_dense_tanh_of_cls
+from pytest_bertprobe.audit.harness import encode_batch, given_batches, record_plot_data, run_check, run_on_batch
 from pytest_bertprobe.strategies import Sentence
 
 
@@ -22,8 +22,7 @@ def test_pooler_is_dense_tanh_of_cls(
     request: pytest.FixtureRequest, bert_model: Any, bert_tokenizer: Any, bert_anatomy: PoolerAnatomy, batch: list[Sentence]
 ) -> None:
     """Q2: pooler_output is tanh(dense(last_hidden_state[:, 0])) with the checkpoint's own pooler."""
-    sentences, inputs = encode_batch(bert_model, bert_tokenizer, batch)
-    run_check(request, assert_pooler_is_dense_tanh_of_cls, bert_model, inputs, sentences=sentences)
+    run_on_batch(request, assert_pooler_is_dense_tanh_of_cls, bert_model, bert_tokenizer, batch)
 
 
 @pytest.mark.bertprobe_audit(check="cls_differs_from_pooler")

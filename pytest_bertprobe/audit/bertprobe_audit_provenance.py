@@ -15,15 +15,11 @@ import pytest
 from pytest_bertprobe import loading, plot_data, probes
 from pytest_bertprobe.anatomy import require_checkable_pooler
 from pytest_bertprobe.audit.harness import encode_batch, given_batches, record_plot_data, run_check
-from pytest_bertprobe.compare import Gap, NotApplicable
-from pytest_bertprobe.provenance import (
-    assert_outputs_finite,
-    assert_pooler_in_tanh_range,
-    assert_pooler_not_degenerate,
-    nonfinite_parameters,
-    inspect_pooler_provenance,
-    require_verdict,
-)
+from pytest_bertprobe.compare import Gap
+from pytest_bertprobe.errors import NotApplicable
+from pytest_bertprobe.finiteness import assert_outputs_finite, nonfinite_parameters
+from pytest_bertprobe.pooler import assert_pooler_in_tanh_range, assert_pooler_not_degenerate
+from pytest_bertprobe.provenance import inspect_pooler_provenance, require_verdict
 from pytest_bertprobe.report import record_result
 from pytest_bertprobe.sentences import PROBE_SENTENCES
 from pytest_bertprobe.session import probe_session

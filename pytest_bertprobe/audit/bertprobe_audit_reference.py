@@ -19,7 +19,7 @@ from pytest_bertprobe.strategies import Sentence, materialize
 def test_agrees_with_the_reference_layer_by_layer(
     request: pytest.FixtureRequest, bert_checkpoint: Checkpoint, bert_reference: Checkpoint, batch: list[Sentence]
 ) -> None:
-    """#17: same token ids, then embeddings, every layer and the pooler within tolerance of the original."""
+    """same token ids, then embeddings, every layer and the pooler within tolerance of the original."""
     sentences = materialize(batch, bert_checkpoint.tokenizer)
     stored_dtypes = (bert_checkpoint.source.stored_dtype, bert_reference.source.stored_dtype)
     record_plot_data(

@@ -21,14 +21,13 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from pytest_bertprobe import probes
+from pytest_bertprobe.catalogue import CATALOGUE, BatchShape
 from pytest_bertprobe.tokenizer_contract import input_limit
 
 MIN_EXAMPLES = 1
 MAX_EXAMPLES = 1000
 # Per example and generated check, besides its passes: Hypothesis, tokenizing, comparing (measured on MiniLM).
 CHECK_SECONDS = 0.008
-# Eager attention materializes the attention matrix: slower than the fused kernel the other passes use.
-EAGER_COST = 1.3
 
 
 @dataclass(frozen=True)
@@ -80,16 +79,21 @@ def fit_price(timings: Sequence[tuple[int, float]]) -> Price:
 def batch_passes(inputs: Any, *, head_model: bool, eager: bool = True, alone: Sequence[int] | None = None) -> tuple[float, float]:
     """Passes and tokens one new batch costs across the generated checks (eager passes weighted by EAGER_COST).
 
-    Shared by every check: one pass; eager_matches_sdpa: one eager pass (if `eager`); masked_content_invariance:
-    one pass when a row is padded; permutation_equivariance: one when there are two rows or more;
-    padding_invariance: each row alone (only the rows in `alone` where given: others ran alone before);
-    head_relation: one pass of the head model.
+    Shared by every check: one pass; then each catalogue check's own passes (eager_matches_sdpa: one eager
+    pass if `eager`; masked_content_invariance: one when a row is padded; permutation_equivariance: one when
+    there are two rows or more; head_relation: one of the head model); padding_invariance: each row alone
+    (only the rows in `alone` where given: others ran alone before).
     """
     rows, width = (int(size) for size in inputs["input_ids"].shape)
     padded = rows * width
     lengths = [int(n) for n in inputs["attention_mask"].sum(dim=1)] if "attention_mask" in inputs else [width] * rows
-    full = 1 + EAGER_COST * eager + (sum(lengths) < padded) + (rows > 1) + head_model
-    alone_rows = (range(rows) if alone is None else alone) if rows > 1 else ()
+    shape = BatchShape(rows=rows, padded=sum(lengths) < padded, eager=eager, head_model=head_model)
+    full = 1
+    for check in CATALOGUE:
+        if check.passes is not None:
+            full += check.passes(shape)
+    runs_alone = any(check.rows_alone for check in CATALOGUE)
+    alone_rows = (range(rows) if alone is None else alone) if rows > 1 and runs_alone else ()
     return full + len(alone_rows), full * padded + sum(lengths[row] for row in alone_rows)
 
 

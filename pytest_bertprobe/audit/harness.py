@@ -15,29 +15,17 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 
 from pytest_bertprobe import probes
 from pytest_bertprobe.audit.budget import Plan, plan_examples
-from pytest_bertprobe.compare import NotApplicable
+from pytest_bertprobe.catalogue import BY_NAME, EXPLICIT_BATCHES, KERNEL_BATCHES
+from pytest_bertprobe.errors import CheckFailure, NotApplicable
 from pytest_bertprobe.forward_failure import ForwardError
 from pytest_bertprobe.report import FAILING_BATCH_ATTRIBUTE, record_plot, record_result
-from pytest_bertprobe.sentences import ADVERSARIAL_SENTENCES, LONG_SENTENCE, PROBE_SENTENCES, SEED_SENTENCES
+from pytest_bertprobe.sentences import PROBE_SENTENCES, SEED_SENTENCES
 from pytest_bertprobe.session import probe_session
 from pytest_bertprobe.strategies import Sentence, audit_sentences, batches, materialize
 from pytest_bertprobe.tokenizer_contract import input_limit
 
 AUDIT_SEED = 1560  # one seed for every audit test: the same generated batches, so shared forward passes
 AUDIT_PROFILE = "bertprobe-audit"
-# Each probe sentence alone, first: they pass on a healthy checkpoint whatever the batching, so a fault
-# that needs padding is left to the generated batches, which Hypothesis shrinks to the minimal one.
-EXPLICIT_BATCHES: tuple[tuple[str, ...], ...] = tuple((sentence,) for sentence in PROBE_SENTENCES + ADVERSARIAL_SENTENCES)
-# Attention kernels differ by shape, not by text: the generated batches, the shortest input and one cut at the
-# model's maximum length (where sdpa may take another backend) cover them, at 2 eager passes instead of 19.
-KERNEL_BATCHES: tuple[tuple[str, ...], ...] = (("",), (LONG_SENTENCE,))
-_EXPLICIT_BY_CHECK: dict[str, tuple[tuple[str, ...], ...]] = {
-    "eager_matches_sdpa": KERNEL_BATCHES,
-    # A sentence alone has no padding, nothing under the mask and no neighbour: these would compare a pass with itself.
-    "padding_invariance": (),
-    "masked_content_invariance": (),
-    "permutation_equivariance": (),
-}
 
 settings.register_profile(
     AUDIT_PROFILE,
@@ -66,8 +54,8 @@ def audit_settings() -> settings:
 
 
 def explicit_batches(check: str) -> tuple[tuple[str, ...], ...]:
-    """The batches a check runs before the generated ones: each probe sentence alone, fewer where text does not matter."""
-    return _EXPLICIT_BY_CHECK.get(check, EXPLICIT_BATCHES)
+    """The batches a check runs before the generated ones (the catalogue's): each probe sentence alone, fewer where text does not matter."""
+    return BY_NAME[check].explicit if check in BY_NAME else EXPLICIT_BATCHES
 
 
 def given_batches(test: Test) -> Test:
@@ -181,6 +169,13 @@ def encode_batch(model: Any, tokenizer: Any, batch: list[Sentence]) -> tuple[lis
     return sentences, probes.encode(tokenizer, sentences, model.device, max_length=input_limit(model, tokenizer))
 
 
+def run_on_batch(request: pytest.FixtureRequest, check: Callable[..., Any], model: Any, tokenizer: Any, batch: list[Sentence]) -> Any:
+    """`run_check` of `check(model, inputs, sentences=...)` on the batch, encoded for the model."""
+    __tracebackhide__ = True
+    sentences, inputs = encode_batch(model, tokenizer, batch)
+    return run_check(request, check, model, inputs, sentences=sentences)
+
+
 def run_check(request: pytest.FixtureRequest, check: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Run one check: skip (with its reason) where it does not apply; keep its numbers for the report."""
     __tracebackhide__ = True
@@ -211,20 +206,16 @@ def record_plot_data(request: pytest.FixtureRequest, compute: Callable[..., dict
         record_plot(request.node, data)
 
 
-def owned_failure(request: pytest.FixtureRequest, crash: ForwardError) -> AssertionError:
+def owned_failure(request: pytest.FixtureRequest, crash: ForwardError) -> CheckFailure:
     """The failure to raise when this check owns the crashed pass; otherwise skip, pointing at the owner."""
     marker = request.node.get_closest_marker("bertprobe_audit")
     check = marker.kwargs.get("check") if marker is not None else None
     if check != crash.owner:
         pytest.skip(crash.skip_reason)
-    failure = AssertionError(str(crash))
-    failure.metrics = crash.metrics  # type: ignore[attr-defined]
-    return failure
+    return CheckFailure(str(crash), metrics=crash.metrics)
 
 
 def _keep_failure(request: pytest.FixtureRequest, failure: AssertionError, sentences: Sequence[str] | None) -> None:
-    if isinstance(getattr(failure, "metrics", None), dict):
-        record_result(request.node, failure.metrics)  # type: ignore[attr-defined]
     if sentences is not None:
         # On the exception itself: Hypothesis reports the minimal (or first explicit) example's exception.
         setattr(failure, FAILING_BATCH_ATTRIBUTE, list(sentences))

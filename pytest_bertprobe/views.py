@@ -1,0 +1,144 @@
+"""Shared views of a forward pass: real tokens, what consumers read, sentence embeddings, finiteness.
+
+Every check that reads outputs goes through these, so "real tokens" or "the mean embedding" mean one thing
+(docs/DESIGN.md §1). Two views of padding exist on purpose: `real_tokens` moves each row's real tokens to the
+front (rows of different batches line up), `zero_padding` keeps positions and zeroes the padded ones (two
+passes of one batch line up).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from pytest_bertprobe.compare import Gap, Tolerance, assert_close
+from pytest_bertprobe.errors import CheckFailure
+
+if TYPE_CHECKING:
+    import torch
+
+    from pytest_bertprobe.probes import Forward
+
+EMBEDDING_KINDS = ("cls", "pooler", "mean")
+_EXACT = Tolerance(0.0, 0.0)
+# Config keys that say how a model was saved or is called, not what it computes.
+_CONFIG_NOISE = {
+    "transformers_version", "_name_or_path", "dtype", "torch_dtype", "architectures", "auto_map", "id2label",
+    "label2id", "use_cache", "output_attentions", "output_hidden_states", "return_dict", "problem_type",
+    "tokenizer_class", "finetuning_task", "task_specific_params", "gradient_checkpointing", "torchscript",
+}  # fmt: skip
+
+
+def real_tokens(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """`[batch, length, hidden]` with each row's real (unmasked) tokens moved to the front, zeros after.
+
+    Row `i`, position 0 is then sentence `i`'s first real token ([CLS]) whichever side the tokenizer pads.
+    """
+    import torch
+
+    real = mask.to(hidden.device).bool()
+    order = torch.argsort((~real).to(torch.int8), dim=1, stable=True)
+    gathered = hidden.gather(1, order.unsqueeze(-1).expand_as(hidden))
+    keep = torch.arange(hidden.shape[1], device=hidden.device) < real.sum(dim=1, keepdim=True)
+    return torch.where(keep.unsqueeze(-1), gathered, torch.zeros((), dtype=hidden.dtype, device=hidden.device))
+
+
+def zero_padding(output: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Zero the padded positions: what a model computes there is nobody's output."""
+    if mask is None or output.dim() != 3 or output.shape[:2] != mask.shape:
+        return output
+    return output.masked_fill(~mask.to(output.device)[..., None], 0)
+
+
+def forward_view(forward: Forward, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """What consumers read from a pass: its real tokens (see `real_tokens`) and its pooler_output."""
+    return real_tokens(forward.last_hidden_state, mask), forward.pooler_output
+
+
+def assert_outputs_agree(
+    actual: tuple[torch.Tensor, torch.Tensor | None],
+    expected: tuple[torch.Tensor, torch.Tensor | None],
+    tolerance: Tolerance,
+    *,
+    claim: str,
+    sentences: Sequence[str] | None,
+    hint: str,
+) -> Gap:
+    """Compare `(real tokens, pooler_output)` pairs: the [CLS] row, then the pooler, then every real token.
+
+    Both token tensors come from `real_tokens`, rows are sentences; returns the greatest gap of the three.
+    """
+    __tracebackhide__ = True
+    (tokens, pooled), (expected_tokens, expected_pooled) = actual, expected
+    parts = [("last_hidden_state[:, 0] ([CLS])", tokens[:, 0], expected_tokens[:, 0])]
+    if (pooled is None) != (expected_pooled is None):
+        raise CheckFailure(f"{claim}: pooler_output is None on one side only\nHint: {hint}")
+    if pooled is not None and expected_pooled is not None:
+        parts.append(("pooler_output", pooled, expected_pooled))
+    parts.append(("last_hidden_state at real tokens", tokens, expected_tokens))
+    gaps = [
+        assert_close(a, e, tolerance, claim=f"{claim}, {name}", sentences=sentences, hint=hint)
+        for name, a, e in parts
+    ]
+    return max(gaps, key=lambda gap: gap.max_abs)
+
+
+def real_ids(tensor: torch.Tensor, inputs: Mapping[str, torch.Tensor], row: int) -> list[int]:
+    """Row `row` of `tensor` (ids, mask or token types) at the positions `inputs`' attention mask keeps."""
+    if row >= len(tensor):
+        return []
+    values = tensor[row]
+    if "attention_mask" in inputs:
+        values = values[inputs["attention_mask"][row].cpu().bool()]
+    return [int(value) for value in values]
+
+
+def sentence_embedding(kind: str, forward: Forward, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """One vector per row: cls = last_hidden_state[:, 0], pooler = pooler_output, mean = masked token mean."""
+    hidden = forward.last_hidden_state
+    if kind == "cls":
+        return hidden[:, 0]
+    if kind == "pooler":
+        if forward.pooler_output is None:
+            raise ValueError("pooler embedding: the model returned pooler_output=None")
+        return forward.pooler_output
+    if kind == "mean":
+        import torch
+
+        mask = torch.ones(hidden.shape[:2]) if attention_mask is None else attention_mask
+        weights = mask.to(hidden.device, hidden.dtype).unsqueeze(-1)
+        # sentence-transformers' clamp: an all-masked row gives zeros, not NaN.
+        return (hidden * weights).sum(1) / weights.sum(1).clamp_min(1e-9)
+    raise ValueError(f"unknown sentence embedding {kind!r}: use one of {', '.join(EMBEDDING_KINDS)}")
+
+
+def assert_finite(
+    tensor: torch.Tensor, tolerance: Tolerance = _EXACT, *, claim: str, sentences: Sequence[str] | None = None, hint: str = ""
+) -> Gap:
+    """Fail when `tensor` holds NaN/inf, in `assert_close`'s words.
+
+    Against itself with NaN/inf zeroed: every non-finite value mismatches, finite ones are equal, so the
+    gap counts them and its greatest difference sits at the first one.
+    """
+    __tracebackhide__ = True
+    import torch
+
+    return assert_close(
+        tensor, torch.nan_to_num(tensor, nan=0.0, posinf=0.0, neginf=0.0), tolerance, claim=claim, sentences=sentences, hint=hint
+    )
+
+
+def config_values(config: Any) -> dict[str, Any]:
+    """The settings that shape the network, as plain JSON values (no file names, dtypes or versions)."""
+    values = {
+        key: value
+        for key, value in config.to_dict().items()
+        if key not in _CONFIG_NOISE and not key.startswith("_") and "dropout" not in key  # dropout is off in eval
+    }
+    return dict(json.loads(json.dumps(values, sort_keys=True, default=str)))
+
+
+def differing_settings(ours: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
+    """The keys both `config_values` dicts have and set differently, sorted."""
+    return [key for key in sorted(ours.keys() & theirs.keys()) if ours[key] != theirs[key]]
