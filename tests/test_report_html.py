@@ -17,11 +17,6 @@ import pytest
 from tests.helpers import assert_usage_error, plant_copy
 
 pytest.importorskip("matplotlib")
-# Imported here, before any in-process pytester run: those runs drop the modules first imported inside them,
-# and a matplotlib half dropped and half re-imported mixes two copies of its classes.
-import matplotlib.backends.backend_svg  # noqa: E402,F401
-import matplotlib.figure  # noqa: E402,F401
-import matplotlib.image  # noqa: E402,F401
 
 Factory = Callable[..., Path]
 LAST_QUERY = "encoder.layer.1.attention.self.query.weight"  # the tiny bert's second (last) layer
