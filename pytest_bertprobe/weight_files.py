@@ -78,8 +78,13 @@ def read_weight_files(folder: Path, *, allow_pickle: bool = False) -> WeightFile
     )
 
 
+def _weight_map(folder: Path) -> dict[str, str]:
+    """The shard index's `{key: shard}`."""
+    return dict(json.loads((folder / SAFETENSORS_INDEX).read_text(encoding="utf-8"))["weight_map"])
+
+
 def _sharded(folder: Path) -> WeightFiles:
-    weight_map: dict[str, str] = json.loads((folder / SAFETENSORS_INDEX).read_text(encoding="utf-8"))["weight_map"]
+    weight_map = _weight_map(folder)
     locations: dict[str, str] = {}
     for shard in sorted(set(weight_map.values())):
         locations.update(dict.fromkeys(_header_keys(folder / shard), shard))
@@ -101,8 +106,7 @@ def index_problem(folder: Path) -> str:
     if not index.is_file() or (folder / SAFETENSORS).is_file():
         return ""
     try:
-        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-        named = set(weight_map.values())
+        named = set(_weight_map(folder).values())
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError):
         return f"{SAFETENSORS_INDEX} has no weight_map {{key: shard}}"
     absent = sorted(shard for shard in named if not (folder / str(shard)).is_file())
