@@ -7,7 +7,7 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 from pytest_bertprobe.errors import NotApplicable
-from pytest_bertprobe.probes import Forward
+from pytest_bertprobe.forward import Forward
 
 if TYPE_CHECKING:
     import torch
@@ -90,12 +90,12 @@ def locate_pooler(model: PreTrainedModel) -> PoolerAnatomy:
     return PoolerAnatomy(model_type, PoolerKind.STANDARD, pooler, linears[0])
 
 
-def require_checkable_pooler(model: PreTrainedModel, forward: Forward) -> PoolerAnatomy:
+def require_checkable_pooler(model: PreTrainedModel, outputs: Forward) -> PoolerAnatomy:
     """The pooler's anatomy, or `NoPoolerError` saying why pooler checks do not apply to `model`."""
     anatomy = locate_pooler(model)
     if not anatomy.checkable:
         raise NoPoolerError(anatomy.reason)
-    if forward.pooler_output is None:
+    if outputs.pooler_output is None:
         raise NoPoolerError(f"{type(model).__name__} returned pooler_output=None")
     return anatomy
 
@@ -105,29 +105,29 @@ def cls_vector(pooler_input: torch.Tensor) -> torch.Tensor:
     return pooler_input[:, 0] if pooler_input.dim() == 3 else pooler_input
 
 
-def describe_pooler(model: PreTrainedModel, forward: Forward) -> PoolerAnatomy:
+def describe_pooler(model: PreTrainedModel, outputs: Forward) -> PoolerAnatomy:
     """`locate_pooler`, completed from a forward pass: the activation and what the pooler really read."""
     import torch
 
     anatomy = locate_pooler(model)
     reads = None
-    if forward.pooler_input is not None and forward.pooler_input.dim() == 3:
-        reads = forward.pooler_input.shape == forward.last_hidden_state.shape and bool(
-            torch.equal(forward.pooler_input, forward.last_hidden_state)
+    if outputs.pooler_input is not None and outputs.pooler_input.dim() == 3:
+        reads = outputs.pooler_input.shape == outputs.last_hidden_state.shape and bool(
+            torch.equal(outputs.pooler_input, outputs.last_hidden_state)
         )
-    elif forward.pooler_input is not None:
-        reads = bool(torch.equal(forward.pooler_input, forward.last_hidden_state[:, 0]))
-    return replace(anatomy, activation=identify_activation(anatomy, forward), reads_last_hidden_state=reads)
+    elif outputs.pooler_input is not None:
+        reads = bool(torch.equal(outputs.pooler_input, outputs.last_hidden_state[:, 0]))
+    return replace(anatomy, activation=identify_activation(anatomy, outputs), reads_last_hidden_state=reads)
 
 
-def identify_activation(anatomy: PoolerAnatomy, forward: Forward) -> str | None:
+def identify_activation(anatomy: PoolerAnatomy, outputs: Forward) -> str | None:
     """Name the activation numerically (tanh, identity, gelu, relu, sigmoid), not by attribute name."""
     import torch
 
-    if anatomy.dense is None or forward.pooler_output is None or forward.pooler_input is None:
+    if anatomy.dense is None or outputs.pooler_output is None or outputs.pooler_input is None:
         return None
     with torch.inference_mode():
-        pre_activation = anatomy.dense(cls_vector(forward.pooler_input))
+        pre_activation = anatomy.dense(cls_vector(outputs.pooler_input))
         candidates = {
             "tanh": torch.tanh(pre_activation),
             "identity": pre_activation,
@@ -136,8 +136,8 @@ def identify_activation(anatomy: PoolerAnatomy, forward: Forward) -> str | None:
             "sigmoid": torch.sigmoid(pre_activation),
         }
         for name, candidate in candidates.items():
-            if candidate.shape == forward.pooler_output.shape and bool(
-                ((candidate - forward.pooler_output).abs().max() <= _ACTIVATION_MATCH).item()
+            if candidate.shape == outputs.pooler_output.shape and bool(
+                ((candidate - outputs.pooler_output).abs().max() <= _ACTIVATION_MATCH).item()
             ):
                 return name
     return "unknown"

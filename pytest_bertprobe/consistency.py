@@ -7,7 +7,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from pytest_bertprobe import compare, compat, probes
+from pytest_bertprobe import compare, compat, forward
 from pytest_bertprobe.errors import NotApplicable
 from pytest_bertprobe.tolerances import model_dtype, parameter_dtype, tolerance_for
 from pytest_bertprobe.views import assert_outputs_agree, forward_view
@@ -28,11 +28,11 @@ def assert_deterministic(
 ) -> compare.Gap:
     """Assert no module is in training mode and two forward passes give identical outputs."""
     __tracebackhide__ = True
-    mask = probes.attention_mask(inputs, model.config.pad_token_id)
-    first = forward_view(probes.run(model, inputs), mask)  # shared with the other checks of this batch
-    # A fresh pass on purpose: `probes.run` would hand back the first one from its memo. Like every fresh
+    mask = forward.attention_mask(inputs, model.config.pad_token_id)
+    first = forward_view(forward.forward(model, inputs), mask)  # shared with the other checks of this batch
+    # A fresh pass on purpose: `forward.forward` would hand back the first one from its memo. Like every fresh
     # pass, it fails on a model in training mode.
-    second = forward_view(probes.execute(model, inputs), mask)
+    second = forward_view(forward.fresh_forward(model, inputs), mask)
     return assert_outputs_agree(
         second,
         first,
@@ -64,11 +64,11 @@ def assert_eager_matches_sdpa(
         raise NotApplicable(
             f"{name} ({model.config.model_type}) has only the {current} attention implementation: nothing to compare"
         )
-    probes.require_eval_mode(model)
-    mask = probes.attention_mask(inputs, model.config.pad_token_id)
+    forward.require_eval_mode(model)
+    mask = forward.attention_mask(inputs, model.config.pad_token_id)
     outputs = {
         implementation: forward_view(
-            probes.run(model, inputs) if implementation == current else _pass_with(model, implementation, inputs), mask
+            forward.forward(model, inputs) if implementation == current else _pass_with(model, implementation, inputs), mask
         )
         for implementation in (_REFERENCE, _FUSED)
     }
@@ -84,10 +84,10 @@ def assert_eager_matches_sdpa(
     )
 
 
-def _pass_with(model: PreTrainedModel, implementation: str, inputs: Mapping[str, Any]) -> probes.Forward:
+def _pass_with(model: PreTrainedModel, implementation: str, inputs: Mapping[str, Any]) -> forward.Forward:
     """A pass with another attention implementation (recalled for a batch seen before), then the model's own one again."""
     with compat.attention_implementation(model, implementation) as switched:
-        return probes.run(switched, inputs)
+        return forward.forward(switched, inputs)
 
 
 def assert_save_load_round_trip(
@@ -100,8 +100,8 @@ def assert_save_load_round_trip(
 ) -> compare.Gap:
     """Assert `save_pretrained` then `from_pretrained` (same class and dtype) reproduces the outputs exactly."""
     __tracebackhide__ = True
-    mask = probes.attention_mask(inputs, model.config.pad_token_id)
-    expected = forward_view(probes.run(model, inputs), mask)
+    mask = forward.attention_mask(inputs, model.config.pad_token_id)
+    expected = forward_view(forward.forward(model, inputs), mask)
     dtype = parameter_dtype(model)
     with tempfile.TemporaryDirectory(prefix="bertprobe-round-trip-") as folder:
         with _config_kept(model):
@@ -109,7 +109,7 @@ def assert_save_load_round_trip(
         reloaded, info = type(model).from_pretrained(
             folder, dtype=dtype, attn_implementation=model.config._attn_implementation, output_loading_info=True
         )
-    actual = forward_view(probes.run(reloaded.to(model.device).eval(), inputs), mask)
+    actual = forward_view(forward.forward(reloaded.to(model.device).eval(), inputs), mask)
     del reloaded
     missing = sorted(info.get("missing_keys", ()))
     hint = (

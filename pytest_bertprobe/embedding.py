@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_bertprobe import compare, probes
+from pytest_bertprobe import compare, forward
 from pytest_bertprobe.anatomy import locate_pooler
 from pytest_bertprobe.errors import CheckFailure, NotApplicable
 from pytest_bertprobe.tolerances import dtype_name, tolerance_for
@@ -165,16 +165,16 @@ def assert_embedding_contract(
     spec = kind if isinstance(kind, EmbeddingSpec) else EmbeddingSpec(kind, "the caller")
     if spec.kind not in EMBEDDING_KINDS:
         raise ValueError(f"unknown sentence embedding {spec.kind!r}: use one of {', '.join(EMBEDDING_KINDS)} (resolve 'auto' first)")
-    forward = probes.run(model, inputs)
-    dtype = dtype_name(forward.last_hidden_state.dtype)
-    if spec.kind == "pooler" and forward.pooler_output is None:
+    outputs = forward.forward(model, inputs)
+    dtype = dtype_name(outputs.last_hidden_state.dtype)
+    if spec.kind == "pooler" and outputs.pooler_output is None:
         raise CheckFailure(
             f"pooler sentence embedding cannot be computed: {type(model).__name__} returned pooler_output=None "
             f"({locate_pooler(model).reason or 'no pooler output'}).\nDeclared by: {spec.source}\n"
             "Hint: consumers that read pooler_output get None or crash; use --bert-embedding=cls or mean"
         )
-    mask = probes.attention_mask(inputs, model.config.pad_token_id)
-    embedding = sentence_embedding(spec.kind, forward, mask)
+    mask = forward.attention_mask(inputs, model.config.pad_token_id)
+    embedding = sentence_embedding(spec.kind, outputs, mask)
     assert_finite(
         embedding, tolerance_for("embedding_contract", dtype),
         claim=f"the {spec.kind} sentence embedding is finite (declared by {spec.source})", sentences=sentences,
@@ -227,7 +227,7 @@ def _assert_mean_ignores_padding(
     if not padded:
         return None
     alone = [
-        sentence_embedding("mean", probes.run(model, single), probes.attention_mask(single, model.config.pad_token_id))
+        sentence_embedding("mean", forward.forward(model, single), forward.attention_mask(single, model.config.pad_token_id))
         for single in (_alone(inputs, row, mask[row].bool()) for row in padded)
     ]
     return compare.assert_close(

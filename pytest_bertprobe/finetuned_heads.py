@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
-    from pytest_bertprobe.probes import Forward
+    from pytest_bertprobe.forward import Forward
 
 POOLER_OUTPUT = "pooler_output"
 LAST_HIDDEN_STATE = "last_hidden_state"
@@ -81,50 +81,50 @@ def describe(task: str, labels: int | None, received: str) -> str:
     return f"{task}{count} ← {received}"
 
 
-def source(forward: Forward, reads: str) -> torch.Tensor | None:
+def source(outputs: Forward, reads: str) -> torch.Tensor | None:
     """The base output named `reads`, from one shared forward pass (None when the base model has no pooler)."""
     if reads == POOLER_OUTPUT:
-        return forward.pooler_output
+        return outputs.pooler_output
     if reads == CLS_STATE:
-        return forward.last_hidden_state[:, 0]
+        return outputs.last_hidden_state[:, 0]
     if reads == MEAN_STATE:
-        return _masked_mean(forward)
-    return forward.last_hidden_state
+        return _masked_mean(outputs)
+    return outputs.last_hidden_state
 
 
-def _masked_mean(forward: Forward) -> torch.Tensor:
+def _masked_mean(outputs: Forward) -> torch.Tensor:
     """ModernBERT's `classifier_pooling="mean"`, computed in its own order of operations (so equal bit for bit)."""
     import torch
 
-    states = forward.last_hidden_state
-    mask = forward.inputs.get("attention_mask")
+    states = outputs.last_hidden_state
+    mask = outputs.inputs.get("attention_mask")
     if mask is None:
         mask = torch.ones(states.shape[:2], device=states.device, dtype=torch.bool)
     mask = mask.to(states.device)
     return (states * mask.unsqueeze(-1)).sum(dim=1) / mask.sum(dim=1, keepdim=True)
 
 
-def identify(tensor: Any, forward: Forward) -> str | None:
+def identify(tensor: Any, outputs: Forward) -> str | None:
     """Name `tensor` among the base model's outputs (exact values), or None."""
     import torch
 
     if not isinstance(tensor, torch.Tensor):
         return None
     candidates: dict[str, torch.Tensor | None] = {
-        POOLER_OUTPUT: forward.pooler_output,
-        LAST_HIDDEN_STATE: forward.last_hidden_state,
-        f"{CLS_STATE} (the [CLS] state)": forward.last_hidden_state[:, 0],
+        POOLER_OUTPUT: outputs.pooler_output,
+        LAST_HIDDEN_STATE: outputs.last_hidden_state,
+        f"{CLS_STATE} (the [CLS] state)": outputs.last_hidden_state[:, 0],
     }
-    last = len(forward.hidden_states) - 1
-    for index, hidden in enumerate(forward.hidden_states):
+    last = len(outputs.hidden_states) - 1
+    for index, hidden in enumerate(outputs.hidden_states):
         label = "the embeddings" if index == 0 else f"layer {index} of {last}"
         candidates[f"hidden_states[{index}] ({label})"] = hidden
         candidates[f"hidden_states[{index}][:, 0] ([CLS] of {label})"] = hidden[:, 0]
     for label, candidate in candidates.items():
         if candidate is not None and candidate.shape == tensor.shape and torch.equal(candidate.to(tensor.device), tensor):
             return label
-    if tensor.dim() == 2 and tensor.shape[0] == forward.last_hidden_state.shape[0]:
-        mean = _masked_mean(forward)
+    if tensor.dim() == 2 and tensor.shape[0] == outputs.last_hidden_state.shape[0]:
+        mean = _masked_mean(outputs)
         if mean.shape == tensor.shape and torch.equal(mean.to(tensor.device), tensor):
             return MEAN_STATE
     return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from pytest_bertprobe import probes
+from pytest_bertprobe import forward
 from pytest_bertprobe.views import assert_finite
 
 if TYPE_CHECKING:
@@ -24,11 +24,11 @@ def assert_outputs_finite(
     __tracebackhide__ = True
     import torch
 
-    forward = probes.run(model, inputs)
-    named = [(f"hidden_states[{k}]", state) for k, state in enumerate(forward.hidden_states)]
-    named.append(("last_hidden_state", forward.last_hidden_state))
-    if forward.pooler_output is not None:
-        named.append(("pooler_output", forward.pooler_output))
+    outputs = forward.forward(model, inputs)
+    named = [(f"hidden_states[{k}]", state) for k, state in enumerate(outputs.hidden_states)]
+    named.append(("last_hidden_state", outputs.last_hidden_state))
+    if outputs.pooler_output is not None:
+        named.append(("pooler_output", outputs.pooler_output))
     for name, tensor in named:
         if not bool(torch.isfinite(tensor).all()):
             assert_finite(

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_bertprobe import loading, probes
+from pytest_bertprobe import loading, forward
 from pytest_bertprobe.anatomy import PoolerAnatomy, describe_pooler
 from pytest_bertprobe.forward_failure import ForwardError
 from pytest_bertprobe.load_failure import stop_run
@@ -41,10 +41,9 @@ def bert_checkpoint(request: pytest.FixtureRequest) -> Iterator[loading.Checkpoi
     record.model_class = type(checkpoint.model).__name__
     record.head_class = type(checkpoint.head_model).__name__ if checkpoint.head_model is not None else ""
     record.device = str(checkpoint.device)
-    probes.share_forward_passes(checkpoint.model, checkpoint.tokenizer)
-    yield checkpoint
-    record.forward_passes = probes.forward_passes(checkpoint.model)
-    probes.stop_sharing(checkpoint.model)
+    with forward.shared(checkpoint.model, checkpoint.tokenizer):
+        yield checkpoint
+        record.forward_passes = forward.forward_passes(checkpoint.model)
     del checkpoint
     gc.collect()
 
@@ -60,9 +59,8 @@ def bert_reference(request: pytest.FixtureRequest) -> Iterator[loading.Checkpoin
         checkpoint = loading.load_checkpoint(session.reference, "reference", **options)
     except loading.CheckpointError as error:
         stop_run(str(error))
-    probes.share_forward_passes(checkpoint.model, checkpoint.tokenizer)
-    yield checkpoint
-    probes.stop_sharing(checkpoint.model)
+    with forward.shared(checkpoint.model, checkpoint.tokenizer):
+        yield checkpoint
 
 
 @pytest.fixture(scope="session")
@@ -92,7 +90,7 @@ def bert_tokenizer(bert_checkpoint: loading.Checkpoint) -> PreTrainedTokenizerBa
 @pytest.fixture(scope="session")
 def bert_seed_inputs(bert_checkpoint: loading.Checkpoint) -> Any:
     """The seed's five sentences, tokenized as the seed did (padded, truncated)."""
-    return probes.encode(bert_checkpoint.tokenizer, SEED_SENTENCES, bert_checkpoint.device)
+    return forward.encode(bert_checkpoint.tokenizer, SEED_SENTENCES, bert_checkpoint.device)
 
 
 @pytest.fixture(scope="session")
@@ -101,10 +99,10 @@ def bert_anatomy(
 ) -> PoolerAnatomy:
     """Where the pooler lives: kind, dense layer, activation (found numerically), what it reads."""
     try:
-        forward = probes.run(bert_model, bert_seed_inputs)
+        outputs = forward.forward(bert_model, bert_seed_inputs)
     except ForwardError as crash:
         pytest.skip(crash.skip_reason)
-    anatomy = describe_pooler(bert_model, forward)
+    anatomy = describe_pooler(bert_model, outputs)
     record = probe_session(request.config).record(bert_checkpoint.id)
     record.pooler_kind, record.pooler_activation = anatomy.kind.value, anatomy.activation
     return anatomy

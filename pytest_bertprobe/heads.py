@@ -14,7 +14,7 @@ How a head is found, with one rule for the whole family instead of a table of mo
    classifier. A module that hands back its own input (dropout in eval) is not a link. The chain stops
    at the first argument that no head module produced: what the head really read.
 3. Replay the chain (each module's own `forward`, other arguments as recorded) on the base output the
-   head is promised (`finetuned_heads.promised_input`), taken from `probes.run` (the same forward pass
+   head is promised (`finetuned_heads.promised_input`), taken from `forward.forward` (the same forward pass
    every other check shares), and compare with the logits. A head wired to anything else (the [CLS]
    state instead of the pooler, a middle layer) fails, and the message names what it read when that is
    one of the base model's outputs.
@@ -34,7 +34,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pytest_bertprobe import compare, probes
+from pytest_bertprobe import compare, forward
 from pytest_bertprobe.errors import CheckFailure, NotApplicable
 from pytest_bertprobe.finetuned_heads import (
     CLS_STATE,
@@ -165,7 +165,7 @@ def _record_calls(head_model: PreTrainedModel, inputs: Mapping[str, Any]) -> tup
         if module is not head_model and id(module) not in in_base:
             calls.append(_Call(names.get(id(module), f"{type(module).__name__}()"), module, args, kwargs, output))
 
-    on_device = {key: value.to(head_model.device) for key, value in probes.accepted_inputs(head_model, inputs).items()}
+    on_device = {key: value.to(head_model.device) for key, value in forward.accepted_inputs(head_model, inputs).items()}
     handle = register_module_forward_hook(record, with_kwargs=True)
     try:
         with torch.inference_mode():
@@ -212,7 +212,7 @@ def find_heads(head_model: PreTrainedModel, inputs: Mapping[str, Any]) -> list[H
     __tracebackhide__ = True
     import torch
 
-    probes.require_eval_mode(head_model)
+    forward.require_eval_mode(head_model)
     if head_model.base_model is head_model:
         return []
     name, task = type(head_model).__name__, task_of(head_model)
@@ -240,11 +240,11 @@ def find_heads(head_model: PreTrainedModel, inputs: Mapping[str, Any]) -> list[H
     return heads
 
 
-def _check(head_model: PreTrainedModel, head: Head, forward: probes.Forward, atol: float | None, rtol: float | None,
+def _check(head_model: PreTrainedModel, head: Head, outputs: forward.Forward, atol: float | None, rtol: float | None,
            sentences: Sequence[str] | None) -> tuple[compare.Gap, str]:
     """Replay `head` on the base output it is promised; return the gap and how reports name the head."""
     __tracebackhide__ = True
-    received = identify(head.received, forward)
+    received = identify(head.received, outputs)
     name = describe(head.task, head.labels, short_name(received) if received else "an unknown tensor")
     try:
         what = received or "none of the base model's outputs"
@@ -252,7 +252,7 @@ def _check(head_model: PreTrainedModel, head: Head, forward: probes.Forward, ato
         claim = f"{head.field} == {head.path}({reads})"
         promise = f"pretraining fed it {reads}" if head.task in PRETRAINING_TASKS else f"{type(head_model).__name__} promises {reads}"
         hint = f"the {head.task} head reads {what}, but {promise}; check the head's wiring in the model code (a port, remote code or a patched forward)"
-        return _compare(head_model, head, forward, reads, claim, what, hint, atol, rtol, sentences), name
+        return _compare(head_model, head, outputs, reads, claim, what, hint, atol, rtol, sentences), name
     except AssertionError as failure:
         failure.bertprobe_head = name  # type: ignore[attr-defined]  # the report's head column, on failures too
         raise
@@ -275,12 +275,12 @@ def _unlisted_reads(head_model: PreTrainedModel, head: Head, received: str | Non
     return short_name(received)
 
 
-def _compare(head_model: PreTrainedModel, head: Head, forward: probes.Forward, reads: str, claim: str, what: str, hint: str,
+def _compare(head_model: PreTrainedModel, head: Head, outputs: forward.Forward, reads: str, claim: str, what: str, hint: str,
              atol: float | None, rtol: float | None, sentences: Sequence[str] | None) -> compare.Gap:
     __tracebackhide__ = True
     import torch
 
-    start = source(forward, reads)
+    start = source(outputs, reads)
     if start is None:
         raise CheckFailure(
             f"{claim}: {type(head_model).__name__} has an {head.task} head, but its base model returned "
@@ -333,8 +333,8 @@ def assert_heads_read_their_inputs(
     if not heads:
         kinds = "pretraining or fine-tuned" if set(tasks) == {*PRETRAINING_TASKS, *FINETUNED_TASKS} else "/".join(tasks)
         raise NoHeadError(f"{type(head_model).__name__} has no {kinds} head")
-    forward = probes.run(head_model.base_model, inputs)
-    checked = {head.field: _check(head_model, head, forward, atol, rtol, sentences) for head in heads}
+    outputs = forward.forward(head_model.base_model, inputs)
+    checked = {head.field: _check(head_model, head, outputs, atol, rtol, sentences) for head in heads}
     return HeadGaps({field: gap for field, (gap, _) in checked.items()}, [name for _, name in checked.values()])
 
 

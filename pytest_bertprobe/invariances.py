@@ -6,7 +6,7 @@ import inspect
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from pytest_bertprobe import compare, compat, probes
+from pytest_bertprobe import compare, compat, forward
 from pytest_bertprobe.errors import CheckFailure, NotApplicable
 from pytest_bertprobe.sentences import PROBE_SENTENCES
 from pytest_bertprobe.tokenizer_contract import input_limit
@@ -37,11 +37,11 @@ def assert_hidden_states_consistent(
     __tracebackhide__ = True
     import torch
 
-    forward = probes.run(model, inputs)
+    outputs = forward.forward(model, inputs)
     name, model_type = type(model).__name__, str(model.config.model_type)
     if model_type in _EXTRA_HIDDEN_STATES:
         raise NotApplicable(f"{name} ({model_type}) returns more than num_hidden_layers + 1 hidden states by design")
-    layers, count = int(model.config.num_hidden_layers), len(forward.hidden_states)
+    layers, count = int(model.config.num_hidden_layers), len(outputs.hidden_states)
     if count != layers + 1:
         raise CheckFailure(
             f"len(hidden_states) == config.num_hidden_layers + 1: {count} != {layers + 1}\n"
@@ -51,8 +51,8 @@ def assert_hidden_states_consistent(
             "Anything that indexes layers by the config (hidden_states[-k], layer-wise pooling) reads the wrong one"
         )
     tolerance = tolerance_for("hidden_states", model_dtype(model), atol=atol, rtol=rtol)
-    mask = probes.attention_mask(inputs, model.config.pad_token_id)
-    last, expected_last, claim = forward.hidden_states[-1], forward.last_hidden_state, "hidden_states[-1] == last_hidden_state"
+    mask = forward.attention_mask(inputs, model.config.pad_token_id)
+    last, expected_last, claim = outputs.hidden_states[-1], outputs.last_hidden_state, "hidden_states[-1] == last_hidden_state"
     final_norm = getattr(model, "final_norm", None)
     if not compat.ties_last_hidden_state(model.config) and isinstance(final_norm, torch.nn.Module):
         # Untied on purpose, or by transformers 4.x: hidden_states[-1] is the state before the final norm.
@@ -65,10 +65,10 @@ def assert_hidden_states_consistent(
             hint="the last hidden state returned is not the encoder's output: a final norm or projection sits between them",
         )
     ]
-    embeddings = _embedding_output(model, forward.inputs, mask)
+    embeddings = _embedding_output(model, outputs.inputs, mask)
     gaps.append(
         compare.assert_close(
-            real_tokens(forward.hidden_states[0], mask), real_tokens(embeddings, mask), tolerance,
+            real_tokens(outputs.hidden_states[0], mask), real_tokens(embeddings, mask), tolerance,
             claim="hidden_states[0] == model.embeddings(inputs)", sentences=sentences,
             hint="the first hidden state is not the embeddings' output: something changes it before layer 0",
         )
@@ -135,14 +135,14 @@ def assert_padding_invariant(
 
     batch_sentences = list(PROBE_SENTENCES if sentences is None else sentences)
     limit = input_limit(model, tokenizer)
-    batch_inputs = probes.encode(tokenizer, batch_sentences, model.device, max_length=limit)
-    batch_mask = probes.attention_mask(batch_inputs, tokenizer.pad_token_id)
-    batch = forward_view(probes.run(model, batch_inputs), batch_mask)
+    batch_inputs = forward.encode(tokenizer, batch_sentences, model.device, max_length=limit)
+    batch_mask = forward.attention_mask(batch_inputs, tokenizer.pad_token_id)
+    batch = forward_view(forward.forward(model, batch_inputs), batch_mask)
     alone_tokens = torch.zeros_like(batch[0])
     alone_pooled: list[torch.Tensor] = []
     for row, sentence in enumerate(batch_sentences):
-        single_inputs = probes.encode(tokenizer, [sentence], model.device, max_length=limit)
-        tokens, pooled = forward_view(probes.run(model, single_inputs), probes.attention_mask(single_inputs, tokenizer.pad_token_id))
+        single_inputs = forward.encode(tokenizer, [sentence], model.device, max_length=limit)
+        tokens, pooled = forward_view(forward.forward(model, single_inputs), forward.attention_mask(single_inputs, tokenizer.pad_token_id))
         length, batch_length = tokens.shape[1], int(batch_mask[row].sum())
         if length != batch_length:
             raise CheckFailure(
@@ -178,7 +178,7 @@ def assert_masked_content_invariant(
     __tracebackhide__ = True
     import torch
 
-    mask = probes.attention_mask(inputs, model.config.pad_token_id)
+    mask = forward.attention_mask(inputs, model.config.pad_token_id)
     ids = inputs["input_ids"]
     vocabulary = int(model.get_input_embeddings().num_embeddings)
     position = torch.arange(ids.shape[1], device=ids.device).expand_as(ids)
@@ -190,8 +190,8 @@ def assert_masked_content_invariant(
         keep = keep | torch.nn.functional.pad(keep[:, :-1], (1, 0)) | torch.nn.functional.pad(keep[:, 1:], (0, 1))
     changed = {**inputs, "input_ids": torch.where(keep, ids, other)}
     return assert_outputs_agree(
-        forward_view(probes.run(model, changed), mask),
-        forward_view(probes.run(model, inputs), mask),
+        forward_view(forward.forward(model, changed), mask),
+        forward_view(forward.forward(model, inputs), mask),
         tolerance_for("masked_content_invariance", model_dtype(model), atol=atol, rtol=rtol),
         claim="outputs with other ids under attention_mask=0 == outputs of the padded batch",
         sentences=sentences,
@@ -211,7 +211,7 @@ def assert_permutation_equivariant(
     __tracebackhide__ = True
     import torch
 
-    mask = probes.attention_mask(inputs, model.config.pad_token_id)
+    mask = forward.attention_mask(inputs, model.config.pad_token_id)
     size = int(inputs["input_ids"].shape[0])
     order = torch.roll(torch.arange(size), 1)
     undo = torch.argsort(order)
@@ -219,10 +219,10 @@ def assert_permutation_equivariant(
         key: value[order.to(value.device)] if hasattr(value, "shape") and value.shape[:1] == (size,) else value
         for key, value in inputs.items()
     }
-    tokens, pooled = forward_view(probes.run(model, shuffled), mask[order.to(mask.device)])
+    tokens, pooled = forward_view(forward.forward(model, shuffled), mask[order.to(mask.device)])
     return assert_outputs_agree(
         (tokens[undo.to(tokens.device)], None if pooled is None else pooled[undo.to(pooled.device)]),
-        forward_view(probes.run(model, inputs), mask),
+        forward_view(forward.forward(model, inputs), mask),
         tolerance_for("permutation_equivariance", model_dtype(model), atol=atol, rtol=rtol),
         claim="outputs of the shuffled batch, put back in order == outputs of the batch",
         sentences=sentences,

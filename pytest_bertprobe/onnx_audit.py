@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_bertprobe import probes
+from pytest_bertprobe import forward
 from pytest_bertprobe.errors import CheckFailure
 from pytest_bertprobe.loading import first_line
 from pytest_bertprobe.compare import Gap, Mismatch, measure, quote
@@ -175,11 +175,11 @@ def _run_hint(error: str) -> str:
 
 def expected_outputs(model: Any, inputs: Mapping[str, torch.Tensor], sentence_embedding: Any) -> dict[str, torch.Tensor]:
     """The checkpoint's value for each output name an export may have (`sentence_embedding(forward, mask)` for the last)."""
-    forward = probes.run(model, inputs)
-    expected = {"last_hidden_state": forward.last_hidden_state, "token_embeddings": forward.last_hidden_state,
-                "sentence_embedding": sentence_embedding(forward, inputs.get("attention_mask"))}  # fmt: skip
-    if forward.pooler_output is not None:
-        expected["pooler_output"] = forward.pooler_output
+    result = forward.forward(model, inputs)
+    expected = {"last_hidden_state": result.last_hidden_state, "token_embeddings": result.last_hidden_state,
+                "sentence_embedding": sentence_embedding(result, inputs.get("attention_mask"))}  # fmt: skip
+    if result.pooler_output is not None:
+        expected["pooler_output"] = result.pooler_output
     return expected
 
 
@@ -278,12 +278,12 @@ def _hint(passing_shapes: list[tuple[int, ...]], worst: BatchGap) -> str:
     )
 
 
-def export_forward(actual: Mapping[str, torch.Tensor], inputs: Mapping[str, torch.Tensor]) -> probes.Forward:
+def export_forward(actual: Mapping[str, torch.Tensor], inputs: Mapping[str, torch.Tensor]) -> forward.Forward:
     """The export's outputs in the shape of a forward pass, so the declared embedding is computed alike on both sides."""
     hidden = next((actual[name] for name in HIDDEN_OUTPUTS if name in actual), None)
     if hidden is None:
         hidden = actual.get("sentence_embedding", next(iter(actual.values()))).unsqueeze(1)
-    return probes.Forward(inputs=inputs, last_hidden_state=hidden, pooler_output=actual.get("pooler_output"), hidden_states=(), pooler_input=None)
+    return forward.Forward(inputs=inputs, last_hidden_state=hidden, pooler_output=actual.get("pooler_output"), hidden_states=(), pooler_input=None)
 
 
 def assert_quantized_export_behaves(
@@ -295,10 +295,10 @@ def assert_quantized_export_behaves(
 
     embeddings: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     for sentences, inputs in batches:
-        actual, forward = run_export(export, inputs, sentences), probes.run(model, inputs)
+        actual, result = run_export(export, inputs, sentences), forward.forward(model, inputs)
         mask = inputs.get("attention_mask")
         theirs = actual["sentence_embedding"] if "sentence_embedding" in actual else sentence_embedding(export_forward(actual, inputs), mask)
-        onnx_behaviour.collect(embeddings, sentences, sentence_embedding(forward, mask), theirs)
+        onnx_behaviour.collect(embeddings, sentences, sentence_embedding(result, mask), theirs)
     try:
         measured = onnx_behaviour.assert_behaves(export.label, str(export.quantized), embeddings)
     except CheckFailure as failure:

@@ -38,6 +38,7 @@ class Settings:
     snapshot_update: bool = False
     budget: float | None = None
     onnx: tuple[str, ...] = ()  # `--bert-onnx`: exports outside the checkpoint folders, audited against every checkpoint
+    hypothesis_profile: str | None = None  # `--hypothesis-profile`: replaces the audit's own profile
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -212,6 +213,7 @@ def read_settings(config: pytest.Config) -> Settings:
         snapshot_update=config.getoption("bert_snapshot_update"),
         budget=budget,
         onnx=_read_onnx_paths(config),
+        hypothesis_profile=config.getoption("hypothesis_profile", None),
     )
 
 

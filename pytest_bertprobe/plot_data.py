@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from pytest_bertprobe import probes, reference, snapshot, tolerances
+from pytest_bertprobe import forward, reference, snapshot, tolerances
 from pytest_bertprobe.anatomy import cls_vector, require_checkable_pooler
 from pytest_bertprobe.compare import quote
 from pytest_bertprobe.tokenizer_contract import input_limit
@@ -26,12 +26,12 @@ def pooler_preactivation(model: PreTrainedModel, inputs: Mapping[str, Any]) -> d
     """Histogram of the pooler's dense outputs (before tanh) and the share past ±`SATURATION`."""
     import torch
 
-    forward = probes.run(model, inputs)
-    anatomy = require_checkable_pooler(model, forward)
-    if anatomy.dense is None or forward.pooler_input is None:
+    outputs = forward.forward(model, inputs)
+    anatomy = require_checkable_pooler(model, outputs)
+    if anatomy.dense is None or outputs.pooler_input is None:
         return None
     with torch.inference_mode():
-        values = anatomy.dense(cls_vector(forward.pooler_input)).double().flatten().cpu()
+        values = anatomy.dense(cls_vector(outputs.pooler_input)).double().flatten().cpu()
     values = values[torch.isfinite(values)]
     if not values.numel():
         return None
@@ -52,11 +52,11 @@ def cls_pooler_cosines(model: PreTrainedModel, inputs: Mapping[str, Any], senten
     """Per sentence, the cosine between its [CLS] hidden state and its pooler_output (the seed's Q1)."""
     import torch
 
-    forward = probes.run(model, inputs)
-    require_checkable_pooler(model, forward)
-    assert forward.pooler_output is not None
+    outputs = forward.forward(model, inputs)
+    require_checkable_pooler(model, outputs)
+    assert outputs.pooler_output is not None
     cosines = torch.nn.functional.cosine_similarity(
-        forward.pooler_output.double(), forward.last_hidden_state[:, 0].double(), dim=-1
+        outputs.pooler_output.double(), outputs.last_hidden_state[:, 0].double(), dim=-1
     )  # fmt: skip
     return {"kind": "cls_pooler_cosine", "series": [[quote(sentence, 40), round(float(c), 5)] for sentence, c in zip(sentences, cosines)]}
 
@@ -66,14 +66,14 @@ def padding_errors(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, s
     if len(sentences) < 2:
         return None
     limit = input_limit(model, tokenizer)  # the inputs the check itself ran
-    batch_inputs = probes.encode(tokenizer, sentences, model.device, max_length=limit)
+    batch_inputs = forward.encode(tokenizer, sentences, model.device, max_length=limit)
     pad_id = model.config.pad_token_id
-    batch_mask = probes.attention_mask(batch_inputs, pad_id)
-    batch_tokens, batch_pooled = forward_view(probes.run(model, batch_inputs), batch_mask)
+    batch_mask = forward.attention_mask(batch_inputs, pad_id)
+    batch_tokens, batch_pooled = forward_view(forward.forward(model, batch_inputs), batch_mask)
     points = []
     for row, sentence in enumerate(sentences):
-        single = probes.encode(tokenizer, [sentence], model.device, max_length=limit)
-        tokens, pooled = forward_view(probes.run(model, single), probes.attention_mask(single, pad_id))
+        single = forward.encode(tokenizer, [sentence], model.device, max_length=limit)
+        tokens, pooled = forward_view(forward.forward(model, single), forward.attention_mask(single, pad_id))
         length = tokens.shape[1]
         error = float((tokens[0].double() - batch_tokens[row, :length].double()).abs().max())
         if pooled is not None and batch_pooled is not None:
@@ -92,16 +92,16 @@ def layer_differences(
     stored_dtypes: Sequence[str | None] = (),
 ) -> dict[str, Any] | None:
     """Greatest difference to the reference per output, embeddings to pooler, and which outputs diverge."""
-    inputs = probes.encode(tokenizer, sentences, model.device, max_length=input_limit(model, tokenizer))
-    reference_inputs = probes.encode(
+    inputs = forward.encode(tokenizer, sentences, model.device, max_length=input_limit(model, tokenizer))
+    reference_inputs = forward.encode(
         reference_tokenizer, sentences, reference_model.device, max_length=input_limit(reference_model, reference_tokenizer)
     )
     if inputs["input_ids"].shape != reference_inputs["input_ids"].shape:
         return None  # the tokenizers disagree: reference_agreement says where, and no layer was compared
     dtype = reference.comparison_dtype(model, reference_model, stored=stored_dtypes)
     tolerance = tolerances.tolerance_for(reference.CHECK, dtype)
-    ours = reference.named_outputs(probes.run(model, inputs))
-    theirs = reference.named_outputs(probes.run(reference_model, reference_inputs))
+    ours = reference.named_outputs(forward.forward(model, inputs))
+    theirs = reference.named_outputs(forward.forward(reference_model, reference_inputs))
     if list(ours) != list(theirs):
         return None
     gaps = reference.output_gaps(ours, theirs, inputs, tolerance, model.config.pad_token_id)

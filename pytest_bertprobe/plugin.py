@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bertprobe import coverage, loading, onnx_audit, options, outputs, preflight, probes, report_files, report_html, tolerances
+from pytest_bertprobe import coverage, loading, onnx_audit, options, outputs, preflight, forward, report_files, report_html, tolerances
 from pytest_bertprobe import report as reporting
 from pytest_bertprobe.fixtures import (  # noqa: F401 - fixtures are found by their presence here
     bert_anatomy,
@@ -43,7 +43,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if settings.report_html:
         report_html.require_matplotlib()
     if settings.models:
-        probes.wait_passively()  # before anything imports torch
+        forward.wait_passively()  # before anything imports torch
     try:
         coverage.validate_languages(settings.languages)
         tolerances.set_overrides(config.getini("bert_tolerances"))
@@ -65,10 +65,6 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(reporting.Collector(session), "bertprobe-collector")
     config.pluginmanager.register(LoadFailureGuard(), "bertprobe-load-failure")
-    if sources and settings.audit:
-        from pytest_bertprobe.audit import harness  # hypothesis only when an audit will run
-
-        harness.use_user_profile(config.getoption("hypothesis_profile", None))
     if settings.audit_only and not sources:
         raise pytest.UsageError("--bert-audit-only needs a checkpoint: pass --bert-model=PATH_OR_HUB_ID")
     if settings.audit_only:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from pytest_bertprobe import compare, probes
+from pytest_bertprobe import compare, forward
 from pytest_bertprobe.anatomy import cls_vector, identify_activation, require_checkable_pooler
 from pytest_bertprobe.tolerances import model_dtype, tolerance_for
 
@@ -36,19 +36,19 @@ def assert_pooler_is_dense_tanh_of_cls(
     __tracebackhide__ = True
     import torch
 
-    forward = probes.run(model, inputs)
-    anatomy = require_checkable_pooler(model, forward)
-    assert anatomy.dense is not None and forward.pooler_output is not None
+    outputs = forward.forward(model, inputs)
+    anatomy = require_checkable_pooler(model, outputs)
+    assert anatomy.dense is not None and outputs.pooler_output is not None
     with torch.inference_mode():
-        expected = torch.tanh(anatomy.dense(forward.last_hidden_state[:, 0]))
-    activation = identify_activation(anatomy, forward)
+        expected = torch.tanh(anatomy.dense(outputs.last_hidden_state[:, 0]))
+    activation = identify_activation(anatomy, outputs)
     hint = (
         f"the pooler's activation behaves like {activation}, not tanh; was it replaced during conversion?"
         if activation not in (None, "tanh", "unknown")
         else "the pooler does not read last_hidden_state[:, 0]: check what feeds it and where [CLS] sits"
     )
     return compare.assert_close(
-        forward.pooler_output,
+        outputs.pooler_output,
         expected,
         tolerance_for("pooler_relation", model_dtype(model), atol=atol, rtol=rtol),
         claim="pooler_output == tanh(pooler.dense(last_hidden_state[:, 0]))",
@@ -69,12 +69,12 @@ def assert_cls_differs_from_pooler(
     Raises `NoPoolerError` when the model has no pooler, or one that is the identity by design.
     """
     __tracebackhide__ = True
-    forward = probes.run(model, inputs)
-    require_checkable_pooler(model, forward)
-    assert forward.pooler_output is not None
+    outputs = forward.forward(model, inputs)
+    require_checkable_pooler(model, outputs)
+    assert outputs.pooler_output is not None
     return compare.assert_apart(
-        forward.pooler_output,
-        forward.last_hidden_state[:, 0],
+        outputs.pooler_output,
+        outputs.last_hidden_state[:, 0],
         min_diff if min_diff is not None else tolerance_for("cls_differs_from_pooler", model_dtype(model)).atol,
         claim="pooler_output differs from last_hidden_state[:, 0]",
         sentences=sentences,
@@ -96,9 +96,9 @@ def assert_pooler_not_degenerate(
     must hold at least two distinct sentences. Raises `NoPoolerError` when the model has no such pooler.
     """
     __tracebackhide__ = True
-    forward = probes.run(model, inputs)
-    anatomy = require_checkable_pooler(model, forward)
-    output = forward.pooler_output
+    outputs = forward.forward(model, inputs)
+    anatomy = require_checkable_pooler(model, outputs)
+    output = outputs.pooler_output
     assert output is not None
     if output.shape[0] < 2:
         raise ValueError("assert_pooler_not_degenerate needs a batch of at least two distinct sentences")
@@ -109,18 +109,18 @@ def assert_pooler_not_degenerate(
         limit,
         claim="pooler_output differs between distinct sentences (each row against row 0)",
         sentences=sentences,
-        hint=_degenerate_hint(anatomy.dense, forward, limit),
+        hint=_degenerate_hint(anatomy.dense, outputs, limit),
     )
 
 
-def _degenerate_hint(dense: torch.nn.Linear | None, forward: probes.Forward, limit: float) -> str:
+def _degenerate_hint(dense: torch.nn.Linear | None, outputs: forward.Forward, limit: float) -> str:
     if dense is not None and not bool(dense.weight.detach().any()):
         return "the pooler's dense weight is all zero, so pooler_output is tanh(bias) for every input: it was zeroed"
-    if forward.pooler_input is not None:
-        cls = cls_vector(forward.pooler_input)
+    if outputs.pooler_input is not None:
+        cls = cls_vector(outputs.pooler_input)
         if float((cls - cls[:1]).abs().max()) <= limit:
             return "the pooler's input (the [CLS] state) is already the same for every sentence: the encoder ignores it"
-    if forward.pooler_output is not None and bool((forward.pooler_output.abs() >= 1 - 1e-6).all()):
+    if outputs.pooler_output is not None and bool((outputs.pooler_output.abs() >= 1 - 1e-6).all()):
         return "every value is +-1: tanh is saturated, the pooler weights are far too large"
     return "pooler_output does not depend on the input: check the pooler's weights and what feeds it"
 
@@ -135,11 +135,11 @@ def assert_pooler_in_tanh_range(
     __tracebackhide__ = True
     import torch
 
-    forward = probes.run(model, inputs)
-    anatomy = require_checkable_pooler(model, forward)
-    assert forward.pooler_output is not None
-    output = torch.where(torch.isnan(forward.pooler_output), 0.0, forward.pooler_output)
-    activation = identify_activation(anatomy, forward)
+    outputs = forward.forward(model, inputs)
+    anatomy = require_checkable_pooler(model, outputs)
+    assert outputs.pooler_output is not None
+    output = torch.where(torch.isnan(outputs.pooler_output), 0.0, outputs.pooler_output)
+    activation = identify_activation(anatomy, outputs)
     return compare.assert_close(
         output,
         output.clamp(-1.0, 1.0),

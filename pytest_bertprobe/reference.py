@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pytest_bertprobe import probes, tolerances
+from pytest_bertprobe import forward, tolerances
 from pytest_bertprobe.compare import Gap, Tolerance, assert_close, measure, quote
 from pytest_bertprobe.errors import CheckFailure
 from pytest_bertprobe.tokenizer_contract import input_limit
@@ -45,17 +45,17 @@ class Agreement:
         }
 
 
-def named_outputs(forward: probes.Forward) -> dict[str, torch.Tensor]:
+def named_outputs(result: forward.Forward) -> dict[str, torch.Tensor]:
     """Embeddings, each layer, the final hidden state and the pooler, in the order data flows."""
-    hidden = forward.hidden_states
+    hidden = result.hidden_states
     outputs: dict[str, torch.Tensor] = {}
     if hidden:
         outputs["embeddings (hidden_states[0])"] = hidden[0]
         for layer in range(1, len(hidden)):
             outputs[f"layer {layer} of {len(hidden) - 1} (hidden_states[{layer}])"] = hidden[layer]
-    outputs["last_hidden_state"] = forward.last_hidden_state
-    if forward.pooler_output is not None:
-        outputs["pooler_output"] = forward.pooler_output
+    outputs["last_hidden_state"] = result.last_hidden_state
+    if result.pooler_output is not None:
+        outputs["pooler_output"] = result.pooler_output
     return outputs
 
 
@@ -73,8 +73,8 @@ def assert_tokenizers_agree(
     `max_lengths` truncate each side where its tokenizer would not (`tokenizer_contract.input_limit`).
     """
     __tracebackhide__ = True
-    inputs = probes.encode(tokenizer, sentences, max_length=max_lengths[0])
-    reference_inputs = probes.encode(reference_tokenizer, sentences, max_length=max_lengths[1])
+    inputs = forward.encode(tokenizer, sentences, max_length=max_lengths[0])
+    reference_inputs = forward.encode(reference_tokenizer, sentences, max_length=max_lengths[1])
     _assert_same_ids(inputs, reference_inputs, sentences, (tokenizer, reference_tokenizer))
     return inputs, reference_inputs
 
@@ -100,10 +100,10 @@ def assert_checkpoints_agree(
         _assert_same_ids(inputs, reference_inputs, sentences, None)
     dtype = dtype or comparison_dtype(model, reference)
     tolerance = tolerances.tolerance_for(CHECK, dtype, atol=atol, rtol=rtol)
-    ours = named_outputs(probes.run(model, inputs))
-    theirs = named_outputs(probes.run(reference, reference_inputs if reference_inputs is not None else inputs))
+    ours = named_outputs(forward.forward(model, inputs))
+    theirs = named_outputs(forward.forward(reference, reference_inputs if reference_inputs is not None else inputs))
     _assert_same_structure(ours, theirs)
-    mask = probes.attention_mask(inputs, model.config.pad_token_id).bool()
+    mask = forward.attention_mask(inputs, model.config.pad_token_id).bool()
     gaps = output_gaps(ours, theirs, inputs, tolerance, model.config.pad_token_id)
     names = list(gaps)
     for position, name in enumerate(names):
@@ -140,7 +140,7 @@ def output_gaps(
     pad_token_id: int | None = None,
 ) -> dict[str, Gap]:
     """Each `named_outputs` entry's gap to the reference's, padded positions left out, in network order."""
-    mask = probes.attention_mask(inputs, pad_token_id).bool()
+    mask = forward.attention_mask(inputs, pad_token_id).bool()
     return {name: measure(zero_padding(output, mask), zero_padding(theirs[name], mask), tolerance) for name, output in ours.items()}
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from pytest_bertprobe import probes
+from pytest_bertprobe import forward
 from pytest_bertprobe.compare import Gap, quote
 from pytest_bertprobe.errors import CheckFailure
 from pytest_bertprobe.session import CheckResult, ModelRecord, ProbeSession
@@ -95,14 +95,14 @@ def annotate(item: pytest.Item, call: pytest.CallInfo[None], session: ProbeSessi
     if call.when == "setup":
         item.user_properties.append((MODEL_PROPERTY, checkpoint_id))
         item.user_properties.append((CHECK_PROPERTY, marker.kwargs.get("check", item.originalname)))
-        item.stash[_PASSES_BEFORE] = probes.passes_run()
+        item.stash[_PASSES_BEFORE] = forward.passes_run()
     if call.when == "call":
-        passes = probes.passes_run() - item.stash.get(_PASSES_BEFORE, probes.passes_run())
+        passes = forward.passes_run() - item.stash.get(_PASSES_BEFORE, forward.passes_run())
         _attach_outcome_metrics(item, call.excinfo.value if call.excinfo is not None else None, passes)
     checkpoint = getattr(item, "funcargs", {}).get("bert_checkpoint")
     if call.when == "call" and checkpoint is not None:
         record = session.record(checkpoint_id)
-        record.forward_passes = probes.forward_passes(checkpoint.model)
+        record.forward_passes = forward.forward_passes(checkpoint.model)
         state = {name: getattr(record, name) for name in _STATE_FIELDS}
         item.user_properties.append((STATE_PROPERTY, json.dumps(state)))
 

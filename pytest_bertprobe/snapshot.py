@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_bertprobe import probes, tolerances
+from pytest_bertprobe import forward, tolerances
 from pytest_bertprobe.atomic import write_text_atomic
 from pytest_bertprobe.compare import Gap, Tolerance, assert_close, measure
 from pytest_bertprobe.errors import CheckFailure, SnapshotError
@@ -54,7 +54,7 @@ def snapshot_name(source: Source, rootdir: Path) -> str:
 
 def take_snapshot(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, sentences: Sequence[str] = PROBE_SENTENCES) -> dict[str, Any]:
     """Record the probe sentences' token ids and embeddings, the config and the weights' hashes."""
-    inputs = probes.encode(tokenizer, sentences, model.device)
+    inputs = forward.encode(tokenizer, sentences, model.device)
     config = config_values(model.config)
     return {
         "format": FORMAT,
@@ -133,7 +133,7 @@ def assert_matches_snapshot(
     """Token ids, then embeddings (at the lower precision of then and now), then config and weights."""
     __tracebackhide__ = True
     sentences = list(snapshot["sentences"])
-    inputs = probes.encode(tokenizer, sentences, model.device)
+    inputs = forward.encode(tokenizer, sentences, model.device)
     now_ids = [real_ids(inputs["input_ids"], inputs, row) for row in range(len(sentences))]
     for row, (then, now) in enumerate(zip(snapshot["input_ids"], now_ids)):
         if then != now:
@@ -165,7 +165,7 @@ def assert_matches_snapshot(
 
 def embedding_differences(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, snapshot: dict[str, Any]) -> dict[str, Gap]:
     """Each embedding's gap to the snapshot's (the kinds both have), at the lower precision of then and now."""
-    inputs = probes.encode(tokenizer, list(snapshot["sentences"]), model.device)
+    inputs = forward.encode(tokenizer, list(snapshot["sentences"]), model.device)
     _, tolerance = _comparison(model, snapshot)
     return {
         kind: measure(vector, _decode_tensor(snapshot["embeddings"][kind]), tolerance)
@@ -208,10 +208,10 @@ def _changes(model: PreTrainedModel, snapshot: dict[str, Any], same_dtype: bool)
 
 
 def _embeddings(model: PreTrainedModel, inputs: Any) -> dict[str, torch.Tensor]:
-    forward = probes.run(model, inputs)
-    kinds = [kind for kind in EMBEDDING_KINDS if kind != "pooler" or forward.pooler_output is not None]
-    mask = probes.attention_mask(inputs, model.config.pad_token_id)
-    return {kind: sentence_embedding(kind, forward, mask) for kind in kinds}
+    outputs = forward.forward(model, inputs)
+    kinds = [kind for kind in EMBEDDING_KINDS if kind != "pooler" or outputs.pooler_output is not None]
+    mask = forward.attention_mask(inputs, model.config.pad_token_id)
+    return {kind: sentence_embedding(kind, outputs, mask) for kind in kinds}
 
 
 def _config_hash(config: dict[str, Any]) -> str:

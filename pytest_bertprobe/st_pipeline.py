@@ -199,7 +199,7 @@ def declared_pipeline_metrics(
     Otherwise, or without the library, says who computed the declared embedding (the plugin, from the config).
     """
     __tracebackhide__ = True
-    from pytest_bertprobe import probes
+    from pytest_bertprobe import forward
     from pytest_bertprobe.embedding import sentence_embedding
 
     folder = checkpoint.source.local_path
@@ -213,5 +213,5 @@ def declared_pipeline_metrics(
         pipeline = load_pipeline(checkpoint.model, folder, checkpoint.device)
     except NotApplicable as reason:
         return {"computed_by": f"the plugin, from the config files ({reason})"}
-    pooled = sentence_embedding(kind, probes.run(checkpoint.model, inputs), inputs.get("attention_mask"))
+    pooled = sentence_embedding(kind, forward.forward(checkpoint.model, inputs), inputs.get("attention_mask"))
     return assert_pipeline_contract(pipeline, checkpoint.model, checkpoint.tokenizer, modules, pooled, sentences)

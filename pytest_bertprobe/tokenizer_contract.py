@@ -11,7 +11,7 @@ import inspect
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from pytest_bertprobe import probes
+from pytest_bertprobe import forward
 from pytest_bertprobe.compare import quote
 from pytest_bertprobe.errors import ContractViolation, NotApplicable
 from pytest_bertprobe.forward_failure import ForwardError
@@ -145,7 +145,7 @@ def assert_special_tokens_in_place(
         else []
     )
     # The same truncated text whatever the batch: tokenized once per shared (read-only) tokenizer.
-    long_ids = probes.recall(tokenizer, ("special tokens: long text", length),
+    long_ids = forward.recall(tokenizer, ("special tokens: long text", length),
                              lambda: tokenizer([long_text], truncation=True, max_length=length)["input_ids"][0])  # fmt: skip
     wrong: list[tuple[str, int, str | tuple[str, str], list[int]]] = []
     misplaced: set[int] = set()
@@ -183,8 +183,8 @@ def assert_pads_on_the_right(
         raise NotApplicable(f"{_name(model)} has no absolute position table, so padding on either side is allowed")
     if tokenizer.pad_token is None:
         raise NotApplicable(f"{type(tokenizer).__name__} has no pad token, so it does not pad batches")
-    inputs = probes.encode(tokenizer, sentences, max_length=input_limit(model, tokenizer))
-    mask = probes.attention_mask(inputs, tokenizer.pad_token_id)
+    inputs = forward.encode(tokenizer, sentences, max_length=input_limit(model, tokenizer))
+    mask = forward.attention_mask(inputs, tokenizer.pad_token_id)
     # A right-padded row is 1...1 0...0: its mask never rises.
     left = [row for row in range(mask.shape[0]) if bool((mask[row, 1:] > mask[row, :-1]).any())]
     metrics = {"padding_side": tokenizer.padding_side, "rows": int(mask.shape[0]), "left_padded_rows": len(left)}
@@ -329,13 +329,13 @@ def assert_max_length_fits(model: PreTrainedModel, tokenizer: PreTrainedTokenize
     length = declared if declared is not None else usable
     if length is None:
         raise NotApplicable("neither the tokenizer (model_max_length) nor the config (max_position_embeddings) gives a length")
-    if probes.ran_at_width(model, length):
+    if forward.ran_at_width(model, length):
         metrics["forward_length"] = length  # a shared pass of another check already ran this wide: the evidence
         return metrics
     inputs = tokenizer([_long_text(length)], truncation=True, max_length=length, return_tensors="pt")
     metrics["forward_length"] = int(inputs["input_ids"].shape[1])
     try:
-        probes.run(model, inputs)
+        forward.forward(model, inputs)
     except ForwardError as error:
         if error.owner in ("tokenizer_ids_in_embeddings", "tokenizer_token_types"):
             raise  # the pass breaks on what the tokenizer's ids index, not on the length: that check reports it

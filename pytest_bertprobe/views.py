@@ -18,7 +18,7 @@ from pytest_bertprobe.errors import CheckFailure
 if TYPE_CHECKING:
     import torch
 
-    from pytest_bertprobe.probes import Forward
+    from pytest_bertprobe.forward import Forward
 
 EMBEDDING_KINDS = ("cls", "pooler", "mean")
 _EXACT = Tolerance(0.0, 0.0)
@@ -51,9 +51,9 @@ def zero_padding(output: torch.Tensor, mask: torch.Tensor | None) -> torch.Tenso
     return output.masked_fill(~mask.to(output.device)[..., None], 0)
 
 
-def forward_view(forward: Forward, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+def forward_view(outputs: Forward, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     """What consumers read from a pass: its real tokens (see `real_tokens`) and its pooler_output."""
-    return real_tokens(forward.last_hidden_state, mask), forward.pooler_output
+    return real_tokens(outputs.last_hidden_state, mask), outputs.pooler_output
 
 
 def assert_outputs_agree(
@@ -94,15 +94,15 @@ def real_ids(tensor: torch.Tensor, inputs: Mapping[str, torch.Tensor], row: int)
     return [int(value) for value in values]
 
 
-def sentence_embedding(kind: str, forward: Forward, attention_mask: torch.Tensor | None) -> torch.Tensor:
+def sentence_embedding(kind: str, outputs: Forward, attention_mask: torch.Tensor | None) -> torch.Tensor:
     """One vector per row: cls = last_hidden_state[:, 0], pooler = pooler_output, mean = masked token mean."""
-    hidden = forward.last_hidden_state
+    hidden = outputs.last_hidden_state
     if kind == "cls":
         return hidden[:, 0]
     if kind == "pooler":
-        if forward.pooler_output is None:
+        if outputs.pooler_output is None:
             raise ValueError("pooler embedding: the model returned pooler_output=None")
-        return forward.pooler_output
+        return outputs.pooler_output
     if kind == "mean":
         import torch
 

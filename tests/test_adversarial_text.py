@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bertprobe.probes import encode, run
+from pytest_bertprobe.forward import encode, forward
 from pytest_bertprobe.sentences import ADVERSARIAL_SENTENCES, PROBE_SENTENCES
 from pytest_bertprobe.testing import ARCHITECTURES
 
@@ -23,5 +23,5 @@ def test_adversarial_sentences_tokenize_and_run(
     model, tokenizer = AutoModel.from_pretrained(path).eval(), AutoTokenizer.from_pretrained(path)
     batch = encode(tokenizer, [*ADVERSARIAL_SENTENCES, *PROBE_SENTENCES])
     assert batch["input_ids"].shape[1] <= tokenizer.model_max_length
-    forward = run(model, batch)
-    assert bool(torch.isfinite(forward.last_hidden_state).all())
+    outputs = forward(model, batch)
+    assert bool(torch.isfinite(outputs.last_hidden_state).all())

@@ -10,7 +10,7 @@ import pytest
 
 from pytest_bertprobe import SEED_SENTENCES
 from pytest_bertprobe.anatomy import PoolerKind, describe_pooler
-from pytest_bertprobe.probes import encode, run
+from pytest_bertprobe.forward import encode, forward
 from pytest_bertprobe.testing import ARCHITECTURES
 
 WITH_POOLER = {"bert", "roberta", "xlm-roberta", "albert", "mobilebert", "mpnet", "big_bird", "ernie"}
@@ -27,7 +27,7 @@ def test_anatomy_finds_the_pooler_and_its_activation_numerically(arch: str, tiny
 
     path = tiny_checkpoint(arch)
     model = AutoModel.from_pretrained(path).eval()
-    anatomy = describe_pooler(model, run(model, encode(AutoTokenizer.from_pretrained(path), SEED_SENTENCES)))
+    anatomy = describe_pooler(model, forward(model, encode(AutoTokenizer.from_pretrained(path), SEED_SENTENCES)))
     if arch in WITH_POOLER:
         assert (anatomy.kind, anatomy.activation, anatomy.reads_last_hidden_state) == (PoolerKind.STANDARD, "tanh", True)
         assert anatomy.dense is not None and anatomy.dense.in_features == anatomy.dense.out_features

@@ -105,11 +105,10 @@ def test_only_rows_not_yet_run_alone_are_priced_alone() -> None:
 def test_the_plan_prices_nothing_the_memo_already_holds(tiny_checkpoint: Factory) -> None:
     from transformers import AutoModel, AutoTokenizer
 
-    from pytest_bertprobe import probes
+    from pytest_bertprobe import forward
 
     path = tiny_checkpoint("bert")
     model, tokenizer = AutoModel.from_pretrained(path).eval(), AutoTokenizer.from_pretrained(path)
-    probes.share_forward_passes(model, tokenizer)
 
     def per_example(explicit: list[tuple[str, ...]], generated: list[list[str]]) -> float:
         plan = plan_examples(
@@ -119,13 +118,11 @@ def test_the_plan_prices_nothing_the_memo_already_holds(tiny_checkpoint: Factory
         )  # fmt: skip
         return plan.seconds_per_example - CHECK_SECONDS
 
-    try:
+    with forward.shared(model, tokenizer):
         batch = ["hello world", "the weather is sad today, will there be a big typhoon?"]
         once = per_example([], [batch])
         assert per_example([], [batch, batch]) == pytest.approx(once / 2)  # the second time, every pass is recalled
         assert 0 < per_example([("hello world",)], [batch]) < once  # that sentence ran alone as an explicit example
-    finally:
-        probes.stop_sharing(model)
 
 
 def test_a_pass_is_priced_per_pass_and_per_token() -> None:

@@ -50,12 +50,12 @@ def test_eager_matches_sdpa_survives_the_models_module_leaving_sys_modules(
 
     from transformers import AutoModel, AutoTokenizer
 
-    from pytest_bertprobe import probes
+    from pytest_bertprobe import forward
     from pytest_bertprobe.consistency import assert_eager_matches_sdpa
 
     path = tiny_checkpoint("bert")
     model = AutoModel.from_pretrained(path).eval()
     # pytester's in-process runs put sys.modules back as it was: a module first imported inside one is gone after.
     monkeypatch.delitem(sys.modules, type(model).__module__)
-    inputs = probes.encode(AutoTokenizer.from_pretrained(path), ["hello world", "a"])
+    inputs = forward.encode(AutoTokenizer.from_pretrained(path), ["hello world", "a"])
     assert assert_eager_matches_sdpa(model, inputs).max_abs < 1e-5  # 4.57 raised KeyError looking the module up

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from pytest_bertprobe import probes
+from pytest_bertprobe import forward
 from pytest_bertprobe.embedding import (
     EmbeddingConfigError,
     EmbeddingSpec,
@@ -137,21 +137,21 @@ def _bert(tiny_checkpoint: TinyFactory, arch: str = "bert") -> tuple[Any, Any]:
     from transformers import AutoModel, AutoTokenizer
 
     path = tiny_checkpoint(arch)
-    return AutoModel.from_pretrained(path).eval(), probes.encode(AutoTokenizer.from_pretrained(path), SEED_SENTENCES)
+    return AutoModel.from_pretrained(path).eval(), forward.encode(AutoTokenizer.from_pretrained(path), SEED_SENTENCES)
 
 
 def test_sentence_embedding_computes_each_kind_from_the_outputs(tiny_checkpoint: TinyFactory) -> None:
     import torch
 
     model, inputs = _bert(tiny_checkpoint)
-    forward = probes.run(model, inputs)
+    outputs = forward.forward(model, inputs)
     mask = inputs["attention_mask"]
-    assert torch.equal(sentence_embedding("cls", forward, mask), forward.last_hidden_state[:, 0])
-    assert sentence_embedding("pooler", forward, mask) is forward.pooler_output
-    by_hand = torch.stack([forward.last_hidden_state[row, : int(mask[row].sum())].mean(0) for row in range(len(SEED_SENTENCES))])
-    torch.testing.assert_close(sentence_embedding("mean", forward, mask), by_hand)
+    assert torch.equal(sentence_embedding("cls", outputs, mask), outputs.last_hidden_state[:, 0])
+    assert sentence_embedding("pooler", outputs, mask) is outputs.pooler_output
+    by_hand = torch.stack([outputs.last_hidden_state[row, : int(mask[row].sum())].mean(0) for row in range(len(SEED_SENTENCES))])
+    torch.testing.assert_close(sentence_embedding("mean", outputs, mask), by_hand)
     with pytest.raises(ValueError, match="unknown sentence embedding 'max'"):
-        sentence_embedding("max", forward, mask)
+        sentence_embedding("max", outputs, mask)
 
 
 @pytest.mark.parametrize("kind", ["cls", "pooler", "mean"])
@@ -205,10 +205,10 @@ def test_a_nan_weight_makes_the_embedding_non_finite(tiny_checkpoint: TinyFactor
 
 def _ignore_attention_mask(model: Any) -> None:
     """The yoso/fnet fault (docs/DESIGN.md §5), planted: the encoder never sees the attention mask, so pads leak in."""
-    forward = model.forward
+    outputs = model.forward
 
     def forward_without_mask(input_ids: Any = None, attention_mask: Any = None, token_type_ids: Any = None, **kwargs: Any) -> Any:
-        return forward(input_ids=input_ids, token_type_ids=token_type_ids, **kwargs)
+        return outputs(input_ids=input_ids, token_type_ids=token_type_ids, **kwargs)
 
     model.forward = forward_without_mask
 
@@ -228,7 +228,7 @@ def test_identical_sentences_skip_the_spread_check(tiny_checkpoint: TinyFactory)
     from transformers import AutoTokenizer
 
     model, _ = _bert(tiny_checkpoint)
-    inputs = probes.encode(AutoTokenizer.from_pretrained(tiny_checkpoint("bert")), ["天气", "天气"])
+    inputs = forward.encode(AutoTokenizer.from_pretrained(tiny_checkpoint("bert")), ["天气", "天气"])
     assert "spread" not in assert_embedding_contract(model, inputs, "cls")
     with pytest.raises(ValueError, match="resolve 'auto' first"):
         assert_embedding_contract(model, inputs, "auto")

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from pytest_bertprobe import probes
+from pytest_bertprobe import forward
 from pytest_bertprobe.finetuned_heads import identify
 from pytest_bertprobe.heads import NoHeadError, assert_heads_read_their_inputs, find_heads
 from pytest_bertprobe.sentences import SEED_SENTENCES
@@ -164,9 +164,9 @@ def test_an_unlisted_model_type_is_held_to_the_final_outputs(tiny_checkpoint: Ti
 
 def test_identify_names_the_masked_mean_only_where_it_is_exact(tiny_checkpoint: TinyFactory) -> None:
     model, inputs = _load(_checkpoint(tiny_checkpoint, "bert", "SequenceClassification"))
-    forward = probes.run(model.base_model, inputs)
-    assert identify(forward.pooler_output, forward) == "pooler_output"
-    assert identify(forward.last_hidden_state.mean(dim=1), forward) is None  # an unmasked mean is not the masked one
+    outputs = forward.forward(model.base_model, inputs)
+    assert identify(outputs.pooler_output, outputs) == "pooler_output"
+    assert identify(outputs.last_hidden_state.mean(dim=1), outputs) is None  # an unmasked mean is not the masked one
 
 
 # --- the audit, with a user's conftest overriding the head model -----------------------------------

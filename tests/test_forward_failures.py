@@ -55,13 +55,13 @@ def _crash_where(breaks: Callable[[int], bool], message: str) -> Callable[[Any],
 
     def plant(checkpoint: Any) -> None:
         model = checkpoint.model
-        forward = model.forward
+        outputs = model.forward
 
-        @functools.wraps(forward)
+        @functools.wraps(outputs)
         def crashing(*args: Any, **kwargs: Any) -> Any:
             if breaks(int(kwargs["input_ids"].shape[-1])):
                 raise RuntimeError(message)
-            return forward(*args, **kwargs)
+            return outputs(*args, **kwargs)
 
         model.forward = crashing
 

@@ -155,13 +155,13 @@ def test_nsp_head_that_slices_the_sequence_itself_fails(tiny_checkpoint: TinyFac
 def test_nsp_head_on_a_base_without_pooler_output_fails(tiny_checkpoint: TinyFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     from dataclasses import replace
 
-    from pytest_bertprobe import probes
+    from pytest_bertprobe import forward
 
     model, inputs = _load(tiny_checkpoint("bert", model_class="BertForPreTraining"))
     _nsp_reads_cls_state(model)
     # A base that returns no pooler_output while its NSP head still runs (the head ignores pooled_output).
-    real_run = probes.run
-    monkeypatch.setattr(probes, "run", lambda *args: replace(real_run(*args), pooler_output=None))
+    real_forward = forward.forward
+    monkeypatch.setattr(forward, "forward", lambda *args: replace(real_forward(*args), pooler_output=None))
 
     with pytest.raises(AssertionError, match=r"base model returned pooler_output=None \(the head reads last_hidden_state\[:, 0\]"):
         assert_nsp_head_reads_pooler(model, inputs)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from pytest_bertprobe import probes
+from pytest_bertprobe import forward
 from pytest_bertprobe.consistency import assert_deterministic, assert_eager_matches_sdpa, assert_save_load_round_trip
 from pytest_bertprobe.invariances import (
     NotApplicable,
@@ -126,7 +126,7 @@ def _load(path: Path, **kwargs: Any) -> tuple[Any, Any]:
 
 
 def _probe_inputs(tokenizer: Any) -> Any:
-    return probes.encode(tokenizer, PROBE_SENTENCES)
+    return forward.encode(tokenizer, PROBE_SENTENCES)
 
 
 # --- healthy controls ---------------------------------------------------------------------------
@@ -175,8 +175,8 @@ def test_an_untied_final_norm_is_compared_through_the_norm(tiny_checkpoint: Call
     model, tokenizer = _load(tiny_checkpoint("modernbert"))
     model.config.tie_last_hidden_states = False  # hidden_states[-1] is then the state before final_norm
     inputs = _probe_inputs(tokenizer)
-    forward = probes.run(model, inputs)
-    assert not torch.equal(forward.hidden_states[-1], forward.last_hidden_state)
+    outputs = forward.forward(model, inputs)
+    assert not torch.equal(outputs.hidden_states[-1], outputs.last_hidden_state)
     assert assert_hidden_states_consistent(model, inputs).max_abs == 0.0
 
 
@@ -207,9 +207,9 @@ def test_padding_failure_names_the_worst_sentence(mask_ignoring_checkpoint: Call
     import torch
 
     model, tokenizer = _load(mask_ignoring_checkpoint("fnet"))
-    batch = probes.encode(tokenizer, PROBE_SENTENCES)
-    padded_cls = probes.run(model, batch).last_hidden_state[:, 0]
-    alone_cls = torch.cat([probes.run(model, probes.encode(tokenizer, [s])).last_hidden_state[:, 0] for s in PROBE_SENTENCES])
+    batch = forward.encode(tokenizer, PROBE_SENTENCES)
+    padded_cls = forward.forward(model, batch).last_hidden_state[:, 0]
+    alone_cls = torch.cat([forward.forward(model, forward.encode(tokenizer, [s])).last_hidden_state[:, 0] for s in PROBE_SENTENCES])
     worst_row = int((alone_cls - padded_cls).abs().max(dim=1).values.argmax())
     with pytest.raises(AssertionError, match=re.escape(f"(sentence {worst_row}: {PROBE_SENTENCES[worst_row]!r})")) as failure:
         assert_padding_invariant(model, tokenizer)
@@ -281,17 +281,14 @@ def test_shared_passes_are_kept_apart_per_attention_implementation(tiny_checkpoi
     from pytest_bertprobe import compat
 
     model, tokenizer = _load(tiny_checkpoint("bert"))
-    probes.share_forward_passes(model, tokenizer)
-    try:
+    with forward.shared(model, tokenizer):
         inputs = _probe_inputs(tokenizer)
         # In place (5.x) both implementations run on the model itself; 4.x runs eager on a twin outside the memo.
         own_passes = 2 if compat.switches_attention_in_place(model) else 1
         assert assert_eager_matches_sdpa(model, inputs).max_abs > 0  # two real passes, not one recalled twice
-        assert probes.forward_passes(model) == own_passes
+        assert forward.forward_passes(model) == own_passes
         assert_eager_matches_sdpa(model, inputs)
-        assert probes.forward_passes(model) == own_passes  # a batch seen before: both recalled
-    finally:
-        probes.stop_sharing(model)
+        assert forward.forward_passes(model) == own_passes  # a batch seen before: both recalled
 
 
 def _crashing_kernel(*args: Any, **kwargs: Any) -> Any:

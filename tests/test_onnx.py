@@ -86,13 +86,13 @@ def test_a_traced_export_agrees_on_the_shape_it_was_traced_with(tiny_with_export
     """The control for the failure above: the traced graph is right, only for its one shape."""
     from transformers import AutoModel, AutoTokenizer
 
-    from pytest_bertprobe import probes
+    from pytest_bertprobe import forward
     from pytest_bertprobe.embedding import sentence_embedding
 
     model, tokenizer = AutoModel.from_pretrained(tiny_with_exports).eval(), AutoTokenizer.from_pretrained(tiny_with_exports)
     export = onnx_audit.open_export(tiny_with_exports / "onnx" / "model_traced.onnx", "model_traced.onnx", "cpu")
-    batch = [(list(TRACED_SENTENCES), probes.encode(tokenizer, TRACED_SENTENCES))]
-    metrics = onnx_audit.assert_export_agrees(export, model, batch, lambda forward, mask: sentence_embedding("mean", forward, mask))
+    batch = [(list(TRACED_SENTENCES), forward.encode(tokenizer, TRACED_SENTENCES))]
+    metrics = onnx_audit.assert_export_agrees(export, model, batch, lambda produced, mask: sentence_embedding("mean", produced, mask))
     assert metrics["max_abs"] < 1e-5 and metrics["worst_batch_shape"] == [2, 5]
 
 

@@ -114,7 +114,7 @@ def test_all_zero_pooler_fails_as_degenerate_and_is_reported_untrained(
 def test_nan_weight_fails_outputs_finite_naming_tensor_position_sentence_and_parameter(
     pytester: pytest.Pytester, tiny_checkpoint: TinyFactory, tmp_path: Path
 ) -> None:
-    from pytest_bertprobe.probes import encode
+    from pytest_bertprobe.forward import encode
     from pytest_bertprobe.finiteness import assert_outputs_finite
 
     planted = plant_copy(tiny_checkpoint("bert"), tmp_path / "nan-weight", weights=_nan_query_weight)

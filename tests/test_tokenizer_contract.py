@@ -325,21 +325,17 @@ def test_a_forward_pass_that_breaks_at_the_maximum_length_fails(tiny_checkpoint:
 
 
 def test_max_length_reuses_a_shared_pass_at_that_length(tiny_checkpoint: TinyFactory) -> None:
-    from pytest_bertprobe import probes
+    from pytest_bertprobe import forward
 
     model, tokenizer = _load(tiny_checkpoint("bert"))
-    probes.share_forward_passes(model, tokenizer)
-    try:
-        probes.run(model, probes.encode(tokenizer, ["hello"]))
+    with forward.shared(model, tokenizer):
+        forward.forward(model, forward.encode(tokenizer, ["hello"]))
         assert contract.assert_max_length_fits(model, tokenizer)["forward_length"] == 64
-        assert probes.forward_passes(model) == 2  # no pass was 64 tokens wide: it ran its own
-        probes.stop_sharing(model)
-        probes.share_forward_passes(model, tokenizer)
-        probes.run(model, probes.encode(tokenizer, ["长" * 500]))  # another check's input, truncated to 64 tokens
+        assert forward.forward_passes(model) == 2  # no pass was 64 tokens wide: it ran its own
+    with forward.shared(model, tokenizer):
+        forward.forward(model, forward.encode(tokenizer, ["长" * 500]))  # another check's input, truncated to 64 tokens
         assert contract.assert_max_length_fits(model, tokenizer)["forward_length"] == 64
-        assert probes.forward_passes(model) == 1  # nothing new to run: a pass this wide already worked
-    finally:
-        probes.stop_sharing(model)
+        assert forward.forward_passes(model) == 1  # nothing new to run: a pass this wide already worked
 
 
 def test_token_types_do_not_apply_without_a_token_type_table_or_ids(tiny_checkpoint: TinyFactory) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from pytest_bertprobe import probes, special_tokens, tokenizer_files
+from pytest_bertprobe import forward, special_tokens, tokenizer_files
 from tests.helpers import assert_usage_error, sentencepiece_model, write_vocabulary_files
 from tests.test_tokenizer_contract import Fault, check_fault, copy_checkpoint, edit_json, plant_all, run_tokenizer_audit
 
@@ -296,11 +296,11 @@ def test_the_attention_mask_is_built_where_the_tokenizer_emits_none(tiny_checkpo
     sentences = ["", "hello world", "[PAD] text", "the weather is sad today [PAD]"]
     for side in ("right", "left"):
         emitting.padding_side = silent.padding_side = side
-        inputs = probes.encode(silent, sentences)
+        inputs = forward.encode(silent, sentences)
         assert "attention_mask" not in inputs
-        assert torch.equal(probes.attention_mask(inputs, silent.pad_token_id), probes.encode(emitting, sentences)["attention_mask"])
-    alone = probes.encode(silent, ["[PAD]"])
-    assert probes.attention_mask(alone, silent.pad_token_id).tolist() == [[1, 1, 1]]  # unpadded: every token is real
+        assert torch.equal(forward.attention_mask(inputs, silent.pad_token_id), forward.encode(emitting, sentences)["attention_mask"])
+    alone = forward.encode(silent, ["[PAD]"])
+    assert forward.attention_mask(alone, silent.pad_token_id).tolist() == [[1, 1, 1]]  # unpadded: every token is real
 
 
 def test_real_minilm_files_agree_and_its_special_tokens_are_real(minilm_path: Path) -> None:

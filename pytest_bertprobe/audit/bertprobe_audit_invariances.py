@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from pytest_bertprobe import plot_data, probes
+from pytest_bertprobe import plot_data, forward
 from pytest_bertprobe.audit.harness import given_batches, record_plot_data, run_check, run_on_batch
 from pytest_bertprobe.consistency import assert_deterministic, assert_eager_matches_sdpa, assert_save_load_round_trip
 from pytest_bertprobe.invariances import (
@@ -62,12 +62,12 @@ def test_sdpa_attention_matches_eager(request: pytest.FixtureRequest, bert_model
 @pytest.mark.bertprobe_audit(check="determinism")
 def test_eval_mode_and_repeat_passes_are_identical(request: pytest.FixtureRequest, bert_model: Any, bert_tokenizer: Any) -> None:
     """no module in training mode, and two passes give the same bits."""
-    inputs = probes.encode(bert_tokenizer, PROBE_SENTENCES, bert_model.device)
+    inputs = forward.encode(bert_tokenizer, PROBE_SENTENCES, bert_model.device)
     run_check(request, assert_deterministic, bert_model, inputs, sentences=PROBE_SENTENCES)
 
 
 @pytest.mark.bertprobe_audit(check="save_load_round_trip")
 def test_save_and_load_give_identical_outputs(request: pytest.FixtureRequest, bert_model: Any, bert_tokenizer: Any) -> None:
     """save_pretrained then from_pretrained reproduces the model exactly."""
-    inputs = probes.encode(bert_tokenizer, PROBE_SENTENCES, bert_model.device)
+    inputs = forward.encode(bert_tokenizer, PROBE_SENTENCES, bert_model.device)
     run_check(request, assert_save_load_round_trip, bert_model, inputs, sentences=PROBE_SENTENCES)

@@ -29,7 +29,7 @@ def _declared_embedding(request: pytest.FixtureRequest, checkpoint: Checkpoint) 
     embed = functools.partial(sentence_embedding, kind)
     if not normalized:
         return embed
-    return lambda forward, mask: torch.nn.functional.normalize(embed(forward, mask).float(), dim=-1)
+    return lambda outputs, mask: torch.nn.functional.normalize(embed(outputs, mask).float(), dim=-1)
 
 
 @pytest.mark.bertprobe_audit(check="onnx_agreement")

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from pytest_bertprobe import loading, plot_data, probes
+from pytest_bertprobe import loading, plot_data, forward
 from pytest_bertprobe.anatomy import require_checkable_pooler
 from pytest_bertprobe.audit.harness import encode_batch, given_batches, record_plot_data, run_check
 from pytest_bertprobe.compare import Gap
@@ -32,10 +32,10 @@ def _on_finite_pooler(check: Callable[..., Gap]) -> Callable[..., Gap]:
     def guarded(model: Any, inputs: Any, **kwargs: Any) -> Gap:
         import torch
 
-        forward = probes.run(model, inputs)
+        outputs = forward.forward(model, inputs)
         # The audited model's own anatomy: an overridden bert_model may differ from the checkpoint's load.
-        require_checkable_pooler(model, forward)
-        if not bool(torch.isfinite(forward.pooler_output).all()):
+        require_checkable_pooler(model, outputs)
+        if not bool(torch.isfinite(outputs.pooler_output).all()):
             raise NotApplicable("pooler_output holds NaN/inf: outputs_finite reports it")
         return check(model, inputs, **kwargs)
 
@@ -63,7 +63,7 @@ def test_pooler_weights_come_from_the_checkpoint(
 @pytest.mark.bertprobe_audit(check="pooler_not_degenerate")
 def test_pooler_is_not_constant(request: pytest.FixtureRequest, bert_model: Any, bert_tokenizer: Any) -> None:
     """Distinct sentences give distinct pooler outputs (fixed sentences: generated ones may tokenize alike)."""
-    inputs = probes.encode(bert_tokenizer, PROBE_SENTENCES, bert_model.device)
+    inputs = forward.encode(bert_tokenizer, PROBE_SENTENCES, bert_model.device)
     record_plot_data(request, plot_data.pooler_preactivation, bert_model, inputs)
     run_check(request, _on_finite_pooler(assert_pooler_not_degenerate), bert_model, inputs, sentences=PROBE_SENTENCES)
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from pytest_bertprobe import coverage, probes, special_tokens, tokenizer_files
+from pytest_bertprobe import coverage, forward, special_tokens, tokenizer_files
 from pytest_bertprobe import tokenizer_contract as contract
 from pytest_bertprobe.audit.harness import given_batches, run_check
 from pytest_bertprobe.session import probe_session
@@ -73,7 +73,7 @@ def test_tokenizer_files_agree(request: pytest.FixtureRequest, bert_checkpoint: 
     folder = _folder(bert_checkpoint)
 
     def built() -> Any:  # once per checkpoint, kept with its (shared, read-only) tokenizer's encodings
-        return probes.recall(bert_tokenizer, ("tokenizer files", str(folder)), lambda: tokenizer_files.build_tokenizers(folder))
+        return forward.recall(bert_tokenizer, ("tokenizer files", str(folder)), lambda: tokenizer_files.build_tokenizers(folder))
 
     sentences = materialize(batch, bert_tokenizer)
     run_check(request, tokenizer_files.assert_tokenizer_files_agree, folder, sentences=sentences, tokenizers=built)

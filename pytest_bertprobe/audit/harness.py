@@ -1,7 +1,7 @@
 """How audit tests run a check: generated batches, skips for checks that do not apply, metrics kept.
 
 Every Hypothesis-driven audit test draws from the same strategy under the same seed, so the same
-batches reach every invariant and `probes.run` serves each batch's forward pass once for all of them.
+batches reach every invariant and `forward.forward` serves each batch's forward pass once for all of them.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import pytest
 from hypothesis import HealthCheck, Phase, given, seed, settings
 
-from pytest_bertprobe import probes
+from pytest_bertprobe import forward
 from pytest_bertprobe.audit.budget import Plan, plan_examples
 from pytest_bertprobe.catalogue import BY_NAME, EXPLICIT_BATCHES, KERNEL_BATCHES
 from pytest_bertprobe.errors import CheckFailure, NotApplicable
@@ -39,18 +39,12 @@ settings.register_profile(
 )
 
 Test = TypeVar("Test", bound=Callable[..., Any])
-_user_profile: str | None = None
 
 
-def use_user_profile(name: str | None) -> None:
-    """Called by the plugin: a `--hypothesis-profile` the user chose replaces the audit's own."""
-    global _user_profile
-    _user_profile = name
-
-
-def audit_settings() -> settings:
+def audit_settings(config: pytest.Config) -> settings:
     """The user's `--hypothesis-profile` if given, else the deterministic audit profile."""
-    return settings.get_profile(_user_profile) if _user_profile else settings.get_profile(AUDIT_PROFILE)
+    profile = probe_session(config).settings.hypothesis_profile
+    return settings.get_profile(profile or AUDIT_PROFILE)
 
 
 def explicit_batches(check: str) -> tuple[tuple[str, ...], ...]:
@@ -65,12 +59,16 @@ def given_batches(test: Test) -> Test:
     (whole models) for each one. Hypothesis reads a test's settings when it is called; under `--bert-budget`
     the example count is set then, once the checkpoint's cost is known.
     """
-    hypothesis_test = settings(audit_settings())(seed(AUDIT_SEED)(given(batch=batches(audit_sentences()))(test)))
+    hypothesis_test = settings(settings.get_profile(AUDIT_PROFILE))(seed(AUDIT_SEED)(given(batch=batches(audit_sentences()))(test)))
 
     @functools.wraps(hypothesis_test)
     def explicit_then_generated(*args: Any, **kwargs: Any) -> Any:
         # The Hypothesis plugin adjusts the collected object's settings (pytest collects this wrapper).
         current = explicit_then_generated._hypothesis_internal_use_settings  # type: ignore[attr-defined]
+        config = kwargs["request"].config
+        if probe_session(config).settings.hypothesis_profile:
+            user = audit_settings(config)  # as the plugin adjusts a parametrized test's own settings
+            current = settings(user, suppress_health_check={HealthCheck.differing_executors, *user.suppress_health_check})
         try:
             plan = budget_plan(kwargs["request"])
         except ForwardError as crash:  # a calibration pass: the same batches the checks run
@@ -109,7 +107,7 @@ _PLANNED_SAMPLE = 20  # generated batches tokenized to price one example
 def budget_plan(request: pytest.FixtureRequest) -> Plan | None:
     """The checkpoint's example count under `--bert-budget`, planned on its first generated check; None without one."""
     session = probe_session(request.config)
-    if session.settings.budget is None or _user_profile:
+    if session.settings.budget is None or session.settings.hypothesis_profile:
         return None
     checkpoint = request.getfixturevalue("bert_checkpoint")
     plans = request.config.stash.setdefault(_PLANS, {})
@@ -158,7 +156,7 @@ def audit_batches(request: pytest.FixtureRequest, model: Any, tokenizer: Any) ->
     """For checks that judge all batches at once: each probe sentence alone, the seed's five padded together,
     then the generated batches the other checks draw (as many as they do), encoded."""
     plan = budget_plan(request)
-    count = plan.max_examples if plan is not None else audit_settings().max_examples
+    count = plan.max_examples if plan is not None else audit_settings(request.config).max_examples
     texts = [*(list(batch) for batch in EXPLICIT_BATCHES), list(SEED_SENTENCES), *(materialize(batch, tokenizer) for batch in _first_batches(count))]
     return [encode_batch(model, tokenizer, list(batch)) for batch in dict.fromkeys(tuple(batch) for batch in texts)]
 
@@ -166,7 +164,7 @@ def audit_batches(request: pytest.FixtureRequest, model: Any, tokenizer: Any) ->
 def encode_batch(model: Any, tokenizer: Any, batch: list[Sentence]) -> tuple[list[str], Any]:
     """The batch as plain sentences and as model inputs on the model's device."""
     sentences = materialize(batch, tokenizer)
-    return sentences, probes.encode(tokenizer, sentences, model.device, max_length=input_limit(model, tokenizer))
+    return sentences, forward.encode(tokenizer, sentences, model.device, max_length=input_limit(model, tokenizer))
 
 
 def run_on_batch(request: pytest.FixtureRequest, check: Callable[..., Any], model: Any, tokenizer: Any, batch: list[Sentence]) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import inspect
@@ -10,7 +11,7 @@ import sys
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -67,19 +68,22 @@ def wait_passively() -> None:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
-def share_forward_passes(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase | None = None) -> None:
-    """Memoize `run` for `model` (and `encode` for `tokenizer`): only for what nobody mutates, such as the session fixtures."""
+@contextlib.contextmanager
+def shared(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase | None = None) -> Iterator[PreTrainedModel]:
+    """Memoize `forward` for `model` (and `encode` for `tokenizer`) inside the block; leaving it releases the tensors.
+
+    Only for what nobody mutates inside the block, such as the session fixtures' checkpoint.
+    """
     memo = _memos.setdefault(model, _Memo(tokenizer))
     if tokenizer is not None:
         memo.tokenizer = tokenizer
         _encodings.setdefault(tokenizer, OrderedDict())
-
-
-def stop_sharing(model: PreTrainedModel) -> None:
-    """Drop the memos, releasing their tensors."""
-    memo = _memos.pop(model, None)
-    if memo is not None and memo.tokenizer is not None:
-        _encodings.pop(memo.tokenizer, None)
+    try:
+        yield model
+    finally:
+        memo = _memos.pop(model, None)
+        if memo is not None and memo.tokenizer is not None:
+            _encodings.pop(memo.tokenizer, None)
 
 
 def forward_passes(model: PreTrainedModel) -> int:
@@ -89,7 +93,7 @@ def forward_passes(model: PreTrainedModel) -> int:
 
 
 def passes_run() -> int:
-    """How many forward passes `execute` has run in this process, on any model."""
+    """How many forward passes `fresh_forward` has run in this process, on any model."""
     return _passes_run
 
 
@@ -102,7 +106,7 @@ def pass_timings(model: PreTrainedModel) -> list[tuple[int, float]]:
 def ran_at_width(model: PreTrainedModel, width: int) -> bool:
     """Whether the memo holds a pass of `model` on inputs exactly `width` tokens wide (a pass that worked)."""
     memo = _memos.get(model)
-    widths = (forward.inputs.get("input_ids") for forward, _ in memo.entries.values()) if memo is not None else ()
+    widths = (outputs.inputs.get("input_ids") for outputs, _ in memo.entries.values()) if memo is not None else ()
     return any(ids is not None and int(ids.shape[-1]) == width for ids in widths)
 
 
@@ -182,24 +186,24 @@ def require_eval_mode(model: Any) -> None:
         )
 
 
-def run(model: PreTrainedModel, inputs: Mapping[str, torch.Tensor]) -> Forward:
+def forward(model: PreTrainedModel, inputs: Mapping[str, torch.Tensor]) -> Forward:
     """Run (or recall) one forward pass of `inputs` with hidden states and the pooler input."""
     __tracebackhide__ = True
     memo = _memos.get(model)
     if memo is None:
-        return execute(model, inputs)
+        return fresh_forward(model, inputs)
     # The attention implementation is part of the key: eager_matches_sdpa switches it in place.
     key = f"{model.config._attn_implementation}:{_batch_key(inputs)}"
     if key in memo.failures:
         raise memo.failures[key]
     if key not in memo.entries:
         try:
-            forward = execute(model, inputs)
+            outputs = fresh_forward(model, inputs)
         except ForwardError as failure:
             memo.failures[key] = failure
             raise
-        size = _nbytes(forward)
-        memo.entries[key] = (forward, size)
+        size = _nbytes(outputs)
+        memo.entries[key] = (outputs, size)
         memo.bytes += size
         while memo.bytes > _CACHE_BYTES and len(memo.entries) > 1:
             memo.bytes -= memo.entries.popitem(last=False)[1][1]
@@ -207,9 +211,9 @@ def run(model: PreTrainedModel, inputs: Mapping[str, torch.Tensor]) -> Forward:
     return memo.entries[key][0]
 
 
-def _nbytes(forward: Forward) -> int:
+def _nbytes(outputs: Forward) -> int:
     """Memory a memo entry holds: each distinct tensor storage once (hidden_states[-1] is often last_hidden_state)."""
-    tensors = [*forward.hidden_states, forward.last_hidden_state, forward.pooler_output, forward.pooler_input]
+    tensors = [*outputs.hidden_states, outputs.last_hidden_state, outputs.pooler_output, outputs.pooler_input]
     storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors if t is not None}
     return sum(storages.values())
 
@@ -223,13 +227,13 @@ def _batch_key(inputs: Mapping[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def execute(model: PreTrainedModel, inputs: Mapping[str, torch.Tensor]) -> Forward:
+def fresh_forward(model: PreTrainedModel, inputs: Mapping[str, torch.Tensor]) -> Forward:
     """Always run a fresh forward pass, bypassing the memo (determinism and kernel comparisons need one)."""
     global _passes_run
     __tracebackhide__ = True
     import torch
 
-    require_eval_mode(model)  # here, not in `run`: a recalled pass ran in eval mode, a fresh one must too
+    require_eval_mode(model)  # here, not in `forward`: a recalled pass ran in eval mode, a fresh one must too
 
     captured: list[torch.Tensor] = []
     pooler = getattr(model.base_model, "pooler", None)
