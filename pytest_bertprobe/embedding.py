@@ -25,7 +25,7 @@ from pytest_bertprobe import compare, forward
 from pytest_bertprobe.anatomy import locate_pooler
 from pytest_bertprobe.errors import CheckFailure, NotApplicable
 from pytest_bertprobe.tolerances import dtype_name, tolerance_for
-from pytest_bertprobe.views import EMBEDDING_KINDS, assert_finite, sentence_embedding
+from pytest_bertprobe.views import EMBEDDING_KINDS, assert_finite, passes_alone, sentence_embedding
 
 if TYPE_CHECKING:
     import torch
@@ -137,15 +137,6 @@ def _pooling_spec(config_file: Path, config: Any) -> EmbeddingSpec:
     return EmbeddingSpec(modes[0], source)
 
 
-def _alone(inputs: Mapping[str, Any], row: int, keep: torch.Tensor) -> dict[str, Any]:
-    """Row `row` of a padded batch as a batch of its own: only its real (unmasked) tokens."""
-    width = keep.shape[0]
-    return {
-        name: value[row : row + 1][:, keep.to(value.device)] if value.dim() == 2 and value.shape[1] == width else value[row : row + 1]
-        for name, value in inputs.items()
-    }
-
-
 def assert_embedding_contract(
     model: PreTrainedModel,
     inputs: Mapping[str, Any],
@@ -226,10 +217,7 @@ def _assert_mean_ignores_padding(
     padded = [row for row in range(mask.shape[0]) if int(mask[row].sum()) < mask.shape[1]]
     if not padded:
         return None
-    alone = [
-        sentence_embedding("mean", forward.forward(model, single), forward.attention_mask(single, model.config.pad_token_id))
-        for single in (_alone(inputs, row, mask[row].bool()) for row in padded)
-    ]
+    alone = [sentence_embedding("mean", outputs, None) for outputs in passes_alone(model, inputs, mask, padded)]
     return compare.assert_close(
         torch.cat(alone), embedding[padded], tolerance,
         claim="mean embedding of a sentence alone == its row in the padded batch",

@@ -10,7 +10,7 @@ from pytest_bertprobe import compare, compat, forward
 from pytest_bertprobe.errors import CheckFailure, NotApplicable
 from pytest_bertprobe.sentences import PROBE_SENTENCES
 from pytest_bertprobe.tokenizer_contract import input_limit
-from pytest_bertprobe.views import assert_outputs_agree, forward_view, real_tokens
+from pytest_bertprobe.views import alone_and_batched, assert_outputs_agree, forward_view, real_tokens
 from pytest_bertprobe.tolerances import model_dtype, tolerance_for
 
 if TYPE_CHECKING:
@@ -137,23 +137,18 @@ def assert_padding_invariant(
     limit = input_limit(model, tokenizer)
     batch_inputs = forward.encode(tokenizer, batch_sentences, model.device, max_length=limit)
     batch_mask = forward.attention_mask(batch_inputs, tokenizer.pad_token_id)
-    batch = forward_view(forward.forward(model, batch_inputs), batch_mask)
-    alone_tokens = torch.zeros_like(batch[0])
-    alone_pooled: list[torch.Tensor] = []
     for row, sentence in enumerate(batch_sentences):
-        single_inputs = forward.encode(tokenizer, [sentence], model.device, max_length=limit)
-        tokens, pooled = forward_view(forward.forward(model, single_inputs), forward.attention_mask(single_inputs, tokenizer.pad_token_id))
-        length, batch_length = tokens.shape[1], int(batch_mask[row].sum())
-        if length != batch_length:
+        alone_ids = forward.encode(tokenizer, [sentence], model.device, max_length=limit)["input_ids"][0]
+        batch_ids = batch_inputs["input_ids"][row][batch_mask[row].bool()]
+        if not torch.equal(alone_ids, batch_ids):
+            differs = f"has {len(alone_ids)} tokens alone but {len(batch_ids)}" if len(alone_ids) != len(batch_ids) else "has other token ids alone than"
             raise CheckFailure(
-                f"sentence {row}: {sentence!r} has {length} tokens alone but {batch_length} in the padded batch\n"
+                f"sentence {row}: {sentence!r} {differs} in the padded batch\n"
                 "Hint: the tokenizer's truncation or special tokens depend on the batch"
             )
-        alone_tokens[row, :length] = tokens[0]
-        if pooled is not None:
-            alone_pooled.append(pooled[0])
+    alone, batch = alone_and_batched(model, batch_inputs, batch_mask)
     return assert_outputs_agree(
-        (alone_tokens, torch.stack(alone_pooled) if alone_pooled else None),
+        alone,
         batch,
         tolerance_for("padding_invariance", model_dtype(model), atol=atol, rtol=rtol),
         claim="each sentence alone == its row of the padded batch",

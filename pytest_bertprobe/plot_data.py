@@ -13,7 +13,7 @@ from pytest_bertprobe import forward, reference, snapshot, tolerances
 from pytest_bertprobe.anatomy import cls_vector, require_checkable_pooler
 from pytest_bertprobe.compare import quote
 from pytest_bertprobe.tokenizer_contract import input_limit
-from pytest_bertprobe.views import forward_view
+from pytest_bertprobe.views import alone_and_batched
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -67,18 +67,12 @@ def padding_errors(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, s
         return None
     limit = input_limit(model, tokenizer)  # the inputs the check itself ran
     batch_inputs = forward.encode(tokenizer, sentences, model.device, max_length=limit)
-    pad_id = model.config.pad_token_id
-    batch_mask = forward.attention_mask(batch_inputs, pad_id)
-    batch_tokens, batch_pooled = forward_view(forward.forward(model, batch_inputs), batch_mask)
-    points = []
-    for row, sentence in enumerate(sentences):
-        single = forward.encode(tokenizer, [sentence], model.device, max_length=limit)
-        tokens, pooled = forward_view(forward.forward(model, single), forward.attention_mask(single, pad_id))
-        length = tokens.shape[1]
-        error = float((tokens[0].double() - batch_tokens[row, :length].double()).abs().max())
-        if pooled is not None and batch_pooled is not None:
-            error = max(error, float((pooled[0].double() - batch_pooled[row].double()).abs().max()))
-        points.append([int(batch_mask[row].sum()), error])
+    batch_mask = forward.attention_mask(batch_inputs, tokenizer.pad_token_id)
+    (alone_tokens, alone_pooled), (batch_tokens, batch_pooled) = alone_and_batched(model, batch_inputs, batch_mask)
+    errors = (alone_tokens.double() - batch_tokens.double()).abs().amax(dim=(1, 2))
+    if alone_pooled is not None and batch_pooled is not None:
+        errors = errors.maximum((alone_pooled.double() - batch_pooled.double()).abs().amax(dim=1))
+    points = [[int(length), float(error)] for length, error in zip(batch_mask.sum(dim=1).tolist(), errors.tolist())]
     tolerance = tolerances.tolerance_for("padding_invariance", tolerances.model_dtype(model))
     return {"kind": "padding_error", "series": points, "atol": tolerance.atol, "padded_to": int(batch_mask.shape[1])}
 

@@ -56,6 +56,41 @@ def forward_view(outputs: Forward, mask: torch.Tensor) -> tuple[torch.Tensor, to
     return real_tokens(outputs.last_hidden_state, mask), outputs.pooler_output
 
 
+def row_alone(inputs: Mapping[str, Any], row: int, mask: torch.Tensor) -> dict[str, Any]:
+    """Row `row` of a padded batch as a batch of its own: only its real (unmasked) tokens, as if tokenized alone."""
+    keep = mask[row].bool()
+    width = keep.shape[0]
+    return {
+        name: value[row : row + 1][:, keep.to(value.device)] if value.dim() == 2 and value.shape[1] == width else value[row : row + 1]
+        for name, value in inputs.items()
+    }
+
+
+def passes_alone(model: Any, inputs: Mapping[str, Any], mask: torch.Tensor, rows: Sequence[int]) -> list[Forward]:
+    """The pass of each row in `rows` run alone (`row_alone`): what padding invariance compares its row with."""
+    from pytest_bertprobe import forward
+
+    return [forward.forward(model, row_alone(inputs, row, mask)) for row in rows]
+
+
+def alone_and_batched(
+    model: Any, inputs: Mapping[str, Any], mask: torch.Tensor
+) -> tuple[tuple[torch.Tensor, torch.Tensor | None], tuple[torch.Tensor, torch.Tensor | None]]:
+    """`forward_view`s of every row alone and of the padded batch, lined up row by row (zeros past each length)."""
+    import torch
+
+    from pytest_bertprobe import forward
+
+    batch = forward_view(forward.forward(model, inputs), mask)
+    alone_tokens = torch.zeros_like(batch[0])
+    alone_pooled = []
+    for row, outputs in enumerate(passes_alone(model, inputs, mask, range(mask.shape[0]))):
+        alone_tokens[row, : outputs.last_hidden_state.shape[1]] = outputs.last_hidden_state[0]
+        if outputs.pooler_output is not None:
+            alone_pooled.append(outputs.pooler_output[0])
+    return (alone_tokens, torch.stack(alone_pooled) if alone_pooled else None), batch
+
+
 def assert_outputs_agree(
     actual: tuple[torch.Tensor, torch.Tensor | None],
     expected: tuple[torch.Tensor, torch.Tensor | None],
