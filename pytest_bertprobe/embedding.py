@@ -14,18 +14,22 @@ What the audit does with a sentence-transformers config it cannot use:
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_bertprobe import compare, forward
+from pytest_bertprobe import compare, forward, json_file
 from pytest_bertprobe.anatomy import locate_pooler
 from pytest_bertprobe.errors import CheckFailure, NotApplicable
 from pytest_bertprobe.tolerances import dtype_name, tolerance_for
-from pytest_bertprobe.views import EMBEDDING_KINDS, assert_finite, passes_alone, sentence_embedding
+from pytest_bertprobe.views import (
+    EMBEDDING_KINDS,
+    assert_finite,
+    passes_alone,
+    sentence_embedding,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -87,11 +91,11 @@ def modules_file(folder: Path) -> Path | None:
 def read_json(file: Path, what: str) -> Any:
     """A sentence-transformers JSON file, or `EmbeddingConfigError` saying what is wrong with it."""
     try:
-        return json.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise EmbeddingConfigError(f"{file}: missing; {what} must be there for --bert-embedding=auto") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise EmbeddingConfigError(f"{file}: {what} is not valid JSON ({error})") from None
+        return json_file.read_json(file)
+    except json_file.UnreadableJson as error:
+        if error.missing:
+            raise EmbeddingConfigError(f"{file}: missing; {what} must be there for --bert-embedding=auto") from None
+        raise EmbeddingConfigError(f"{file}: {what} {error}") from None
 
 
 def _pooling_folder(modules_file: Path) -> str:

@@ -16,6 +16,12 @@ import struct
 from pathlib import Path
 from typing import Any
 
+from pytest_bertprobe.json_file import (
+    MAX_JSON_DEPTH,
+    UnreadableJson,
+    json_depth,
+    read_json,
+)
 from pytest_bertprobe.loading import CheckpointError, Source
 
 # BERT-family encoders in transformers 5.x (model_type as in config.json).
@@ -32,10 +38,8 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "voca
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 # What transformers and tokenizers may open in a checkpoint folder: each must be a regular file.
 READ_SUFFIXES = (".json", ".safetensors", ".txt", ".model", ".onnx", *PICKLE_SUFFIXES)
-MAX_JSON_DEPTH = 64  # real configs nest 3 or 4 levels; Python's json recursion limit is near 1000
 _DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
                 "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}  # fmt: skip
-_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 _DEFINITION = re.compile(r"^class (\w+)|^(\w+) = \w+$", re.MULTILINE)  # a class, or an alias (5.x: BertTokenizerFast = BertTokenizer)
 
 
@@ -154,26 +158,14 @@ def _file_type_problem(path: Path) -> str:
     return ""
 
 
-def json_depth(text: str) -> int:
-    """How deep arrays and objects nest in JSON `text` (brackets inside strings do not count)."""
-    depth = deepest = 0
-    for bracket in re.findall(r"[\[\]{}]", _JSON_STRING.sub("", text)):
-        depth += 1 if bracket in "[{" else -1
-        deepest = max(deepest, depth)
-    return deepest
-
-
 def _read_json(path: Path, label: str, *, missing_ok: bool = False) -> dict[str, Any]:
     if missing_ok and not os.path.lexists(path):
         return {}
     _require_regular_file(path, label)
     try:
-        text = path.read_text(encoding="utf-8")
-        if json_depth(text) > MAX_JSON_DEPTH:
-            raise CheckpointError(f"{label}: {path.name} nests deeper than {MAX_JSON_DEPTH} levels, which no config needs")
-        value = json.loads(text)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
-        raise CheckpointError(f"{label}: {path.name} is not valid JSON ({error})") from None
+        value = read_json(path)
+    except UnreadableJson as error:
+        raise CheckpointError(f"{label}: {path.name} {error}") from None
     if not isinstance(value, dict):
         raise CheckpointError(f"{label}: {path.name} is not a JSON object")
     return value
