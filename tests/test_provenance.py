@@ -19,6 +19,8 @@ from tests.helpers import plant_copy
 
 TinyFactory = Callable[..., Path]
 QUERY_WEIGHT = "encoder.layer.0.attention.self.query.weight"
+# pooler_provenance, pooler_not_degenerate, pooler_range and outputs_finite, by their audit tests' names
+PROVENANCE_CHECKS = "pooler_weights_come_from or pooler_is_not_constant or pooler_stays_in_tanh or every_output_is_finite"
 
 
 def _drop_pooler(tensors: dict[str, Any]) -> None:
@@ -50,10 +52,10 @@ def _load(path: Path) -> loading.Checkpoint:
 
 
 def _audit(pytester: pytest.Pytester, path: Path, *args: str) -> tuple[pytest.RunResult, dict[str, dict[str, Any]]]:
-    """Run only this module's audit checks on `path`; return the result and each check's attached metrics."""
+    """Run the four checks this module plants faults for on `path`; return the result and each check's attached metrics."""
     xml = pytester.path / "report.xml"
     result = pytester.runpytest(
-        f"--bert-model={path}", "-k", "bertprobe_audit_provenance", "-rfs", "-p", "no:cacheprovider",
+        f"--bert-model={path}", "-k", PROVENANCE_CHECKS, "-rfs", "-p", "no:cacheprovider",
         f"--junitxml={xml}", *args,
     )  # fmt: skip
     metrics = {}

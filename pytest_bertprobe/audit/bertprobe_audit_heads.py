@@ -1,4 +1,4 @@
-"""Audit: what reads the encoder's outputs. Heads (pretraining and fine-tuned), label maps and the sentence embedding."""
+"""Audit: what reads the encoder's outputs: heads (pretraining and fine-tuned) and label maps."""
 
 from __future__ import annotations
 
@@ -6,19 +6,10 @@ from typing import Any
 
 import pytest
 
-from pytest_bertprobe import st_pipeline
 from pytest_bertprobe.audit.harness import given_batches, run_check, run_on_batch
-from pytest_bertprobe.embedding import (
-    EmbeddingConfigError,
-    UnsupportedPoolingError,
-    assert_embedding_contract,
-    resolve_embedding,
-)
 from pytest_bertprobe.heads import assert_heads_read_their_inputs
 from pytest_bertprobe.labels import assert_label_map
 from pytest_bertprobe.loading import Checkpoint
-from pytest_bertprobe.sentences import SEED_SENTENCES
-from pytest_bertprobe.session import probe_session
 from pytest_bertprobe.strategies import Sentence
 
 NO_HEAD_REASON = "checkpoint has no head"
@@ -48,24 +39,3 @@ def test_label_map_fits_the_classifier(request: pytest.FixtureRequest, bert_chec
     if bert_head_model is None:
         pytest.skip(f"checkpoint has no classification head ({_saved_as(bert_checkpoint)})")
     run_check(request, assert_label_map, bert_head_model, config_file=bert_checkpoint.source.config_file)
-
-
-@pytest.mark.bertprobe_audit(check="embedding_contract")
-def test_declared_sentence_embedding_is_sound(
-    request: pytest.FixtureRequest, bert_checkpoint: Checkpoint, bert_model: Any, bert_seed_inputs: Any
-) -> None:
-    """The embedding consumers use (--bert-embedding, or sentence-transformers' config) is computable and sound."""
-    requested = probe_session(request.config).settings.embedding
-    try:
-        spec = resolve_embedding(requested, bert_checkpoint.source.local_path)
-    except UnsupportedPoolingError as error:
-        pytest.skip(str(error))
-    except EmbeddingConfigError as error:
-        pytest.fail(f"--bert-embedding={requested}: {error}\nHint: fix or remove the file, or pass --bert-embedding", pytrace=False)
-
-    def declared_embedding_is_sound() -> dict[str, Any]:
-        checked = assert_embedding_contract(bert_model, bert_seed_inputs, spec, sentences=SEED_SENTENCES)
-        library = st_pipeline.declared_pipeline_metrics(requested, bert_checkpoint, spec.kind, bert_seed_inputs, SEED_SENTENCES)
-        return {"embedding": spec.kind, "source": spec.source, **checked, **library}
-
-    run_check(request, declared_embedding_is_sound)

@@ -6,9 +6,18 @@ from typing import Any
 
 import pytest
 
-from pytest_bertprobe import plot_data, forward
-from pytest_bertprobe.audit.harness import given_batches, record_plot_data, run_check, run_on_batch
-from pytest_bertprobe.consistency import assert_deterministic, assert_eager_matches_sdpa, assert_save_load_round_trip
+from pytest_bertprobe import forward, plot_data
+from pytest_bertprobe.audit.harness import (
+    given_batches,
+    record_plot_data,
+    run_check,
+    run_on_batch,
+)
+from pytest_bertprobe.consistency import (
+    assert_deterministic,
+    assert_eager_matches_sdpa,
+    assert_save_load_round_trip,
+)
 from pytest_bertprobe.invariances import (
     assert_hidden_states_consistent,
     assert_masked_content_invariant,

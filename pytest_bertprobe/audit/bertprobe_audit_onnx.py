@@ -10,7 +10,12 @@ import pytest
 
 from pytest_bertprobe import onnx_audit, plot_data, st_pipeline
 from pytest_bertprobe.audit.harness import audit_batches, record_plot_data, run_check
-from pytest_bertprobe.embedding import EmbeddingConfigError, UnsupportedPoolingError, resolve_embedding, sentence_embedding
+from pytest_bertprobe.embedding import (
+    EmbeddingConfigError,
+    UnsupportedPoolingError,
+    resolve_embedding,
+    sentence_embedding,
+)
 from pytest_bertprobe.loading import Checkpoint
 from pytest_bertprobe.session import probe_session
 
