@@ -39,6 +39,7 @@ def diagnose(
     """Explain `error`, raised by `model` on `inputs`, from the input's shape and ids against the model's tables."""
     from pytest_bertprobe import tokenizer_contract as contract
     from pytest_bertprobe.loading import first_line
+    from pytest_bertprobe.tables import embedding_rows, tables
 
     ids = inputs.get("input_ids")
     shape = tuple(ids.shape) if ids is not None else ()
@@ -47,9 +48,8 @@ def diagnose(
     owner, diagnosis, hint = DEFAULT_OWNER, "", "run the model on this input alone to see where it breaks"
     usable = contract.usable_positions(model)
     declared = contract.declared_max_length(tokenizer) if tokenizer is not None else None
-    rows = int(model.get_input_embeddings().num_embeddings) if model.get_input_embeddings() is not None else None
-    types_table = getattr(getattr(model.base_model, "embeddings", None), "token_type_embeddings", None)
-    types = getattr(types_table, "num_embeddings", None)
+    rows = embedding_rows(model)
+    types = tables(model).types.rows if tables(model).types is not None else None
     top_id = int(ids.max()) if ids is not None and ids.numel() else None
     top_type = int(inputs["token_type_ids"].max()) if "token_type_ids" in inputs and inputs["token_type_ids"].numel() else None
     if usable is not None and width > usable:

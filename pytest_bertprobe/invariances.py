@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from pytest_bertprobe import compare, compat, forward
 from pytest_bertprobe.errors import CheckFailure, NotApplicable
 from pytest_bertprobe.sentences import PROBE_SENTENCES
+from pytest_bertprobe.tables import embedding_rows
 from pytest_bertprobe.tokenizer_contract import input_limit
 from pytest_bertprobe.views import assert_outputs_agree, forward_view, real_tokens
 from pytest_bertprobe.tolerances import model_dtype, tolerance_for
@@ -94,11 +95,34 @@ def _embedding_output(model: PreTrainedModel, inputs: Mapping[str, torch.Tensor]
     if missing:
         raise NotApplicable(f"{name}.embeddings needs {', '.join(missing)}, which the tokenizer does not produce")
     with torch.inference_mode():
-        output = embeddings(**{key: value for key, value in available.items() if key in parameters})
+        try:
+            output = embeddings(**{key: value for key, value in available.items() if key in parameters})
+        except Exception:  # noqa: BLE001 - called alone it takes a path the model never does (LUKE): watch the model's own call
+            output = _as_called_by_the_model(model, embeddings, inputs)
+        if not isinstance(output, torch.Tensor):
+            output = _as_called_by_the_model(model, embeddings, inputs)  # I-BERT: (embeddings, scaling factor)
         width = int(model.config.hidden_size)
         if output.shape[-1] != width:
             output = _hidden_projection(model, int(output.shape[-1]), width)(output)
     return output
+
+
+def _as_called_by_the_model(model: PreTrainedModel, embeddings: torch.nn.Module, inputs: Mapping[str, Any]) -> torch.Tensor:
+    """What `embeddings` returns inside the model's own forward pass (its first tensor, where it returns several)."""
+    import torch
+
+    seen: list[torch.Tensor] = []
+
+    def keep(_module: Any, _args: Any, output: Any) -> None:
+        found = output if isinstance(output, torch.Tensor) else next(t for t in output if isinstance(t, torch.Tensor))
+        seen.append(found)
+
+    handle = embeddings.register_forward_hook(keep)
+    try:
+        model(**inputs)
+    finally:
+        handle.remove()
+    return seen[0]
 
 
 def _hidden_projection(model: PreTrainedModel, embedding_size: int, hidden_size: int) -> torch.nn.Linear:
@@ -180,7 +204,7 @@ def assert_masked_content_invariant(
 
     mask = forward.attention_mask(inputs, model.config.pad_token_id)
     ids = inputs["input_ids"]
-    vocabulary = int(model.get_input_embeddings().num_embeddings)
+    vocabulary = embedding_rows(model) or int(ids.max()) + 2  # CANINE hashes any code point
     position = torch.arange(ids.shape[1], device=ids.device).expand_as(ids)
     other = (ids + 1 + position) % vocabulary
     other = torch.where(other == ids, (ids + 1) % vocabulary, other)

@@ -1,0 +1,115 @@
+"""The model's lookup tables (tokens, positions, token types), found by what the model does with them, not by name.
+
+One pass on 8 tokens, watched by a forward hook on every module that holds a 2-D weight: the table fed the very
+`input_ids` tensor is the token table, the one fed `token_type_ids` the type table (XLM sends types through its
+word embeddings), the one fed consecutive ids the model made itself the absolute position table (its first id is
+the offset: RoBERTa-style tables start at padding_idx + 1). I-BERT's `QuantEmbedding`, XLM's and FlauBERT's tables
+outside `embeddings` and CANINE's hash buckets are found alike.
+"""
+
+from __future__ import annotations
+
+import inspect
+import weakref
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel
+
+_PROBE_WIDTH = 8  # CANINE raises under 4 characters, funnel on 2 tokens
+
+
+@dataclass(frozen=True)
+class Table:
+    """A lookup table the model reads: its module, its rows, and (positions) the first row a token can use."""
+
+    module: Any
+    rows: int
+    first_row: int = 0
+
+
+@dataclass(frozen=True)
+class Tables:
+    """What one watched pass found; None where the model has no such table (or the pass could not run)."""
+
+    tokens: Table | None
+    positions: Table | None
+    types: Table | None
+    watched: bool  # False: the pass raised, and nothing is known
+
+
+_FOUND: weakref.WeakKeyDictionary[Any, Tables] = weakref.WeakKeyDictionary()
+
+
+def tables(model: PreTrainedModel) -> Tables:
+    """The token, position and token type tables of `model`, found once per model by one watched pass."""
+    base = model.base_model
+    if base not in _FOUND:
+        _FOUND[base] = _watch(base)
+    return _FOUND[base]
+
+
+def embedding_rows(model: PreTrainedModel) -> int | None:
+    """Rows of the input token table (ids must stay below it); None where ids reach no table (CANINE hashes them)."""
+    found = tables(model).tokens
+    if found is not None:
+        return found.rows
+    vocabulary = getattr(model.config, "vocab_size", None)
+    return None if tables(model).watched or not isinstance(vocabulary, int) else vocabulary
+
+
+def _rows(module: Any) -> int:
+    return int(getattr(module, "num_embeddings", None) or module.weight.shape[0])
+
+
+def _watch(model: Any) -> Tables:
+    import torch
+
+    rows = getattr(model.config, "vocab_size", None)
+    rows = rows if isinstance(rows, int) and rows > _PROBE_WIDTH else 64
+    ids = (torch.arange(_PROBE_WIDTH, device=model.device) * 7 + 5).remainder(rows).flip(0).unsqueeze(0)
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    accepted = inspect.signature(model.forward).parameters
+    if "token_type_ids" in accepted:
+        inputs["token_type_ids"] = torch.zeros_like(ids)
+    inputs = {key: value for key, value in inputs.items() if key in accepted or key == "input_ids"}
+    calls: list[tuple[Any, torch.Tensor]] = []
+
+    def record(module: Any, args: tuple[Any, ...]) -> None:
+        if args and isinstance(args[0], torch.Tensor) and not args[0].is_floating_point() and not args[0].is_complex():
+            calls.append((module, args[0]))
+
+    handles = [
+        module.register_forward_pre_hook(record)
+        for module in model.modules()
+        if isinstance(getattr(module, "weight", None), torch.Tensor) and module.weight.dim() == 2
+    ]
+    try:
+        with torch.inference_mode():
+            model(**inputs)
+    except Exception:  # noqa: BLE001 - a model that crashes here is reported by the checks that run it
+        return Tables(None, None, None, watched=False)
+    finally:
+        for handle in handles:
+            handle.remove()
+    tokens = next((Table(m, _rows(m)) for m, fed in calls if fed is ids or _same(fed, ids)), None)
+    types = next((Table(m, _rows(m)) for m, fed in calls if fed is inputs.get("token_type_ids")), None)
+    positions = next((Table(m, _rows(m), int(fed.reshape(-1)[0])) for m, fed in calls if _consecutive(fed)), None)
+    return Tables(tokens, positions, types, watched=True)
+
+
+def _same(fed: torch.Tensor, ids: torch.Tensor) -> bool:
+    return fed.shape == ids.shape and bool((fed == ids).all())
+
+
+def _consecutive(fed: torch.Tensor) -> bool:
+    """Ids the model numbered itself: each row start, start + 1, ... over the whole width."""
+    import torch
+
+    if fed.dim() == 0 or fed.shape[-1] != _PROBE_WIDTH:
+        return False
+    rows = fed.reshape(-1, _PROBE_WIDTH)
+    steps = rows[:, 1:] - rows[:, :-1]
+    return bool((steps == 1).all()) and bool((rows[:, :1] >= 0).all()) and not torch.equal(rows, rows.new_zeros(rows.shape))
