@@ -173,7 +173,7 @@ def assert_embedding_contract(
             f"({locate_pooler(model).reason or 'no pooler output'}).\nDeclared by: {spec.source}\n"
             "Hint: consumers that read pooler_output get None or crash; use --bert-embedding=cls or mean"
         )
-    mask = forward.attention_mask(inputs, model.config.pad_token_id)
+    mask = forward.attention_mask(inputs, getattr(model.config, "pad_token_id", None))
     embedding = sentence_embedding(spec.kind, outputs, mask)
     assert_finite(
         embedding, tolerance_for("embedding_contract", dtype),
@@ -227,7 +227,7 @@ def _assert_mean_ignores_padding(
     if not padded:
         return None
     alone = [
-        sentence_embedding("mean", forward.forward(model, single), forward.attention_mask(single, model.config.pad_token_id))
+        sentence_embedding("mean", forward.forward(model, single), forward.attention_mask(single, getattr(model.config, "pad_token_id", None)))
         for single in (_alone(inputs, row, mask[row].bool()) for row in padded)
     ]
     return compare.assert_close(

@@ -67,7 +67,7 @@ def padding_errors(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, s
         return None
     limit = input_limit(model, tokenizer)  # the inputs the check itself ran
     batch_inputs = forward.encode(tokenizer, sentences, model.device, max_length=limit)
-    pad_id = model.config.pad_token_id
+    pad_id = getattr(model.config, "pad_token_id", None)
     batch_mask = forward.attention_mask(batch_inputs, pad_id)
     batch_tokens, batch_pooled = forward_view(forward.forward(model, batch_inputs), batch_mask)
     points = []
@@ -104,7 +104,7 @@ def layer_differences(
     theirs = reference.named_outputs(forward.forward(reference_model, reference_inputs))
     if list(ours) != list(theirs):
         return None
-    gaps = reference.output_gaps(ours, theirs, inputs, tolerance, model.config.pad_token_id)
+    gaps = reference.output_gaps(ours, theirs, inputs, tolerance, getattr(model.config, "pad_token_id", None))
     return {
         "kind": "layer_differences",
         "series": [[_short_layer(name), gap.max_abs] for name, gap in gaps.items()],

@@ -65,16 +65,35 @@ def _rows(module: Any) -> int:
 
 
 def _watch(model: Any) -> Tables:
+    try:
+        first, ids, type_ids = _watched_pass(model, step=7)
+        second, _, _ = _watched_pass(model, step=11)  # a position table is fed the same ids whatever the tokens
+    except Exception:  # noqa: BLE001 - a model that crashes here is reported by the checks that run it
+        return Tables(None, None, None, watched=False)
+    tokens = next((Table(m, _rows(m)) for m, fed in first if fed is ids or _same(fed, ids)), None)
+    types = next((Table(m, _rows(m)) for m, fed in first if type_ids is not None and fed is type_ids), None)
+    numbered = {id(m): fed for m, fed in second if _consecutive(fed)}
+    positions = next(
+        (Table(m, _rows(m), int(fed.reshape(-1)[0])) for m, fed in first
+         if _consecutive(fed) and id(m) in numbered and _same(numbered[id(m)], fed)),
+        None,
+    )  # fmt: skip
+    return Tables(tokens, positions, types, watched=True)
+
+
+def _watched_pass(model: Any, *, step: int) -> tuple[list[tuple[Any, torch.Tensor]], torch.Tensor, torch.Tensor | None]:
+    """(module, integer tensor it was fed) for every table call of one pass on 8 ids; the ids; the type ids."""
     import torch
 
     rows = getattr(model.config, "vocab_size", None)
-    rows = rows if isinstance(rows, int) and rows > _PROBE_WIDTH else 64
-    ids = (torch.arange(_PROBE_WIDTH, device=model.device) * 7 + 5).remainder(rows).flip(0).unsqueeze(0)
-    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    rows = rows if isinstance(rows, int) and rows > _PROBE_WIDTH * step else 64
+    ids = (torch.arange(_PROBE_WIDTH, device=model.device) * step + 5).remainder(rows).flip(0).unsqueeze(0)
     accepted = inspect.signature(model.forward).parameters
+    inputs = {"input_ids": ids}
+    if "attention_mask" in accepted:
+        inputs["attention_mask"] = torch.ones_like(ids)
     if "token_type_ids" in accepted:
         inputs["token_type_ids"] = torch.zeros_like(ids)
-    inputs = {key: value for key, value in inputs.items() if key in accepted or key == "input_ids"}
     calls: list[tuple[Any, torch.Tensor]] = []
 
     def record(module: Any, args: tuple[Any, ...]) -> None:
@@ -89,15 +108,10 @@ def _watch(model: Any) -> Tables:
     try:
         with torch.inference_mode():
             model(**inputs)
-    except Exception:  # noqa: BLE001 - a model that crashes here is reported by the checks that run it
-        return Tables(None, None, None, watched=False)
     finally:
         for handle in handles:
             handle.remove()
-    tokens = next((Table(m, _rows(m)) for m, fed in calls if fed is ids or _same(fed, ids)), None)
-    types = next((Table(m, _rows(m)) for m, fed in calls if fed is inputs.get("token_type_ids")), None)
-    positions = next((Table(m, _rows(m), int(fed.reshape(-1)[0])) for m, fed in calls if _consecutive(fed)), None)
-    return Tables(tokens, positions, types, watched=True)
+    return calls, ids, inputs.get("token_type_ids")
 
 
 def _same(fed: torch.Tensor, ids: torch.Tensor) -> bool:
