@@ -70,10 +70,27 @@ def diagnose(
         hint = "set model_max_length to the longest input the model really takes"
     else:
         diagnosis = "the input fits the position, token and type tables, so the model itself breaks on it"
-    metrics.update(owner=owner, diagnosis=diagnosis)
+        hint = (
+            f"{type(model).__name__} cannot take this input: a defect of the model's code (run it on this input alone), "
+            "or, where it is by design, a minimum input length the tokenizer must enforce"
+        )
+    shown = _shown_input(ids, tokenizer)
+    metrics.update(owner=owner, diagnosis=diagnosis, input=shown)
     message = (
-        f"Forward pass of {type(model).__name__} raised {metrics['error']}\n"
+        f"{type(model).__name__} raises on {shown}: {metrics['error']}\n"
         f"Input: input_ids of shape {shape} ({shape[0] if shape else 0} row(s), {width} tokens wide)\n"
         f"Diagnosis: {diagnosis}\nHint: {hint}"
     )
     return ForwardError(message, owner=owner, metrics=metrics)
+
+
+def _shown_input(ids: torch.Tensor | None, tokenizer: PreTrainedTokenizerBase | None) -> str:
+    """The input in words: the empty sentence, a short one quoted, else its shape."""
+    if ids is None:
+        return "an input without input_ids"
+    if tokenizer is None or ids.shape[0] != 1:
+        return f"a batch of {ids.shape[0]} rows {ids.shape[-1]} tokens wide"
+    text = tokenizer.decode(ids[0].tolist(), skip_special_tokens=True).strip()
+    if not text:
+        return f"the empty sentence ({ids.shape[-1]} tokens with the special ones)"
+    return f"the sentence {text[:40]!r} ({ids.shape[-1]} tokens)"

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from pytest_bertprobe import compare, compat, forward
 from pytest_bertprobe.errors import CheckFailure, NotApplicable
 from pytest_bertprobe.sentences import PROBE_SENTENCES
-from pytest_bertprobe.tables import embedding_rows
+from pytest_bertprobe.tables import embedding_rows, tables
 from pytest_bertprobe.tokenizer_contract import input_limit
 from pytest_bertprobe.views import assert_outputs_agree, forward_view, real_tokens
 from pytest_bertprobe.tolerances import model_dtype, tolerance_for
@@ -100,6 +100,11 @@ def _embedding_output(model: PreTrainedModel, inputs: Mapping[str, torch.Tensor]
         if parameter not in available and spec.default is inspect.Parameter.empty
         and spec.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
     ]  # fmt: skip
+    if tables(model).tokens is not None and tables(model).tokens.module is embeddings:
+        raise NotApplicable(
+            f"{name}.embeddings is its token table alone ({type(embeddings).__name__}); {name}.forward adds positions "
+            "and norms itself, so no module's output is hidden_states[0] to compare with"
+        )
     if missing:
         raise NotApplicable(f"{name}.embeddings needs {', '.join(missing)}, which the tokenizer does not produce")
     with torch.inference_mode():

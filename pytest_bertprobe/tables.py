@@ -65,6 +65,8 @@ def _rows(module: Any) -> int:
 
 
 def _watch(model: Any) -> Tables:
+    import torch
+
     try:
         first, ids, type_ids = _watched_pass(model, step=7)
         second, _, _ = _watched_pass(model, step=11)  # a position table is fed the same ids whatever the tokens
@@ -72,10 +74,12 @@ def _watch(model: Any) -> Tables:
         return Tables(None, None, None, watched=False)
     tokens = next((Table(m, _rows(m)) for m, fed in first if fed is ids or _same(fed, ids)), None)
     types = next((Table(m, _rows(m)) for m, fed in first if type_ids is not None and fed is type_ids), None)
+    if types is None and type_ids is not None:  # Longformer pads the type ids to its window: a new tensor of zeros
+        types = next((Table(m, _rows(m)) for m, fed in first if _all_zeros(fed) and (tokens is None or m is not tokens.module)), None)
     numbered = {id(m): fed for m, fed in second if _consecutive(fed)}
     positions = next(
         (Table(m, _rows(m), int(fed.reshape(-1)[0])) for m, fed in first
-         if _consecutive(fed) and id(m) in numbered and _same(numbered[id(m)], fed)),
+         if _consecutive(fed) and id(m) in numbered and torch.equal(numbered[id(m)], fed)),
         None,
     )  # fmt: skip
     return Tables(tokens, positions, types, watched=True)
@@ -115,15 +119,18 @@ def _watched_pass(model: Any, *, step: int) -> tuple[list[tuple[Any, torch.Tenso
 
 
 def _same(fed: torch.Tensor, ids: torch.Tensor) -> bool:
-    return fed.shape == ids.shape and bool((fed == ids).all())
+    """The 8 ids, maybe laid out otherwise (XLNet reads them tokens-first) or padded further (Longformer's window)."""
+    flat = fed.reshape(-1) if fed.dim() < 2 or fed.shape[0] == 1 else fed.transpose(0, -1).reshape(-1)
+    return flat.numel() >= _PROBE_WIDTH and bool((flat[:_PROBE_WIDTH] == ids.reshape(-1)[:_PROBE_WIDTH]).all())
+
+
+def _all_zeros(fed: torch.Tensor) -> bool:
+    return fed.dim() > 0 and fed.shape[-1] >= _PROBE_WIDTH and not bool(fed.any())
 
 
 def _consecutive(fed: torch.Tensor) -> bool:
-    """Ids the model numbered itself: each row start, start + 1, ... over the whole width."""
-    import torch
-
-    if fed.dim() == 0 or fed.shape[-1] != _PROBE_WIDTH:
+    """Ids the model numbered itself: start, start + 1, ... over the 8 tokens (a window may pad further)."""
+    if fed.dim() == 0 or fed.shape[-1] < _PROBE_WIDTH:
         return False
-    rows = fed.reshape(-1, _PROBE_WIDTH)
-    steps = rows[:, 1:] - rows[:, :-1]
-    return bool((steps == 1).all()) and bool((rows[:, :1] >= 0).all()) and not torch.equal(rows, rows.new_zeros(rows.shape))
+    first = fed.reshape(-1, fed.shape[-1])[0, :_PROBE_WIDTH]
+    return bool(((first[1:] - first[:-1]) == 1).all()) and int(first[0]) >= 0

@@ -136,7 +136,7 @@ _BERT_STYLE: dict[str, Mapping[str, Any]] = {
                               "sliding_window": 16, "hidden_size_per_layer_input": 16, "embedding_dim": 32},
     "esmc": {**_LLAMA_STYLE, "num_key_value_heads": 4},
     "openai_privacy_filter": {**_LLAMA_STYLE, "num_local_experts": 4, "num_experts_per_tok": 2, "sliding_window": 16},
-    "tipsv2_text_model": {}, "sam3_lite_text_text_model": {"projection_dim": 32, "repmixer_kernel_size": 3},
+    "tipsv2_text_model": {}, "sam3_lite_text_text_model": {"projection_dim": 32, "repmixer_kernel_size": 3, "layer_scale_init_value": 0.5},
 }  # fmt: skip
 # Types of transformers 5.x only: a 4.57 install lacks them, and the suite skips them there.
 NEW_IN_TRANSFORMERS_5: tuple[str, ...] = (

@@ -229,7 +229,7 @@ def assert_token_ids_fit_embeddings(model: PreTrainedModel, tokenizer: PreTraine
     __tracebackhide__ = True
     rows = embedding_rows(model)
     if rows is None:
-        raise NotApplicable(f"{_name(model)} looks up no token table by id (hash embeddings): every id has an embedding")
+        raise NotApplicable(f"{_name(model)} indexes no table with the ids themselves (it hashes them, as CANINE does): every id has an embedding")
     vocabulary = {**tokenizer.get_vocab(), **tokenizer.get_added_vocab()}
     past = sorted(((i, t) for t, i in vocabulary.items() if i >= rows), reverse=True)
     added = set(tokenizer.get_added_vocab())
@@ -264,7 +264,7 @@ def assert_token_types_fit(
     table = tables(model).types
     types = table.rows if table is not None else 0
     if types == 0:
-        raise NotApplicable(f"{_name(model)} looks up no table with token_type_ids, so they are ignored")
+        raise NotApplicable(f"{_name(model)} looks up no table with token_type_ids, so no type id can reach past one")
     first, second = zip(*pairs)
     encoding = tokenizer(list(first), list(second), truncation=True, max_length=_working_length(model, tokenizer))
     if "token_type_ids" not in encoding:
