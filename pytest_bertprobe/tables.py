@@ -71,7 +71,7 @@ def _watch(model: Any) -> Tables:
         first, ids, type_ids = _watched_pass(model, step=7)
         second, _, _ = _watched_pass(model, step=11)  # a position table is fed the same ids whatever the tokens
     except Exception:  # noqa: BLE001 - a model that crashes here is reported by the checks that run it
-        return Tables(None, None, None, watched=False)
+        return _named(model)
     tokens = next((Table(m, _rows(m)) for m, fed in first if fed is ids or _same(fed, ids)), None)
     types = next((Table(m, _rows(m)) for m, fed in first if type_ids is not None and fed is type_ids), None)
     if types is None and type_ids is not None:  # Longformer pads the type ids to its window: a new tensor of zeros
@@ -83,6 +83,19 @@ def _watch(model: Any) -> Tables:
         None,
     )  # fmt: skip
     return Tables(tokens, positions, types, watched=True)
+
+
+def _named(model: Any) -> Tables:
+    """Where a model that cannot run says its tables are (BERT's names), to explain its crash by them."""
+    embeddings = getattr(model, "embeddings", None)
+    tokens, positions, types = (getattr(embeddings, name, None) for name in ("word_embeddings", "position_embeddings", "token_type_embeddings"))
+    padding = getattr(positions, "padding_idx", None)
+    return Tables(
+        tokens=Table(tokens, _rows(tokens)) if tokens is not None else None,
+        positions=Table(positions, _rows(positions), 0 if padding is None else int(padding) + 1) if positions is not None else None,
+        types=Table(types, _rows(types)) if types is not None else None,
+        watched=False,
+    )
 
 
 def _watched_pass(model: Any, *, step: int) -> tuple[list[tuple[Any, torch.Tensor]], torch.Tensor, torch.Tensor | None]:

@@ -20,7 +20,7 @@ from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerB
 
 from pytest_bertprobe.sentences import SEED_SENTENCES
 
-__all__ = ["ALL_ARCHITECTURES", "ARCHITECTURES", "DEFECTIVE_ARCHITECTURES", "MASK_IGNORING_ARCHITECTURES", "NEW_IN_TRANSFORMERS_5", "SEED_SENTENCES", "make_tiny_checkpoint"]
+__all__ = ["ALL_ARCHITECTURES", "ARCHITECTURES", "DEFECTIVE_ARCHITECTURES", "MASK_IGNORING_ARCHITECTURES", "SEED_SENTENCES", "make_tiny_checkpoint"]
 
 
 _ENGLISH_WORDS: tuple[str, ...] = (
@@ -138,11 +138,6 @@ _BERT_STYLE: dict[str, Mapping[str, Any]] = {
     "openai_privacy_filter": {**_LLAMA_STYLE, "num_local_experts": 4, "num_experts_per_tok": 2, "sliding_window": 16},
     "tipsv2_text_model": {}, "sam3_lite_text_text_model": {"projection_dim": 32, "repmixer_kernel_size": 3, "layer_scale_init_value": 0.5},
 }  # fmt: skip
-# Types of transformers 5.x only: a 4.57 install lacks them, and the suite skips them there.
-NEW_IN_TRANSFORMERS_5: tuple[str, ...] = (
-    "ultrabert", "embedding_gemma2_text", "esmc", "tipsv2_text_model", "openai_privacy_filter", "sam3_lite_text_text_model",
-)  # fmt: skip
-
 # transformers' own models whose attention mask has no effect (5.24 and 4.57): padding changes their outputs.
 MASK_IGNORING_ARCHITECTURES: tuple[str, ...] = ("yoso", "fnet")
 _ARCHS.update({arch: _ARCHS["bert"] for arch in ("yoso",)})
@@ -151,7 +146,9 @@ _ARCHS["fnet"] = replace(_ARCHS["bert"], input_names=("input_ids", "token_type_i
 _ARCHS.update(_ROBERTA_STYLE)
 _ARCHS.update({arch: replace(_ARCHS["bert"], config=extra) for arch, extra in _BERT_STYLE.items()})
 # transformers' own defects that the audit must catch (docs/DESIGN.md §5); yoso and fnet above are two of them.
-DEFECTIVE_ARCHITECTURES: tuple[str, ...] = (*MASK_IGNORING_ARCHITECTURES, "mra", "convbert", "nystromformer", "funnel", "canine")
+DEFECTIVE_ARCHITECTURES: tuple[str, ...] = (
+    *MASK_IGNORING_ARCHITECTURES, "mra", "convbert", "nystromformer", "funnel", "canine", "sam3_lite_text_text_model",
+)
 # Every bidirectional text encoder of transformers 5.x that `make_tiny_checkpoint` builds.
 ALL_ARCHITECTURES: tuple[str, ...] = tuple(_ARCHS)
 
@@ -195,7 +192,7 @@ def make_tiny_checkpoint(
                 if name.endswith("bias"):
                     param.normal_(0.0, 0.02)
     model.eval()
-    if "token_type_ids" not in inspect.signature(model.base_model.forward).parameters:
+    if "token_type_ids" in tokenizer.model_input_names and "token_type_ids" not in inspect.signature(model.base_model.forward).parameters:
         # The tokenizer a model ships with emits only what its forward reads (RoBERTa-XL, Nystromformer, ...).
         _set_input_names(tokenizer, [name for name in tokenizer.model_input_names if name != "token_type_ids"])
 
