@@ -211,7 +211,8 @@ def _assert_spread(
         claim=f"{kind} sentence embeddings of {len(distinct)} distinct sentences differ",
         sentences=[sentences[i] for i in distinct] if sentences else None,
         hint=f"every sentence gets the same {kind} embedding, so similarity search sees one point; "
-        "check the weights that produce it (an untrained or zeroed layer)",
+        "check the weights that produce it (an untrained or zeroed layer), or an attention that returns zeros, "
+        "so each token sees only itself (transformers' MRA without its CUDA kernel)",
     )  # fmt: skip
 
 

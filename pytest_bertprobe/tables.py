@@ -38,6 +38,7 @@ class Tables:
     positions: Table | None
     types: Table | None
     watched: bool  # False: the pass raised, and nothing is known
+    moved_by_left_padding: bool | None = None  # a masked pad in front changes the real tokens' states: positions count from the left
 
 
 _FOUND: weakref.WeakKeyDictionary[Any, Tables] = weakref.WeakKeyDictionary()
@@ -82,7 +83,26 @@ def _watch(model: Any) -> Tables:
          if _consecutive(fed) and id(m) in numbered and torch.equal(numbered[id(m)], fed)),
         None,
     )  # fmt: skip
-    return Tables(tokens, positions, types, watched=True)
+    return Tables(tokens, positions, types, watched=True, moved_by_left_padding=_moved_by_left_padding(model, ids))
+
+
+def _moved_by_left_padding(model: Any, ids: torch.Tensor) -> bool | None:
+    """Whether one masked pad in front of `ids` changes the states of the real tokens (None: no mask to hide it)."""
+    import torch
+
+    if "attention_mask" not in inspect.signature(model.forward).parameters:
+        return None
+    pad = getattr(model.config, "pad_token_id", None)
+    padded = torch.cat([ids.new_full((1, 1), pad if isinstance(pad, int) else 0), ids], dim=1)
+    mask = torch.ones_like(padded)
+    mask[0, 0] = 0
+    try:
+        with torch.inference_mode():
+            alone = model(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state
+            shifted = model(input_ids=padded, attention_mask=mask).last_hidden_state[:, 1:]
+    except Exception:  # noqa: BLE001 - a model that cannot take the pad: unknown
+        return None
+    return alone.shape != shifted.shape or not torch.allclose(alone, shifted, atol=1e-4, rtol=1e-4)
 
 
 def _named(model: Any) -> Tables:

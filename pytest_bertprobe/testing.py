@@ -118,7 +118,7 @@ _ROBERTA_STYLE = {arch: replace(_ARCHS["roberta"], config={**_OFFSET_POSITIONS, 
 }.items()}  # fmt: skip
 _BERT_STYLE: dict[str, Mapping[str, Any]] = {
     "bert-generation": {}, "canine": {"num_hash_buckets": 64, "local_transformer_stride": 16}, "convbert": {},
-    "deberta": {}, "dpr": {}, "eurobert": {}, "gte": {}, "jina_embeddings_v3": {}, "megatron-bert": {}, "mra": {},
+    "deberta": {}, "dpr": {}, "eurobert": {"mask_token_id": 4}, "gte": {}, "jina_embeddings_v3": {}, "megatron-bert": {}, "mra": {},
     "nomic_bert": {}, "nystromformer": {}, "rembert": {
         "input_embedding_size": 16, "output_embedding_size": 16}, "roc_bert": {}, "roformer": {}, "splinter": {},
     "squeezebert": {"embedding_size": 32, "intermediate_size": 64},

@@ -37,8 +37,9 @@ def _name(model: PreTrainedModel) -> str:
 
 
 def uses_absolute_positions(model: PreTrainedModel) -> bool:
-    """True when the model reads a learned position table (or its config says `absolute`)."""
-    if tables(model).positions is not None:
+    """True when the model reads a position table, its config says `absolute`, or a masked pad in front moves its outputs."""
+    found = tables(model)
+    if found.positions is not None or found.moved_by_left_padding:
         return True
     return getattr(model.config, "position_embedding_type", None) == "absolute"
 
@@ -170,7 +171,10 @@ def assert_pads_on_the_right(
     """Assert batches pad on the right when the model has absolute positions (left padding shifts them)."""
     __tracebackhide__ = True
     if not uses_absolute_positions(model):
-        raise NotApplicable(f"{_name(model)} reads no absolute position table (positions are relative or rotary), so padding on either side is allowed")
+        raise NotApplicable(
+            f"{_name(model)} reads no position table, and a masked pad in front leaves every real token's state as it was "
+            "(positions are relative or rotary): padding on either side is allowed"
+        )
     if tokenizer.pad_token is None:
         raise NotApplicable(f"{type(tokenizer).__name__} has no pad token, so it does not pad batches")
     inputs = forward.encode(tokenizer, sentences, max_length=input_limit(model, tokenizer))

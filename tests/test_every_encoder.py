@@ -40,6 +40,9 @@ MUST_RUN = {
     "longformer": {"tokenizer_padding_side", "tokenizer_ids_in_embeddings"},
     "xlnet": {"tokenizer_ids_in_embeddings"},
     "gte": {"weights_loaded"}, "nomic_bert": {"weights_loaded"}, "jina_embeddings_v3": {"weights_loaded"},
+    # Absolute positions without a table fed position ids: an axial table, a parameter sliced or interpolated.
+    "reformer": {"tokenizer_padding_side"}, "tipsv2_text_model": {"tokenizer_padding_side"},
+    "sam3_lite_text_text_model": {"tokenizer_padding_side"},
 }  # fmt: skip
 
 
