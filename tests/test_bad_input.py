@@ -62,7 +62,9 @@ _NOT_ENCODERS = {
              "*: model_type 'gpt2' is a decoder: GPT2Attention.is_causal is set, so no token sees the tokens after it; *"),
     # caught after loading, by one pass: its code says nothing, its first hidden state ignores later tokens
     "openai-gpt": ("OpenAIGPTConfig", "OpenAIGPTModel", {"n_layer": 1, "n_embd": 16, "n_head": 2},
-                   "*: model_type 'openai-gpt' is a decoder: changing the last of 8 tokens leaves OpenAIGPTModel's first hidden state exactly as it was*"),
+                   "*: model_type 'openai-gpt' is a decoder: changing the last of 8 tokens moves OpenAIGPTModel's hidden states before it by 0, *"),
+    "mamba": ("MambaConfig", "MambaModel", {"hidden_size": 16, "num_hidden_layers": 1, "state_size": 4},
+              "*: model_type 'mamba' is a decoder: changing the last of 8 tokens moves MambaModel's hidden states before it by 0, *"),
     "bart": ("BartConfig", "BartModel", {"encoder_layers": 1, "decoder_layers": 1, "d_model": 16, "encoder_attention_heads": 2,
                                          "decoder_attention_heads": 2, "encoder_ffn_dim": 16, "decoder_ffn_dim": 16},
              "*: model_type 'bart' is an encoder-decoder (config.is_encoder_decoder); *"),
