@@ -18,6 +18,7 @@ import torch
 import transformers
 from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
+from pytest_bertprobe.encoder_rule import model_class
 from pytest_bertprobe.sentences import SEED_SENTENCES
 
 __all__ = ["ALL_ARCHITECTURES", "ARCHITECTURES", "DEFECTIVE_ARCHITECTURES", "MASK_IGNORING_ARCHITECTURES", "SEED_SENTENCES", "make_tiny_checkpoint"]
@@ -58,7 +59,6 @@ class _Arch:
     lowercase: bool = True
     config: Mapping[str, Any] = field(default_factory=dict)
     bare_backend: bool = False  # save as a plain TokenizersBackend (tokenizer.json only), like ModernBERT's hub repos
-    input_names: tuple[str, ...] | None = None  # the tokenizer's model_input_names, where not its class's default
 
 
 _ARCHS: dict[str, _Arch] = {
@@ -140,9 +140,7 @@ _BERT_STYLE: dict[str, Mapping[str, Any]] = {
 }  # fmt: skip
 # transformers' own models whose attention mask has no effect (5.24 and 4.57): padding changes their outputs.
 MASK_IGNORING_ARCHITECTURES: tuple[str, ...] = ("yoso", "fnet")
-_ARCHS.update({arch: _ARCHS["bert"] for arch in ("yoso",)})
-# FNet's own convention: its tokenizer emits no attention_mask (FNet mixes tokens by Fourier transform, no mask).
-_ARCHS["fnet"] = replace(_ARCHS["bert"], input_names=("input_ids", "token_type_ids"))
+_ARCHS.update({arch: _ARCHS["bert"] for arch in MASK_IGNORING_ARCHITECTURES})
 _ARCHS.update(_ROBERTA_STYLE)
 _ARCHS.update({arch: replace(_ARCHS["bert"], config=extra) for arch, extra in _BERT_STYLE.items()})
 # transformers' own defects that the audit must catch (docs/DESIGN.md §5); yoso and fnet above are two of them.
@@ -208,11 +206,10 @@ def _resolve_model_class(name: str, config: PretrainedConfig) -> type[PreTrained
     if cls is None:
         raise ValueError(f"transformers has no class named {name!r}")
     if name.startswith("Auto"):
-        try:
-            found = cls._model_mapping[type(config)]
-            return found[0] if isinstance(found, tuple) else found  # funnel: (FunnelModel, FunnelBaseModel)
-        except KeyError:
-            raise ValueError(f"{name} has no class for {config.model_type!r}") from None
+        found = model_class(cls, config)
+        if found is None:
+            raise ValueError(f"{name} has no class for {config.model_type!r}")
+        return found
     # Compare by model_type, not isinstance: pytester's sys.modules restore can leave two BertConfig classes.
     config_class = getattr(cls, "config_class", None)
     if not (isinstance(cls, type) and issubclass(cls, PreTrainedModel) and getattr(config_class, "model_type", None) == config.model_type):
@@ -240,10 +237,7 @@ def _build_config(arch: str, spec: _Arch, tokenizer: PreTrainedTokenizerBase) ->
 def _build_tokenizer(spec: _Arch, extra_words: Iterable[str]) -> PreTrainedTokenizerBase:
     chars, words = _alphabet(extra_words, spec.lowercase)
     legacy = not hasattr(transformers, "TokenizersBackend")  # transformers 4.x: separate slow and fast classes
-    tokenizer = _build_backend(spec, chars, words, legacy)
-    if spec.input_names is not None:
-        _set_input_names(tokenizer, list(spec.input_names))
-    return tokenizer
+    return _build_backend(spec, chars, words, legacy)
 
 
 def _set_input_names(tokenizer: PreTrainedTokenizerBase, names: list[str]) -> None:
