@@ -80,9 +80,12 @@ def after_load(model: PreTrainedModel) -> str | None:
     """Why the loaded base `model` is no text encoder, from one pass on 8 ids and two edits of them (None: it may be one)."""
     import torch
 
+    from pytest_bertprobe.tables import safe_rows
+
     kind = f"model_type {model.config.model_type!r}"
-    rows = getattr(model.config, "vocab_size", None)
-    rows = rows if isinstance(rows, int) and rows > 0 else len(_PROBE_IDS) * 2
+    rows = safe_rows(model)
+    if rows is None:
+        return None  # tables too small to run 9 tokens: the audit names that (tokenizer_max_length, ...)
     ids = torch.tensor([[i % rows for i in _PROBE_IDS]], device=model.device)
     last_changed, first_changed = ids.clone(), ids.clone()
     last_changed[0, -1] = (ids[0, -1] + 1) % rows

@@ -68,9 +68,12 @@ def _rows(module: Any) -> int:
 def _watch(model: Any) -> Tables:
     import torch
 
+    rows = safe_rows(model)
+    if rows is None:
+        return _named(model)  # too small a table to run 9 tokens through (on CUDA an index past it poisons the context)
     try:
-        first, ids, type_ids = _watched_pass(model, step=7)
-        second, _, _ = _watched_pass(model, step=11)  # a position table is fed the same ids whatever the tokens
+        first, ids, type_ids = _watched_pass(model, rows, step=7)
+        second, _, _ = _watched_pass(model, rows, step=11)  # a position table is fed the same ids whatever the tokens
     except Exception:  # noqa: BLE001 - a model that crashes here is reported by the checks that run it
         return _named(model)
     tokens = next((Table(m, _rows(m)) for m, fed in first if fed is ids or _same(fed, ids)), None)
@@ -118,12 +121,26 @@ def _named(model: Any) -> Tables:
     )
 
 
-def _watched_pass(model: Any, *, step: int) -> tuple[list[tuple[Any, torch.Tensor]], torch.Tensor, torch.Tensor | None]:
+def safe_rows(model: Any) -> int | None:
+    """How many token ids the watched passes may use (None: the tables are too small to run 9 tokens)."""
+    limits = [getattr(model.config, name, None) for name in ("vocab_size", "max_position_embeddings")]
+    try:
+        table = model.get_input_embeddings()
+        limits[0] = min(int(table.weight.shape[0]), limits[0]) if isinstance(limits[0], int) else int(table.weight.shape[0])
+    except (AttributeError, NotImplementedError, TypeError):  # CANINE: no token table; I-BERT's QuantEmbedding has a weight
+        pass
+    vocabulary, positions = limits
+    if (isinstance(vocabulary, int) and vocabulary < 2) or (isinstance(positions, int) and positions < _PROBE_WIDTH + 3):
+        return None
+    return vocabulary if isinstance(vocabulary, int) else 64
+
+
+def _watched_pass(
+    model: Any, rows: int, *, step: int
+) -> tuple[list[tuple[Any, torch.Tensor]], torch.Tensor, torch.Tensor | None]:
     """(module, integer tensor it was fed) for every table call of one pass on 8 ids; the ids; the type ids."""
     import torch
 
-    rows = getattr(model.config, "vocab_size", None)
-    rows = rows if isinstance(rows, int) and rows > _PROBE_WIDTH * step else 64
     ids = (torch.arange(_PROBE_WIDTH, device=model.device) * step + 5).remainder(rows).flip(0).unsqueeze(0)
     accepted = inspect.signature(model.forward).parameters
     inputs = {"input_ids": ids}

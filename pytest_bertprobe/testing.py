@@ -190,9 +190,11 @@ def make_tiny_checkpoint(
                 if name.endswith("bias"):
                     param.normal_(0.0, 0.02)
     model.eval()
-    if "token_type_ids" in tokenizer.model_input_names and "token_type_ids" not in inspect.signature(model.base_model.forward).parameters:
-        # The tokenizer a model ships with emits only what its forward reads (RoBERTa-XL, Nystromformer, ...).
-        _set_input_names(tokenizer, [name for name in tokenizer.model_input_names if name != "token_type_ids"])
+    read = inspect.signature(model.base_model.forward).parameters
+    if any(name not in read for name in tokenizer.model_input_names):
+        # The tokenizer a model ships with emits only what its forward reads: no token types for RoBERTa-XL or
+        # Nystromformer, no attention mask for FNet (its own convention).
+        _set_input_names(tokenizer, [name for name in tokenizer.model_input_names if name in read])
 
     out = pathlib.Path(path)
     out.mkdir(parents=True, exist_ok=True)
