@@ -28,7 +28,7 @@ def assert_deterministic(
 ) -> compare.Gap:
     """Assert no module is in training mode and two forward passes give identical outputs."""
     __tracebackhide__ = True
-    mask = forward.attention_mask(inputs, model.config.pad_token_id)
+    mask = forward.attention_mask(inputs, getattr(model.config, "pad_token_id", None))
     first = forward_view(forward.forward(model, inputs), mask)  # shared with the other checks of this batch
     # A fresh pass on purpose: `forward.forward` would hand back the first one from its memo. Like every fresh
     # pass, it fails on a model in training mode.
@@ -65,7 +65,7 @@ def assert_eager_matches_sdpa(
             f"{name} ({model.config.model_type}) has only the {current} attention implementation: nothing to compare"
         )
     forward.require_eval_mode(model)
-    mask = forward.attention_mask(inputs, model.config.pad_token_id)
+    mask = forward.attention_mask(inputs, getattr(model.config, "pad_token_id", None))
     outputs = {
         implementation: forward_view(
             forward.forward(model, inputs) if implementation == current else _pass_with(model, implementation, inputs), mask
@@ -100,7 +100,12 @@ def assert_save_load_round_trip(
 ) -> compare.Gap:
     """Assert `save_pretrained` then `from_pretrained` (same class and dtype) reproduces the outputs exactly."""
     __tracebackhide__ = True
-    mask = forward.attention_mask(inputs, model.config.pad_token_id)
+    if getattr(type(model), "config_class", None) is None:
+        raise NotApplicable(
+            f"{type(model).__name__} has no config_class, so from_pretrained cannot load it on its own "
+            "(transformers 4.x DPR encoders): there is no round trip to make"
+        )
+    mask = forward.attention_mask(inputs, getattr(model.config, "pad_token_id", None))
     expected = forward_view(forward.forward(model, inputs), mask)
     dtype = parameter_dtype(model)
     with tempfile.TemporaryDirectory(prefix="bertprobe-round-trip-") as folder:

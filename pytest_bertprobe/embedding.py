@@ -168,7 +168,7 @@ def assert_embedding_contract(
             f"({locate_pooler(model).reason or 'no pooler output'}).\nDeclared by: {spec.source}\n"
             "Hint: consumers that read pooler_output get None or crash; use --bert-embedding=cls or mean"
         )
-    mask = forward.attention_mask(inputs, model.config.pad_token_id)
+    mask = forward.attention_mask(inputs, getattr(model.config, "pad_token_id", None))
     embedding = sentence_embedding(spec.kind, outputs, mask)
     assert_finite(
         embedding, tolerance_for("embedding_contract", dtype),
@@ -206,7 +206,8 @@ def _assert_spread(
         claim=f"{kind} sentence embeddings of {len(distinct)} distinct sentences differ",
         sentences=[sentences[i] for i in distinct] if sentences else None,
         hint=f"every sentence gets the same {kind} embedding, so similarity search sees one point; "
-        "check the weights that produce it (an untrained or zeroed layer)",
+        "check the weights that produce it (an untrained or zeroed layer), or an attention that returns zeros, "
+        "so each token sees only itself (transformers' MRA without its CUDA kernel)",
     )  # fmt: skip
 
 

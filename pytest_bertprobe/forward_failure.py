@@ -39,6 +39,7 @@ def diagnose(
     """Explain `error`, raised by `model` on `inputs`, from the input's shape and ids against the model's tables."""
     from pytest_bertprobe import tokenizer_contract as contract
     from pytest_bertprobe.loading import first_line
+    from pytest_bertprobe.tables import embedding_rows, tables
 
     ids = inputs.get("input_ids")
     shape = tuple(ids.shape) if ids is not None else ()
@@ -47,9 +48,8 @@ def diagnose(
     owner, diagnosis, hint = DEFAULT_OWNER, "", "run the model on this input alone to see where it breaks"
     usable = contract.usable_positions(model)
     declared = contract.declared_max_length(tokenizer) if tokenizer is not None else None
-    rows = int(model.get_input_embeddings().num_embeddings) if model.get_input_embeddings() is not None else None
-    types_table = getattr(getattr(model.base_model, "embeddings", None), "token_type_embeddings", None)
-    types = getattr(types_table, "num_embeddings", None)
+    rows = embedding_rows(model)
+    types = tables(model).types.rows if tables(model).types is not None else None
     top_id = int(ids.max()) if ids is not None and ids.numel() else None
     top_type = int(inputs["token_type_ids"].max()) if "token_type_ids" in inputs and inputs["token_type_ids"].numel() else None
     if usable is not None and width > usable:
@@ -70,10 +70,27 @@ def diagnose(
         hint = "set model_max_length to the longest input the model really takes"
     else:
         diagnosis = "the input fits the position, token and type tables, so the model itself breaks on it"
-    metrics.update(owner=owner, diagnosis=diagnosis)
+        hint = (
+            f"{type(model).__name__} cannot take this input: a defect of the model's code (run it on this input alone), "
+            "or, where it is by design, a minimum input length the tokenizer must enforce"
+        )
+    shown = _shown_input(ids, tokenizer)
+    metrics.update(owner=owner, diagnosis=diagnosis, input=shown)
     message = (
-        f"Forward pass of {type(model).__name__} raised {metrics['error']}\n"
+        f"{type(model).__name__} raises on {shown}: {metrics['error']}\n"
         f"Input: input_ids of shape {shape} ({shape[0] if shape else 0} row(s), {width} tokens wide)\n"
         f"Diagnosis: {diagnosis}\nHint: {hint}"
     )
     return ForwardError(message, owner=owner, metrics=metrics)
+
+
+def _shown_input(ids: torch.Tensor | None, tokenizer: PreTrainedTokenizerBase | None) -> str:
+    """The input in words: the empty sentence, a short one quoted, else its shape."""
+    if ids is None:
+        return "an input without input_ids"
+    if tokenizer is None or ids.shape[0] != 1:
+        return f"a batch of {ids.shape[0]} rows {ids.shape[-1]} tokens wide"
+    text = tokenizer.decode(ids[0].tolist(), skip_special_tokens=True).strip()
+    if not text:
+        return f"the empty sentence ({ids.shape[-1]} tokens with the special ones)"
+    return f"the sentence {text[:40]!r} ({ids.shape[-1]} tokens)"

@@ -48,6 +48,7 @@ class Ledger:
     loaded: list[str] = field(default_factory=list)
     tied: dict[str, str] = field(default_factory=dict)  # model key -> the loaded key it shares storage with
     computed: list[str] = field(default_factory=list)
+    converted: list[str] = field(default_factory=list)  # loaded through transformers' key conversion (values not compared)
     missing: list[str] = field(default_factory=list)  # initialised at random at load
     pooler_missing: list[str] = field(default_factory=list)  # pooler_provenance fails these; here only reported
     differing: dict[str, str] = field(default_factory=dict)  # model key -> how it differs from the file
@@ -65,24 +66,48 @@ class Ledger:
         """The report's view: counts, and the keys behind each failure."""
         return {
             "model_class": self.model_class, "files": self.files, "tensors_in_file": self.tensors_in_file,
-            "loaded": len(self.loaded), "tied": self.tied, "computed": self.computed, "missing": self.missing,
+            "loaded": len(self.loaded), "tied": self.tied, "computed": self.computed, "converted": self.converted, "missing": self.missing,
             "pooler_missing": self.pooler_missing, "differing": self.differing, "misplaced": self.misplaced,
             "unused": self.unused, "renames": [rename.metrics() for rename in self.renames],
         }  # fmt: skip
 
 
 def build_ledger(
-    model: PreTrainedModel, files: WeightFiles, *, pooler: Iterable[str] = (), compare: bool = True, scan: bool = True
+    model: PreTrainedModel,
+    files: WeightFiles,
+    *,
+    pooler: Iterable[str] = (),
+    compare: bool = True,
+    scan: bool = True,
+    reported_missing: Iterable[str] | None = None,
 ) -> Ledger:
     """Account for every weight of `model` against `files`; `compare` the values, `scan` every stored tensor for NaN/inf.
 
-    `pooler`: the pooler's parameter names (pooler_provenance owns their absence). Nothing is cached: the model
-    may change between calls, and each call reads only the tensors it needs, once.
+    `pooler`: the pooler's parameter names (pooler_provenance owns their absence). `reported_missing`: the keys
+    transformers said it initialised at load; for a model whose checkpoint format transformers converts (gte's
+    fused qkv, nomic's `encoder.layer`), a weight the file lacks by name and transformers did not report came
+    from that conversion. Nothing is cached: the model may change between calls, and each call reads only the
+    tensors it needs, once.
     """
-    return _build(model, files, set(pooler), compare=compare, scan=scan)
+    converting = reported_missing is not None and _converts_keys(model)
+    return _build(model, files, set(pooler), compare=compare, scan=scan, missing=set(reported_missing or ()) if converting else None)
 
 
-def _build(model: PreTrainedModel, files: WeightFiles, pooler: set[str], *, compare: bool, scan: bool) -> Ledger:
+def _converts_keys(model: PreTrainedModel) -> bool:
+    """Whether transformers (5.x) renames or splits this model's checkpoint keys at load."""
+    try:
+        from transformers.conversion_mapping import get_model_conversion_mapping
+    except ImportError:  # 4.x: keys load by name
+        return False
+    try:
+        return bool(get_model_conversion_mapping(model, add_legacy=False))
+    except Exception:  # noqa: BLE001 - an unknown mapping: judge by name, as before
+        return False
+
+
+def _build(
+    model: PreTrainedModel, files: WeightFiles, pooler: set[str], *, compare: bool, scan: bool, missing: set[str] | None
+) -> Ledger:
     import torch
 
     ledger = Ledger(type(model).__name__, files.label, len(files.locations))
@@ -90,8 +115,11 @@ def _build(model: PreTrainedModel, files: WeightFiles, pooler: set[str], *, comp
     tensors, sources, groups = _weights(model), {}, _groups(model)
     for names in groups:
         stored = next(((name, key) for name in names for key in candidate_keys(name, prefix) if key in files.locations), None)
-        if stored is None:
+        if stored is None and missing is not None and not any(set(candidate_keys(name, prefix)) & missing for name in names):
+            ledger.converted.append(names[0])
+        elif stored is None:
             _unstored(ledger, names, tensors, pooler)
+        if stored is None:
             continue
         sources[stored[1]] = stored[0]
         ledger.tied.update({name: stored[0] for name in names if name != stored[0]})
@@ -196,7 +224,10 @@ def _embedding_tables(model: PreTrainedModel) -> dict[str, str]:
     """Module name -> "token" for the input embeddings, "row" for the model's other embedding tables."""
     import torch
 
-    inputs = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    try:
+        inputs = model.get_input_embeddings()
+    except (AttributeError, NotImplementedError):  # CANINE hashes code points: no token table
+        inputs = None
     return {
         name: "token" if module is inputs else "row"
         for name, module in model.named_modules()

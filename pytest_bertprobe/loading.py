@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_bertprobe import compat
+from pytest_bertprobe import compat, encoder_rule
 from pytest_bertprobe.options import Settings
 
 if TYPE_CHECKING:
@@ -291,6 +291,7 @@ def load_checkpoint(
         with _failing_as(source, "config.json", fix):
             config = AutoConfig.from_pretrained(source.location, **kwargs)
             architecture, skipped = _saved_architecture(config, source, allow_pickle)  # imports the model's module
+        _refuse_non_encoder(source, encoder_rule.before_weights(config, encoder_rule.model_class(architecture, config)))
     started = time.perf_counter()
     model_name = f"the model ({architecture.__name__} from config.json and the weights)"
     with _failing_as(source, model_name, fix, note=lambda: _misplaced_note(source)):  # 4.57: a key no shard holds stays on meta
@@ -303,6 +304,7 @@ def load_checkpoint(
             **kwargs,
         )
         full_model.to(placed).eval()
+    _refuse_non_encoder(source, encoder_rule.choose_language(full_model.base_model) or encoder_rule.after_load(full_model.base_model))
     with _failing_as(source, "the tokenizer (tokenizer.json / tokenizer_config.json / vocab files)", fix):
         tokenizer = AutoTokenizer.from_pretrained(source.location, **kwargs)
     model = full_model.base_model
@@ -321,6 +323,11 @@ def load_checkpoint(
         device=placed,
         load_seconds=time.perf_counter() - started,
     )
+
+
+def _refuse_non_encoder(source: Source, refusal: str | None) -> None:
+    if refusal is not None:
+        raise CheckpointError(f"{source.option} {source.spec!r}: {refusal}")
 
 
 def _saved_architecture(config: Any, source: Source, allow_pickle: bool) -> tuple[Any, SkippedHead | None]:

@@ -98,7 +98,7 @@ def layer_differences(
     theirs = reference.named_outputs(forward.forward(reference_model, reference_inputs))
     if list(ours) != list(theirs):
         return None
-    gaps = reference.output_gaps(ours, theirs, inputs, tolerance, model.config.pad_token_id)
+    gaps = reference.output_gaps(ours, theirs, inputs, tolerance, getattr(model.config, "pad_token_id", None))
     return {
         "kind": "layer_differences",
         "series": [[_short_layer(name), gap.max_abs] for name, gap in gaps.items()],

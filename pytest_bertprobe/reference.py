@@ -103,8 +103,8 @@ def assert_checkpoints_agree(
     ours = named_outputs(forward.forward(model, inputs))
     theirs = named_outputs(forward.forward(reference, reference_inputs if reference_inputs is not None else inputs))
     _assert_same_structure(ours, theirs)
-    mask = forward.attention_mask(inputs, model.config.pad_token_id).bool()
-    gaps = output_gaps(ours, theirs, inputs, tolerance, model.config.pad_token_id)
+    mask = forward.attention_mask(inputs, getattr(model.config, "pad_token_id", None)).bool()
+    gaps = output_gaps(ours, theirs, inputs, tolerance, getattr(model.config, "pad_token_id", None))
     names = list(gaps)
     for position, name in enumerate(names):
         if gaps[name].mismatched:

@@ -210,7 +210,7 @@ def _changes(model: PreTrainedModel, snapshot: dict[str, Any], same_dtype: bool)
 def _embeddings(model: PreTrainedModel, inputs: Any) -> dict[str, torch.Tensor]:
     outputs = forward.forward(model, inputs)
     kinds = [kind for kind in EMBEDDING_KINDS if kind != "pooler" or outputs.pooler_output is not None]
-    mask = forward.attention_mask(inputs, model.config.pad_token_id)
+    mask = forward.attention_mask(inputs, getattr(model.config, "pad_token_id", None))
     return {kind: sentence_embedding(kind, outputs, mask) for kind in kinds}
 
 

@@ -11,16 +11,17 @@ import os
 import pathlib
 import string
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import torch
 import transformers
 from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
+from pytest_bertprobe.encoder_rule import model_class
 from pytest_bertprobe.sentences import SEED_SENTENCES
 
-__all__ = ["ARCHITECTURES", "MASK_IGNORING_ARCHITECTURES", "SEED_SENTENCES", "make_tiny_checkpoint"]
+__all__ = ["ALL_ARCHITECTURES", "ARCHITECTURES", "DEFECTIVE_ARCHITECTURES", "MASK_IGNORING_ARCHITECTURES", "SEED_SENTENCES", "make_tiny_checkpoint"]
 
 
 _ENGLISH_WORDS: tuple[str, ...] = (
@@ -105,11 +106,49 @@ _ARCHS: dict[str, _Arch] = {
     "ernie": _Arch("BertTokenizer", "wordpiece", _BERT_SPECIALS, config={"use_task_id": False}),
 }
 
-ARCHITECTURES: tuple[str, ...] = tuple(_ARCHS)
+ARCHITECTURES: tuple[str, ...] = tuple(_ARCHS)  # the healthy core of the family, each with its own tokenizer class
 
+_LLAMA_STYLE = {"head_dim": 8, "num_key_value_heads": 2}  # grouped-query attention, scaled down
+_ROBERTA_STYLE = {arch: replace(_ARCHS["roberta"], config={**_OFFSET_POSITIONS, **extra}) for arch, extra in {
+    "camembert": {}, "data2vec-text": {}, "roberta-prelayernorm": {}, "xlm-roberta-xl": {}, "ibert": {},
+    "longformer": {"attention_window": 16},
+    "luke": {"entity_vocab_size": 8, "entity_emb_size": 16},
+    # No default_language: the audit must pick the only adapter language itself.
+    "xmod": {"languages": ["en_XX"]},
+}.items()}  # fmt: skip
+_BERT_STYLE: dict[str, Mapping[str, Any]] = {
+    "bert-generation": {}, "canine": {"num_hash_buckets": 64, "local_transformer_stride": 16}, "convbert": {},
+    "deberta": {}, "dpr": {}, "eurobert": {"mask_token_id": 4}, "gte": {}, "jina_embeddings_v3": {}, "megatron-bert": {}, "mra": {},
+    "nomic_bert": {}, "nystromformer": {}, "rembert": {
+        "input_embedding_size": 16, "output_embedding_size": 16}, "roc_bert": {}, "roformer": {}, "splinter": {},
+    "squeezebert": {"embedding_size": 32, "intermediate_size": 64},
+    "esm": {**_OFFSET_POSITIONS, "pad_token_id": 0, "mask_token_id": 4, "token_dropout": False},
+    "xlm": {"emb_dim": 32, "n_layers": 2, "n_heads": 4, "unk_index": 1, "mask_index": 4},
+    "flaubert": {"emb_dim": 32, "n_layers": 2, "n_heads": 4, "unk_index": 1, "mask_index": 4},
+    "funnel": {"d_model": 32, "n_head": 4, "d_head": 8, "d_inner": 37, "block_sizes": [1, 1], "num_decoder_layers": 1},
+    "xlnet": {"d_model": 32, "n_layer": 2, "n_head": 4, "d_head": 8, "d_inner": 37},
+    "reformer": {"attention_head_size": 8, "num_attention_heads": 4, "attn_layers": ["local", "local"],
+                 "axial_pos_shape": [8, 8], "axial_pos_embds_dim": [16, 16], "feed_forward_size": 37,
+                 "local_attn_chunk_length": 16},
+    "ultrabert": {**_LLAMA_STYLE, "layer_types": ["sliding_attention", "full_attention"], "sliding_window": 16,
+                  "prediction_head_size": 32},
+    "embedding_gemma2_text": {**_LLAMA_STYLE, "layer_types": ["sliding_attention", "full_attention"],
+                              "sliding_window": 16, "hidden_size_per_layer_input": 16, "embedding_dim": 32},
+    "esmc": {**_LLAMA_STYLE, "num_key_value_heads": 4},
+    "openai_privacy_filter": {**_LLAMA_STYLE, "num_local_experts": 4, "num_experts_per_tok": 2, "sliding_window": 16},
+    "tipsv2_text_model": {}, "sam3_lite_text_text_model": {"projection_dim": 32, "repmixer_kernel_size": 3, "layer_scale_init_value": 0.5},
+}  # fmt: skip
 # transformers' own models whose attention mask has no effect (5.24 and 4.57): padding changes their outputs.
 MASK_IGNORING_ARCHITECTURES: tuple[str, ...] = ("yoso", "fnet")
 _ARCHS.update({arch: _ARCHS["bert"] for arch in MASK_IGNORING_ARCHITECTURES})
+_ARCHS.update(_ROBERTA_STYLE)
+_ARCHS.update({arch: replace(_ARCHS["bert"], config=extra) for arch, extra in _BERT_STYLE.items()})
+# transformers' own defects that the audit must catch (docs/DESIGN.md §5); yoso and fnet above are two of them.
+DEFECTIVE_ARCHITECTURES: tuple[str, ...] = (
+    *MASK_IGNORING_ARCHITECTURES, "mra", "convbert", "nystromformer", "funnel", "canine", "sam3_lite_text_text_model",
+)
+# Every bidirectional text encoder of transformers 5.x that `make_tiny_checkpoint` builds.
+ALL_ARCHITECTURES: tuple[str, ...] = tuple(_ARCHS)
 
 
 def make_tiny_checkpoint(
@@ -151,6 +190,11 @@ def make_tiny_checkpoint(
                 if name.endswith("bias"):
                     param.normal_(0.0, 0.02)
     model.eval()
+    read = inspect.signature(model.base_model.forward).parameters
+    if any(name not in read for name in tokenizer.model_input_names):
+        # The tokenizer a model ships with emits only what its forward reads: no token types for RoBERTa-XL or
+        # Nystromformer, no attention mask for FNet (its own convention).
+        _set_input_names(tokenizer, [name for name in tokenizer.model_input_names if name in read])
 
     out = pathlib.Path(path)
     out.mkdir(parents=True, exist_ok=True)
@@ -164,10 +208,10 @@ def _resolve_model_class(name: str, config: PretrainedConfig) -> type[PreTrained
     if cls is None:
         raise ValueError(f"transformers has no class named {name!r}")
     if name.startswith("Auto"):
-        try:
-            return cls._model_mapping[type(config)]
-        except KeyError:
-            raise ValueError(f"{name} has no class for {config.model_type!r}") from None
+        found = model_class(cls, config)
+        if found is None:
+            raise ValueError(f"{name} has no class for {config.model_type!r}")
+        return found
     # Compare by model_type, not isinstance: pytester's sys.modules restore can leave two BertConfig classes.
     config_class = getattr(cls, "config_class", None)
     if not (isinstance(cls, type) and issubclass(cls, PreTrainedModel) and getattr(config_class, "model_type", None) == config.model_type):
@@ -195,6 +239,16 @@ def _build_config(arch: str, spec: _Arch, tokenizer: PreTrainedTokenizerBase) ->
 def _build_tokenizer(spec: _Arch, extra_words: Iterable[str]) -> PreTrainedTokenizerBase:
     chars, words = _alphabet(extra_words, spec.lowercase)
     legacy = not hasattr(transformers, "TokenizersBackend")  # transformers 4.x: separate slow and fast classes
+    return _build_backend(spec, chars, words, legacy)
+
+
+def _set_input_names(tokenizer: PreTrainedTokenizerBase, names: list[str]) -> None:
+    """Set what the tokenizer emits, also in what save_pretrained writes (tokenizer_config.json)."""
+    tokenizer.model_input_names = names
+    tokenizer.init_kwargs["model_input_names"] = names
+
+
+def _build_backend(spec: _Arch, chars: list[str], words: list[str], legacy: bool) -> PreTrainedTokenizerBase:
     cls = getattr(transformers, spec.tokenizer_class + ("Fast" if legacy else ""))
     kwargs: dict[str, Any] = {"model_max_length": _MAX_LENGTH, "padding_side": "right"}
     if "do_lower_case" in inspect.signature(cls.__init__).parameters:

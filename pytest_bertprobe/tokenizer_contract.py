@@ -16,9 +16,9 @@ from pytest_bertprobe.compare import quote
 from pytest_bertprobe.errors import ContractViolation, NotApplicable
 from pytest_bertprobe.forward_failure import ForwardError
 from pytest_bertprobe.sentences import PAIRS, PROBE_SENTENCES
+from pytest_bertprobe.tables import embedding_rows, tables
 
 if TYPE_CHECKING:
-    import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 # transformers stores "no limit" as int(1e30); anything this large was never set by a person.
@@ -35,37 +35,27 @@ def _name(model: PreTrainedModel) -> str:
     return type(model).__name__
 
 
-def _embeddings(model: PreTrainedModel) -> Any:
-    return getattr(model.base_model, "embeddings", None)
-
-
-def _table(model: PreTrainedModel, attribute: str) -> torch.nn.Embedding | None:
-    import torch
-
-    table = getattr(_embeddings(model), attribute, None)
-    return table if isinstance(table, torch.nn.Embedding) else None
-
-
 def uses_absolute_positions(model: PreTrainedModel) -> bool:
-    """True when the model adds a learned position table (or its config says `absolute`)."""
-    if _table(model, "position_embeddings") is not None:
+    """True when the model reads a position table, its config says `absolute`, or a masked pad in front moves its outputs."""
+    found = tables(model)
+    if found.positions is not None or found.moved_by_left_padding:
         return True
     return getattr(model.config, "position_embedding_type", None) == "absolute"
 
 
 def position_offset(model: PreTrainedModel) -> int:
     """Rows of the position table no token can use: RoBERTa-style models number from padding_idx + 1."""
-    table = _table(model, "position_embeddings")
-    return 0 if table is None or table.padding_idx is None else int(table.padding_idx) + 1
+    table = tables(model).positions
+    return 0 if table is None else table.first_row
 
 
 def usable_positions(model: PreTrainedModel) -> int | None:
     """The longest input the model can position: table rows minus the offset, else the config's maximum."""
-    table = _table(model, "position_embeddings")
+    table = tables(model).positions
     if table is not None:
-        return int(table.num_embeddings) - position_offset(model)
+        return table.rows - table.first_row
     maximum = getattr(model.config, "max_position_embeddings", None)
-    return int(maximum) if maximum else None
+    return int(maximum) if isinstance(maximum, int) and maximum > 0 else None
 
 
 def declared_max_length(tokenizer: PreTrainedTokenizerBase) -> int | None:
@@ -180,7 +170,10 @@ def assert_pads_on_the_right(
     """Assert batches pad on the right when the model has absolute positions (left padding shifts them)."""
     __tracebackhide__ = True
     if not uses_absolute_positions(model):
-        raise NotApplicable(f"{_name(model)} has no absolute position table, so padding on either side is allowed")
+        raise NotApplicable(
+            f"{_name(model)} reads no position table, and a masked pad in front leaves every real token's state as it was "
+            "(positions are relative or rotary): padding on either side is allowed"
+        )
     if tokenizer.pad_token is None:
         raise NotApplicable(f"{type(tokenizer).__name__} has no pad token, so it does not pad batches")
     inputs = forward.encode(tokenizer, sentences, max_length=input_limit(model, tokenizer))
@@ -237,7 +230,9 @@ def assert_input_names_accepted(
 def assert_token_ids_fit_embeddings(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
     """Assert every token id, added tokens included, has a row in the input embedding matrix."""
     __tracebackhide__ = True
-    rows = int(model.get_input_embeddings().num_embeddings)
+    rows = embedding_rows(model)
+    if rows is None:
+        raise NotApplicable(f"{_name(model)} indexes no table with the ids themselves (it hashes them, as CANINE does): every id has an embedding")
     vocabulary = {**tokenizer.get_vocab(), **tokenizer.get_added_vocab()}
     past = sorted(((i, t) for t, i in vocabulary.items() if i >= rows), reverse=True)
     added = set(tokenizer.get_added_vocab())
@@ -269,10 +264,10 @@ def assert_token_types_fit(
 ) -> dict[str, Any]:
     """Assert every pair's `token_type_ids` is below the model's number of token types (`type_vocab_size`)."""
     __tracebackhide__ = True
-    table = _table(model, "token_type_embeddings")
-    types = int(table.num_embeddings) if table is not None else int(getattr(model.config, "type_vocab_size", 0) or 0)
+    table = tables(model).types
+    types = table.rows if table is not None else 0
     if types == 0:
-        raise NotApplicable(f"{_name(model)} has no token type embeddings, so token_type_ids are ignored")
+        raise NotApplicable(f"{_name(model)} looks up no table with token_type_ids, so no type id can reach past one")
     first, second = zip(*pairs)
     encoding = tokenizer(list(first), list(second), truncation=True, max_length=_working_length(model, tokenizer))
     if "token_type_ids" not in encoding:
@@ -303,7 +298,7 @@ def assert_max_length_fits(model: PreTrainedModel, tokenizer: PreTrainedTokenize
         "usable_positions": usable,
         "position_offset": position_offset(model),
     }
-    if declared is None and usable is not None and _table(model, "position_embeddings") is not None:
+    if declared is None and usable is not None and tables(model).positions is not None:
         raise _violation(
             f"Tokenizer model_max_length is unset ({tokenizer.model_max_length:.0e}), but {_name(model)} has "
             f"{usable} usable positions: truncation=True will not truncate; inputs longer than {usable} tokens crash.",
@@ -313,9 +308,9 @@ def assert_max_length_fits(model: PreTrainedModel, tokenizer: PreTrainedTokenize
             metrics,
         )
     if declared is not None and usable is not None and declared > usable:
-        table = _table(model, "position_embeddings")
+        table = tables(model).positions
         rows = (
-            f"{table.num_embeddings} position rows - offset {position_offset(model)}"
+            f"{table.rows} position rows - offset {position_offset(model)}"
             if table is not None
             else "max_position_embeddings"
         )

@@ -40,7 +40,8 @@ def inspect_weights(
         if not isinstance(source, Checkpoint) or checkpoint_path is not None:
             raise
         raise NotApplicable(f"the weight files are not in {folder}: {error}") from None  # a hub cache without them
-    return build_ledger(audited, files, pooler=_pooler_parameters(audited), compare=compare, scan=scan)
+    reported = source.loading_info.missing_keys if isinstance(source, Checkpoint) and checkpoint_path is None else None
+    return build_ledger(audited, files, pooler=_pooler_parameters(audited), compare=compare, scan=scan, reported_missing=reported)
 
 
 def _parts(

@@ -56,14 +56,35 @@ def test_unreachable_hub_id(pytester: pytest.Pytester, monkeypatch: pytest.Monke
     )
 
 
-def test_not_an_encoder(pytester: pytest.Pytester, tmp_path: Path) -> None:
-    from transformers import GPT2Config, GPT2LMHeadModel
+_NOT_ENCODERS = {
+    # caught before any weight loads: the meta build's attention says causal
+    "gpt2": ("GPT2Config", "GPT2Model", {"n_layer": 1, "n_embd": 16, "n_head": 2},
+             "*: model_type 'gpt2' is a decoder: GPT2Attention.is_causal is set, so no token sees the tokens after it; *"),
+    # caught after loading, by one pass: its code says nothing, its first hidden state ignores later tokens
+    "openai-gpt": ("OpenAIGPTConfig", "OpenAIGPTModel", {"n_layer": 1, "n_embd": 16, "n_head": 2},
+                   "*: model_type 'openai-gpt' is a decoder: changing the last of 8 tokens moves OpenAIGPTModel's hidden states before it by 0, *"),
+    "mamba": ("MambaConfig", "MambaModel", {"hidden_size": 16, "num_hidden_layers": 1, "state_size": 4},
+              "*: model_type 'mamba' is a decoder: changing the last of 8 tokens moves MambaModel's hidden states before it by 0, *"),
+    "bart": ("BartConfig", "BartModel", {"encoder_layers": 1, "decoder_layers": 1, "d_model": 16, "encoder_attention_heads": 2,
+                                         "decoder_attention_heads": 2, "encoder_ffn_dim": 16, "decoder_ffn_dim": 16},
+             "*: model_type 'bart' is an encoder-decoder (config.is_encoder_decoder); *"),
+    "layoutlm": ("LayoutLMConfig", "LayoutLMModel", {"num_hidden_layers": 1, "hidden_size": 16, "num_attention_heads": 2, "intermediate_size": 16},
+                 "*: model_type 'layoutlm': LayoutLMModel reads non-text inputs (bbox), so it is no text encoder; *"),
+}  # fmt: skip
 
-    GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50)).save_pretrained(tmp_path / "gpt2")
-    assert_usage_error(
-        pytester.runpytest(f"--bert-model={tmp_path / 'gpt2'}"),
-        "*: model_type 'gpt2' is not a BERT-family encoder; *",
-    )
+
+@pytest.mark.parametrize("model_type", _NOT_ENCODERS)
+def test_not_a_text_encoder_is_refused_saying_which_and_why(
+    pytester: pytest.Pytester, tmp_path: Path, tiny_checkpoint: Callable[..., Path], model_type: str
+) -> None:
+    import transformers
+
+    config_class, model_class, sizes, message = _NOT_ENCODERS[model_type]
+    folder = tmp_path / model_type
+    getattr(transformers, model_class)(getattr(transformers, config_class)(vocab_size=256, **sizes)).save_pretrained(folder)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(tiny_checkpoint("bert") / name, folder / name)
+    assert_usage_error(pytester.runpytest(f"--bert-model={folder}"), message)
 
 
 @pytest.mark.parametrize(

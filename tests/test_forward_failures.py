@@ -91,7 +91,7 @@ def test_model_crashing_on_a_short_input_is_reported_once(
     result = pytester.runpytest(f"--bert-model={tiny_checkpoint('bert')}", "-rfs", "--bert-report-json=report.json")
     assert result.parseoutcomes().get("failed") == 1, result.stdout.str()
     result.stdout.fnmatch_lines([
-        "E   AssertionError: Forward pass of BertModel raised RuntimeError: planted: kernel needs 4 tokens",
+        "E   AssertionError: BertModel raises on the empty sentence (2 tokens with the special ones): RuntimeError: planted: kernel needs 4 tokens",
         "E   Input: input_ids of shape (1, 2) (1 row(s), 2 tokens wide)",
         "E   Diagnosis: the input fits the position, token and type tables, so the model itself breaks on it",
         "E   Failing batch (1 sentence): ['']",

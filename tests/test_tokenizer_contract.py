@@ -279,7 +279,7 @@ def test_positions_are_read_from_the_table_or_the_config(
 def test_rotary_models_may_pad_left(tiny_checkpoint: TinyFactory) -> None:
     model, tokenizer = _load(tiny_checkpoint("modernbert"))
     tokenizer.padding_side = "left"
-    with pytest.raises(contract.NotApplicable, match="ModernBertModel has no absolute position table"):
+    with pytest.raises(contract.NotApplicable, match="ModernBertModel reads no position table, and a masked pad in front leaves"):
         contract.assert_pads_on_the_right(model, tokenizer)
 
 
@@ -339,7 +339,7 @@ def test_max_length_reuses_a_shared_pass_at_that_length(tiny_checkpoint: TinyFac
 
 
 def test_token_types_do_not_apply_without_a_token_type_table_or_ids(tiny_checkpoint: TinyFactory) -> None:
-    with pytest.raises(contract.NotApplicable, match="MPNetModel has no token type embeddings"):
+    with pytest.raises(contract.NotApplicable, match="MPNetModel looks up no table with token_type_ids"):
         contract.assert_token_types_fit(*_load(tiny_checkpoint("mpnet")))
     with pytest.raises(contract.NotApplicable, match=r"RobertaTokenizer(Fast)? produces no token_type_ids"):
         contract.assert_token_types_fit(*_load(tiny_checkpoint("roberta")))

@@ -103,6 +103,11 @@ def _no_attention_mask(path: Path) -> None:
     edit_json(path / "tokenizer_config.json", lambda config: config.update(model_input_names=["input_ids", "token_type_ids"]))
 
 
+def _with_attention_mask(path: Path) -> None:
+    """A BERT-style tokenizer on FNet: it emits an attention_mask FNet's forward does not take."""
+    edit_json(path / "tokenizer_config.json", lambda config: config.update(model_input_names=["input_ids", "token_type_ids", "attention_mask"]))
+
+
 FILES_AGREE = "test_tokenizer_files_agree"
 SPECIAL_IDS = "test_special_tokens_are_real"
 MAX_LENGTH = "test_max_length_fits_the_position_table"
@@ -190,6 +195,7 @@ def test_one_cause_one_failure_and_no_attention_mask_breaks_nothing(
     shipped = copy_checkpoint(tiny_checkpoint("bert"), tmp_path / "vocab-and-config")
     _only_vocab_and_config(shipped)
     masked = copy_checkpoint(tiny_checkpoint("fnet"), tmp_path / "fnet")
+    _with_attention_mask(masked)
     unmasked = copy_checkpoint(tiny_checkpoint("fnet"), tmp_path / "fnet-unmasked")
     _no_attention_mask(unmasked)
     recorder = pytester.inline_run(
@@ -292,7 +298,9 @@ def test_the_attention_mask_is_built_where_the_tokenizer_emits_none(tiny_checkpo
 
     folder = copy_checkpoint(tiny_checkpoint("fnet"), tmp_path / "fnet-unmasked")
     _no_attention_mask(folder)
-    emitting, silent = AutoTokenizer.from_pretrained(tiny_checkpoint("fnet")), AutoTokenizer.from_pretrained(folder)
+    masked = copy_checkpoint(tiny_checkpoint("fnet"), tmp_path / "fnet-masked")
+    _with_attention_mask(masked)
+    emitting, silent = AutoTokenizer.from_pretrained(masked), AutoTokenizer.from_pretrained(folder)
     sentences = ["", "hello world", "[PAD] text", "the weather is sad today [PAD]"]
     for side in ("right", "left"):
         emitting.padding_side = silent.padding_side = side
