@@ -61,8 +61,22 @@ class Disagreement:
 
 def read_vocabularies(folder: Path) -> list[Vocabulary]:
     """Every description of the vocabulary in `folder`, tokenizer.json first; an unreadable one fails."""
-    stamps = tuple((name, path.stat().st_mtime_ns, path.stat().st_size) for name in _TOKENIZER_FILES if (path := folder / name).is_file())
-    return _read_vocabularies(folder, stamps)
+    return _read_vocabularies(folder, _stamps(folder))
+
+
+def vocabulary_disagreements(folder: Path) -> list[Disagreement]:
+    """Where each other vocabulary in `folder` differs from the first (tokenizer.json's); empty when they agree."""
+    return _disagreements(folder, _stamps(folder))
+
+
+def _stamps(folder: Path) -> tuple[tuple[str, int, int], ...]:
+    return tuple((name, path.stat().st_mtime_ns, path.stat().st_size) for name in _TOKENIZER_FILES if (path := folder / name).is_file())
+
+
+@functools.lru_cache(maxsize=8)  # every example of the audit check compares the same files
+def _disagreements(folder: Path, stamps: tuple[tuple[str, int, int], ...]) -> list[Disagreement]:
+    vocabularies = _read_vocabularies(folder, stamps)
+    return [d for d in (compare_vocabularies(vocabularies[0], other) for other in vocabularies[1:]) if d is not None]
 
 
 @functools.lru_cache(maxsize=8)  # every example of the audit check reads the same files
@@ -265,7 +279,7 @@ def assert_tokenizer_files_agree(
         only = vocabularies[0].files if vocabularies else "no vocabulary file (vocab.txt, vocab.json, tokenizer.json, ...)"
         raise NotApplicable(f"only {only} describes the vocabulary: nothing to compare")
     built, failed = tokenizers() if callable(tokenizers) else tokenizers or build_tokenizers(folder)
-    disagreements = [d for d in (compare_vocabularies(vocabularies[0], v) for v in vocabularies[1:]) if d is not None]
+    disagreements = vocabulary_disagreements(folder)
     difference = first_sentence_difference(built, sentences)
     if difference is None and disagreements:  # the tokens themselves, where the sentences hold none of them
         tokens = [t for d in disagreements for t in [*(t for t, _, _ in d.differing), *d.only_first, *d.only_second][:_SHOWN]]
