@@ -14,9 +14,7 @@ from typing import Any
 
 import pytest
 
-# plots imports matplotlib only when it draws; imported here so that Hypothesis, which mines loaded modules'
-# constants for its examples, generates the same batches with and without the HTML report.
-from pytest_bertprobe import __version__, plots
+from pytest_bertprobe import __version__, plots  # plots imports matplotlib only when it draws
 from pytest_bertprobe.atomic import write_text_atomic
 from pytest_bertprobe.report import CHECK_PROPERTY, METRICS_PROPERTY, worst_metric
 from pytest_bertprobe.session import CheckResult, ModelRecord, ProbeSession

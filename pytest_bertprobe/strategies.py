@@ -117,7 +117,17 @@ class VocabularyPick:
 
 def vocabulary_picks(*, max_words: int = 16) -> st.SearchStrategy[VocabularyPick]:
     """Tokenizer-independent stand-ins for `vocabulary_sentences`."""
-    return st.lists(st.integers(0, 1 << 16), min_size=1, max_size=max_words).map(lambda found: VocabularyPick(tuple(found)))
+    return st.lists(_vocabulary_index(), min_size=1, max_size=max_words).map(lambda found: VocabularyPick(tuple(found)))
+
+
+def _vocabulary_index() -> st.SearchStrategy[int]:
+    """0 to 69999, drawn as base-100 digits.
+
+    Hypothesis mixes into its integers the constants of every local module loaded, except those under 100: a
+    digit each keeps the audit's batches the same whichever modules are loaded and wherever this package lives.
+    """
+    digits = st.integers(0, 99)
+    return st.tuples(st.integers(0, 6), digits, digits).map(lambda d: (d[0] * 100 + d[1]) * 100 + d[2])
 
 
 Sentence = Union[str, VocabularyPick]

@@ -67,10 +67,30 @@ def row_alone(inputs: Mapping[str, Any], row: int, mask: torch.Tensor) -> dict[s
 
 
 def passes_alone(model: Any, inputs: Mapping[str, Any], mask: torch.Tensor, rows: Sequence[int]) -> list[Forward]:
-    """The pass of each row in `rows` run alone (`row_alone`): what padding invariance compares its row with."""
+    """The pass of each row in `rows` without padding (`row_alone`): what padding invariance compares its row with.
+
+    Rows of one length need no padding to share a batch, so those the memo holds in no unpadded pass run
+    together, one pass per length: each still sees only itself.
+    """
+    import torch
+
     from pytest_bertprobe import forward
 
-    return [forward.forward(model, row_alone(inputs, row, mask)) for row in rows]
+    singles = {row: row_alone(inputs, row, mask) for row in rows}
+    found = {row: forward.recall_alone(model, single) for row, single in singles.items()}
+    by_length: dict[int, dict[bytes, list[int]]] = {}  # length -> each distinct row's inputs -> the rows holding them
+    for row in rows:
+        if found[row] is None:
+            content = b"".join(value.cpu().numpy().tobytes() for value in singles[row].values())
+            by_length.setdefault(int(singles[row]["input_ids"].shape[1]), {}).setdefault(content, []).append(row)
+    for groups in by_length.values():
+        leaders = [same[0] for same in groups.values()]
+        batch = {name: torch.cat([singles[row][name] for row in leaders]) for name in singles[leaders[0]]}
+        outputs = forward.forward(model, batch)
+        for index, same in enumerate(groups.values()):
+            for row in same:
+                found[row] = outputs if len(leaders) == 1 else forward.row_of(outputs, index)
+    return [found[row] for row in rows]  # type: ignore[misc]
 
 
 def alone_and_batched(

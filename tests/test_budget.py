@@ -102,6 +102,15 @@ def test_only_rows_not_yet_run_alone_are_priced_alone() -> None:
     assert batch_passes(padded, head_model=False, alone=[]) == (4.3, 4.3 * 10)
 
 
+def test_rows_of_one_length_are_priced_as_one_pass_alone() -> None:
+    import torch
+
+    mask = torch.tensor([[1] * 5, [1, 1, 1, 0, 0], [1, 1, 1, 0, 0]])
+    padded = {"input_ids": torch.ones(3, 5, dtype=torch.long), "attention_mask": mask}
+    # The shared, eager, masked-content and shuffled passes; then rows 1 and 2 alone together, and row 0.
+    assert batch_passes(padded, head_model=False) == (6.3, 4.3 * 15 + 11)
+
+
 def test_the_plan_prices_nothing_the_memo_already_holds(tiny_checkpoint: Factory) -> None:
     from transformers import AutoModel, AutoTokenizer
 

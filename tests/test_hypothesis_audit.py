@@ -138,3 +138,29 @@ def test_vocabulary_picks_use_the_tokenizers_own_pieces(tiny_checkpoint: Factory
     tokenizer = AutoTokenizer.from_pretrained(tiny_checkpoint("bert"))
     text = strategies.VocabularyPick((0, 1, 2)).text(tokenizer)
     assert text and "[UNK]" not in tokenizer.tokenize(text) and "[CLS]" not in text
+
+
+_DRAW = """
+import sys
+if sys.argv[1:] == ["with"]:
+    import many_constants  # a local module full of integers Hypothesis would mix into its draws
+from pytest_bertprobe.audit.harness import _first_batches
+print(repr(_first_batches(10)))
+"""
+
+
+def test_the_audit_batches_do_not_depend_on_the_modules_loaded(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "many_constants.py").write_text(f"CONSTANTS = {list(range(101, 69999, 997))}\n", encoding="utf-8")
+    (tmp_path / "draw.py").write_text(_DRAW, encoding="utf-8")
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, str(tmp_path)])}
+
+    def draw(*args: str) -> str:
+        run = subprocess.run([sys.executable, "draw.py", *args], cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
+        return run.stdout
+
+    assert draw("with") == draw()

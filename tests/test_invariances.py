@@ -345,3 +345,53 @@ def test_round_trip_of_a_head_models_encoder_leaves_the_shared_config_alone(tiny
     before = full.config.to_dict()
     gap = assert_save_load_round_trip(full.base_model, _probe_inputs(AutoTokenizer.from_pretrained(path)))
     assert gap.mismatched == 0 and full.config.to_dict() == before
+
+
+# --- passes shared where nothing is padded ----------------------------------------------------------
+
+# Token lengths with the tiny vocabulary: 4, 4, 3, 6 ("hello world" and "the weather" share one).
+UNEQUAL = ["hello world", "the weather", "today", "hello the weather today"]
+
+
+def test_rows_of_one_length_run_alone_in_one_pass(tiny_checkpoint: Callable[..., Path]) -> None:
+    import torch
+
+    from pytest_bertprobe.views import passes_alone
+
+    model, tokenizer = _load(tiny_checkpoint("bert"))
+    with forward.shared(model, tokenizer):
+        inputs = forward.encode(tokenizer, UNEQUAL)
+        alone = passes_alone(model, inputs, inputs["attention_mask"], range(len(UNEQUAL)))
+        assert forward.forward_passes(model) == 3  # lengths 4 (two rows together), 3 and 6
+        for sentence, outputs in zip(UNEQUAL, alone):
+            single = forward.fresh_forward(model, forward.encode(tokenizer, [sentence]))
+            assert outputs.inputs["input_ids"].tolist() == single.inputs["input_ids"].tolist()
+            torch.testing.assert_close(outputs.last_hidden_state, single.last_hidden_state, atol=1e-6, rtol=1e-5)
+            torch.testing.assert_close(outputs.pooler_output, single.pooler_output, atol=1e-6, rtol=1e-5)
+
+
+def test_rows_an_unpadded_pass_holds_are_recalled_and_padded_rows_are_not(tiny_checkpoint: Callable[..., Path]) -> None:
+    from pytest_bertprobe.views import passes_alone
+
+    model, tokenizer = _load(tiny_checkpoint("bert"))
+    with forward.shared(model, tokenizer):
+        forward.forward(model, forward.encode(tokenizer, UNEQUAL[:2]))  # equal lengths: no padding
+        padded = forward.encode(tokenizer, UNEQUAL)
+        forward.forward(model, padded)
+        assert forward.forward_passes(model) == 2
+        passes_alone(model, padded, padded["attention_mask"], [0, 1])
+        assert forward.forward_passes(model) == 2  # both rows recalled from the unpadded pass
+        passes_alone(model, padded, padded["attention_mask"], [2])
+        assert forward.forward_passes(model) == 3  # "today" sits padded in every pass so far: it runs alone
+
+
+def test_repeat_passes_recall_the_seed_batch_the_embedding_check_ran(pytester: pytest.Pytester, tiny_checkpoint: Callable[..., Path]) -> None:
+    import json
+
+    selection = f"{AUDIT_TESTS['determinism']} or {AUDIT_TESTS['save_load_round_trip']} or test_declared_sentence_embedding_is_sound"
+    result = pytester.runpytest(f"--bert-model={tiny_checkpoint('bert')}", "-k", selection, "--bert-report-json=report.json")
+    result.assert_outcomes(passed=3)
+    report = json.loads((pytester.path / "report.json").read_text(encoding="utf-8"))
+    passes = {check["check"]: check["metrics"]["forward_passes"] for check in report["checks"]}
+    assert passes["determinism"] == 1  # the fresh pass; the first is the memo's
+    assert passes["save_load_round_trip"] == 1  # the reloaded model's pass only

@@ -81,8 +81,8 @@ def batch_passes(inputs: Any, *, head_model: bool, eager: bool = True, alone: Se
 
     Shared by every check: one pass; then each catalogue check's own passes (eager_matches_sdpa: one eager
     pass if `eager`; masked_content_invariance: one when a row is padded; permutation_equivariance: one when
-    there are two rows or more; head_relation: one of the head model); padding_invariance: each row alone
-    (only the rows in `alone` where given: others ran alone before).
+    there are two rows or more; head_relation: one of the head model); padding_invariance: the rows alone,
+    one pass per length (only the rows in `alone` where given: others ran without padding before).
     """
     rows, width = (int(size) for size in inputs["input_ids"].shape)
     padded = rows * width
@@ -94,7 +94,7 @@ def batch_passes(inputs: Any, *, head_model: bool, eager: bool = True, alone: Se
             full += check.passes(shape)
     runs_alone = any(check.rows_alone for check in CATALOGUE)
     alone_rows = (range(rows) if alone is None else alone) if rows > 1 and runs_alone else ()
-    return full + len(alone_rows), full * padded + sum(lengths[row] for row in alone_rows)
+    return full + len({lengths[row] for row in alone_rows}), full * padded + sum(lengths[row] for row in alone_rows)
 
 
 def plan_examples(
