@@ -2,11 +2,20 @@
 
 Timings on a shared machine drift by tens of percent within minutes, so each benchmark compares two
 sides run alternately in one invocation (A B, B A, A B, ...) and reports the ratio of their medians.
+
+Python keeps each module's compiled bytecode, and pytest each assertion-rewritten plugin and test module,
+in a cache beside it. A sandbox that sets PYTHONDONTWRITEBYTECODE makes every run compile and rewrite again
+(~200 modules for the MiniLM audit, Hypothesis' and this plugin's most: about 0.5 s; ~50 for the peer's).
+Children therefore get a private bytecode cache, as a user's machine has one, warmed by an untimed run of
+each side (`--no-bytecode-cache`: measure with the environment as it is).
 """
 
 from __future__ import annotations
 
+import argparse
+import atexit
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -62,10 +71,32 @@ def checked(result: Run, what: str, allowed: Sequence[int] = (0,)) -> Run:
     return result
 
 
-def alternate(sides: dict[str, Callable[[], Run]], repeats: int) -> dict[str, list[Run]]:
-    """Run each side `repeats` times, alternating the order (AB, BA, AB, ...) so load drift hits both alike."""
+def add_bytecode_option(parser: argparse.ArgumentParser) -> None:
+    """`--no-bytecode-cache`: children inherit this environment's bytecode setting (see the module docstring)."""
+    parser.add_argument("--no-bytecode-cache", action="store_true", help="do not give children a private bytecode cache")
+
+
+def use_bytecode_cache(args: argparse.Namespace) -> None:
+    """Unless `--no-bytecode-cache`: children write and read bytecode in a private folder, removed at exit."""
+    if args.no_bytecode_cache:
+        print(f"bytecode: as the environment says (PYTHONDONTWRITEBYTECODE={os.environ.get('PYTHONDONTWRITEBYTECODE', '')!r})")
+        return
+    folder = tempfile.mkdtemp(prefix="bertprobe-bench-pycache-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    ENV.pop("PYTHONDONTWRITEBYTECODE", None)
+    ENV["PYTHONPYCACHEPREFIX"] = folder
+    print(f"bytecode: cached in {folder} (warmed by an untimed run of each side)")
+
+
+def alternate(sides: dict[str, Callable[[], Run]], repeats: int, *, warm_up: bool = True) -> dict[str, list[Run]]:
+    """Run each side `repeats` times, alternating the order (AB, BA, AB, ...) so load drift hits both alike.
+
+    With `warm_up`, each side first runs once untimed: its bytecode cache and the page cache hold its files.
+    """
     names = list(sides)
     results: dict[str, list[Run]] = {name: [] for name in names}
+    for name in names if warm_up else ():
+        print(f"  {name} warm-up: {sides[name]().wall:.1f} s wall (not counted)", flush=True)
     for round_ in range(repeats):
         for name in names if round_ % 2 == 0 else reversed(names):
             results[name].append(sides[name]())
@@ -93,6 +124,14 @@ def paired_ratios(numerator: Sequence[Run], denominator: Sequence[Run]) -> list[
 def verdict(label: str, ratio: float, bound: float) -> str:
     """One line: the measured ratio against its bound."""
     return f"{label}: {ratio:.2f} (bound <= {bound:g}): {'within' if ratio <= bound else 'OVER'} the bound"
+
+
+def print_checks(report: dict) -> None:
+    """One line per check of a JSON report: outcome, forward passes it ran, Hypothesis examples."""
+    print(f"{'check':28} {'outcome':8} {'passes':>6} {'examples':>8}")
+    for check in report["checks"]:
+        metrics = check["metrics"]
+        print(f"{check['check']:28} {check['outcome']:8} {metrics.get('forward_passes', '-'):>6} {metrics.get('examples', '-'):>8}")
 
 
 def machine() -> str:

@@ -12,6 +12,7 @@ Usage: `python benchmarks/overhead.py [--repeats N] [CHECKPOINT]`.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -22,12 +23,13 @@ BOUND = 1.15
 HERE = Path(__file__).resolve().parent
 
 
-def record_passes(checkpoint: str, record: Path) -> common.Run:
-    """One audit with the recorder plugin, writing its forward passes to `record`."""
+def record_passes(checkpoint: str, record: Path) -> tuple[common.Run, dict]:
+    """One audit with the recorder plugin, writing its forward passes to `record`; its JSON report."""
     env = {**common.ENV, "BERTPROBE_RECORD": str(record), "PYTHONPATH": os.pathsep.join([str(HERE), common.ENV.get("PYTHONPATH", "")])}
     with tempfile.TemporaryDirectory(prefix="bertprobe-bench-") as folder:
-        argv = common.audit_argv([checkpoint], "-p", "bertprobe_bench_recorder")
-        return common.checked(common.run(argv, cwd=folder, env=env), "the recording audit")
+        argv = common.audit_argv([checkpoint], "-p", "bertprobe_bench_recorder", "--bert-report-json=report.json")
+        run = common.checked(common.run(argv, cwd=folder, env=env), "the recording audit")
+        return run, json.loads((Path(folder) / "report.json").read_text(encoding="utf-8"))
 
 
 def main() -> None:
@@ -35,12 +37,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", nargs="?", default=None, help="default: the real all-MiniLM-L6-v2")
     parser.add_argument("--repeats", type=int, default=5)
+    common.add_bytecode_option(parser)
     args = parser.parse_args()
+    common.use_bytecode_cache(args)
     checkpoint = args.checkpoint or common.minilm_path()
     print(f"checkpoint: {checkpoint}\nmachine: {common.machine()}")
     with tempfile.TemporaryDirectory(prefix="bertprobe-record-") as folder:
         record = Path(folder) / "passes.pt"
-        print(f"recording: {record_passes(checkpoint, record).tail(1)}")
+        recording, report = record_passes(checkpoint, record)
+        print(f"recording: {recording.tail(1)}; {report['models'][0]['forward_passes']} forward passes")
+        common.print_checks(report)
         bare = [common.PYTHON, str(HERE / "bare_passes.py"), checkpoint, str(record)]
         bare_env = {**common.ENV, "OMP_WAIT_POLICY": common.ENV.get("OMP_WAIT_POLICY", "PASSIVE")}
         results = common.alternate(

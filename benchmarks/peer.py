@@ -43,7 +43,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=4)
     parser.add_argument("--peer-pytest", default="/work/venv-peer/bin/pytest")
     parser.add_argument("--peer-passive", action="store_true", help="also run the peer with OMP_WAIT_POLICY=PASSIVE")
+    common.add_bytecode_option(parser)
     args = parser.parse_args()
+    common.use_bytecode_cache(args)
     checkpoint = common.minilm_path()
     print(f"checkpoint: {checkpoint}\nmachine: {common.machine()}")
     sides = {

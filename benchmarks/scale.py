@@ -19,21 +19,17 @@ import common
 BOUND_SECONDS = 45.0
 
 
-def print_checks(report: dict) -> None:
-    """One line per check: outcome, forward passes it ran, Hypothesis examples."""
-    print(f"{'check':28} {'outcome':8} {'passes':>6} {'examples':>8}")
-    for check in report["checks"]:
-        metrics = check["metrics"]
-        print(f"{check['check']:28} {check['outcome']:8} {metrics.get('forward_passes', '-'):>6} {metrics.get('examples', '-'):>8}")
-
-
 def main() -> None:
     """Build the checkpoint if needed, audit it once, print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folder", default=str(Path(tempfile.gettempdir()) / "bertprobe-bge-large-zh-random"))
     parser.add_argument("--budget", default=None, help="also pass --bert-budget=SECONDS")
+    common.add_bytecode_option(parser)
     args = parser.parse_args()
+    common.use_bytecode_cache(args)
     folder = common.build_random_bert(args.folder, **common.BGE_LARGE_ZH)
+    if not args.no_bytecode_cache:
+        print(f"warm-up (MiniLM audit, not counted): {common.run_audit([common.minilm_path()]).wall:.1f} s")
     print(f"checkpoint: {folder} ({sum(f.stat().st_size for f in folder.iterdir()) / 1e9:.2f} GB)\nmachine: {common.machine()}")
     with tempfile.TemporaryDirectory(prefix="bertprobe-scale-") as scratch:
         report_file = Path(scratch) / "report.json"
@@ -43,7 +39,7 @@ def main() -> None:
     model = report["models"][0]
     print(result.tail(1))
     print(f"load {model.get('load_seconds', 0):.1f} s, {model['forward_passes']} forward passes in all, peak RSS {result.peak_rss_mb:.0f} MB")
-    print_checks(report)
+    common.print_checks(report)
     print(f"machine after: {common.machine()}")
     print(common.verdict(f"scale (audit wall seconds / {BOUND_SECONDS:g})", result.wall / BOUND_SECONDS, 1.0) + f" [{result.wall:.0f} s]")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import common
 
-HEAVY = ("torch", "transformers")
+HEAVY = ("torch", "transformers", "sentence_transformers", "onnxruntime", "onnx", "matplotlib")
 CONFTEST = f"""
 import sys
 def pytest_unconfigure(config):
@@ -40,7 +40,9 @@ def main() -> None:
     """Print median times with and without the plugin, and the heavy modules each run imported."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
+    common.add_bytecode_option(parser)
     args = parser.parse_args()
+    common.use_bytecode_cache(args)
     print(f"machine: {common.machine()}")
     with tempfile.TemporaryDirectory(prefix="bertprobe-startup-") as folder:
         Path(folder, "conftest.py").write_text(CONFTEST)

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 HEAVY = ("torch", "transformers", "matplotlib")  # matplotlib: only with --bert-report-html
+# Only for a checkpoint with that artefact (modules.json, an ONNX export) or the option that asks for it.
+OPTIONAL = ("sentence_transformers", "onnxruntime", "onnx", "matplotlib")
 
 
 def test_importing_the_plugin_imports_neither_torch_nor_transformers() -> None:
@@ -62,3 +64,18 @@ def test_an_audit_run_lets_waiting_threads_sleep_unless_the_user_chose(
     pytester.runpytest_subprocess("--co", "-s").stdout.fnmatch_lines(["OMP: None"])  # no checkpoint: nothing touched
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
     pytester.runpytest_subprocess(f"--bert-model={checkpoint}", "--co", "-s").stdout.fnmatch_lines(["OMP: ACTIVE"])
+
+
+def test_an_audit_without_optional_artefacts_imports_no_optional_dependency(
+    pytester: pytest.Pytester, tiny_checkpoint: Callable[..., Path]
+) -> None:
+    pytester.makeconftest(
+        f"""
+        import sys
+        def pytest_sessionfinish(session):
+            print("OPTIONAL:", sorted(m for m in {OPTIONAL!r} if m in sys.modules))
+        """
+    )
+    result = pytester.runpytest_subprocess(f"--bert-model={tiny_checkpoint('bert')}", "-s", "-p", "no:cacheprovider")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*OPTIONAL: []*"])
