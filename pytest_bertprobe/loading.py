@@ -240,6 +240,8 @@ def _long_lived_imports() -> Iterator[None]:
     and what is left is frozen, once, so every later collection and the interpreter's exit skip it. The
     collection must come first: frozen garbage (frames of a caught ImportError) would pin whatever their
     callers' frames hold later, such as a model. On the MiniLM audit: 0.3 s less importing, 1 s less at exit.
+    The collection is of the youngest generation only: with collections off, everything the imports built is
+    there, and what is older survived collections before (0.18 s instead of 0.25 s).
     """
     collecting = gc.isenabled()
     gc.disable()
@@ -249,7 +251,7 @@ def _long_lived_imports() -> Iterator[None]:
         if collecting:
             gc.enable()
         if gc.get_freeze_count() == 0:
-            gc.collect()
+            gc.collect(0)
             gc.freeze()
 
 
