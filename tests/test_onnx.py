@@ -66,10 +66,10 @@ def test_tiny_exports_dynamo_and_int8_pass_a_traced_and_a_changed_one_fail(pytes
         "tiny-onnx/model_traced.onnx": "failed", "tiny-onnx/model_changed.onnx": "failed",
     }  # fmt: skip
     dynamo = checks["tiny-onnx/model.onnx"]["metrics"]
-    assert dynamo["quantized"] is None and dynamo["max_abs"] < 1e-5 and dynamo["batches"] == 28
+    assert dynamo["quantized"] is None and dynamo["max_abs"] < 1e-5 and dynamo["batches"] == 27
     assert dynamo["compared"] == ["last_hidden_state", "pooler_output"] and dynamo["atol"] == 1e-4
     int8 = checks["tiny-onnx/model_quantized.onnx"]["metrics"]
-    assert "MatMulInteger ops" in int8["quantized"] and int8["sentences"] > 40
+    assert "MatMulInteger ops" in int8["quantized"] and int8["sentences"] > 30
     assert int8["cosine_min"] >= 0.6 and int8["spearman"] >= 0.85 and int8["top_k_overlap"] >= 0.6
     assert int8["thresholds"] == {"cosine_min": 0.6, "spearman": 0.85, "top_k_overlap": 0.6}
     result.stdout.fnmatch_lines_random([
@@ -77,7 +77,7 @@ def test_tiny_exports_dynamo_and_int8_pass_a_traced_and_a_changed_one_fail(pytes
         "E*Hint: the graph is specialised to the shape it was exported with: export with dynamic batch and sequence axes*",
         "E*ONNX export onnx/model_changed.onnx vs the checkpoint, last_hidden_state: tensors are not close!",
         "E*Worst sentence: * in a batch of shape (*) (* × * tokens)",
-        "E*Compared at float32 tolerances on 28 batches; 28 disagree",
+        "E*Compared at float32 tolerances on 27 batches; 27 disagree",
         "E*Hint: last_hidden_state disagrees on every batch: the export holds other weights*",
     ])
 
