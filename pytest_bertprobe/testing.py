@@ -145,7 +145,7 @@ _ARCHS.update(_ROBERTA_STYLE)
 _ARCHS.update({arch: replace(_ARCHS["bert"], config=extra) for arch, extra in _BERT_STYLE.items()})
 # transformers' own defects that the audit must catch (docs/DESIGN.md §5); yoso and fnet above are two of them.
 DEFECTIVE_ARCHITECTURES: tuple[str, ...] = (
-    *MASK_IGNORING_ARCHITECTURES, "mra", "convbert", "nystromformer", "funnel", "canine", "sam3_lite_text_text_model",
+    *MASK_IGNORING_ARCHITECTURES, "mra", "convbert", "nystromformer", "funnel", "canine", "sam3_lite_text_text_model", "reformer",
 )
 # Every bidirectional text encoder of transformers 5.x that `make_tiny_checkpoint` builds.
 ALL_ARCHITECTURES: tuple[str, ...] = tuple(_ARCHS)

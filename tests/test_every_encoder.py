@@ -27,6 +27,7 @@ DEFECTS: dict[str, tuple[set[str], str]] = {
     "convbert": ({"padding_invariance", "masked_content_invariance"}, "*outputs with other ids under attention_mask=0*not close!"),
     "nystromformer": ({"padding_invariance", "masked_content_invariance"}, "*outputs with other ids under attention_mask=0*not close!"),
     "sam3_lite_text_text_model": ({"padding_invariance", "masked_content_invariance"}, "*each sentence alone == its row*not close!"),
+    "reformer": ({"padding_invariance"}, "*each sentence alone == its row of the padded batch*not close!"),
     "mra": ({"embedding_contract"}, "*cls sentence embeddings of 5 distinct sentences differ: tensors are the same, but should differ!"),
     "funnel": ({"outputs_finite"}, "*FunnelModel raises on the empty sentence (2 tokens with the special ones): RuntimeError: *"),
     "canine": ({"outputs_finite"}, "*CanineModel raises on the empty sentence (2 tokens with the special ones): RuntimeError: *"),
