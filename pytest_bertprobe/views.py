@@ -9,8 +9,8 @@ passes of one batch line up).
 from __future__ import annotations
 
 import json
-from collections.abc import Hashable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from pytest_bertprobe.compare import Gap, Tolerance, assert_close
 from pytest_bertprobe.errors import CheckFailure
@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from pytest_bertprobe.forward import Forward
 
 EMBEDDING_KINDS = ("cls", "pooler", "mean")
-Key = TypeVar("Key", bound=Hashable)
 _EXACT = Tolerance(0.0, 0.0)
 # Config keys that say how a model was saved or is called, not what it computes.
 _CONFIG_NOISE = {
@@ -68,37 +67,30 @@ def row_alone(inputs: Mapping[str, Any], row: int, mask: torch.Tensor) -> dict[s
 
 
 def passes_alone(model: Any, inputs: Mapping[str, Any], mask: torch.Tensor, rows: Sequence[int]) -> list[Forward]:
-    """The pass of each row in `rows` without padding (`row_alone`): what padding invariance compares its row with."""
-    found = run_alone(model, {row: row_alone(inputs, row, mask) for row in rows})
-    return [found[row] for row in rows]
+    """The pass of each row in `rows` without padding (`row_alone`): what padding invariance compares its row with.
 
-
-def run_alone(model: Any, singles: Mapping[Key, Mapping[str, Any]], *, together: int = 1) -> dict[Key, Forward]:
-    """The pass of each one-row input: recalled where the memo holds it without padding, else run with the others of its width.
-
-    Inputs of one width need no padding to share a batch, so each width runs one pass, in which each row
-    still sees only itself. Widths with fewer than `together` distinct inputs to run are left out.
+    Rows of one length need no padding to share a batch, so those the memo holds in no unpadded pass run
+    together, one pass per length: each still sees only itself.
     """
     import torch
 
     from pytest_bertprobe import forward
 
-    found = {key: forward.recall_alone(model, single) for key, single in singles.items()}
-    by_width: dict[int, dict[bytes, list[Key]]] = {}  # width -> each distinct input -> the keys holding it
-    for key, single in singles.items():
-        if found[key] is None:
-            content = b"".join(value.cpu().numpy().tobytes() for value in single.values())
-            by_width.setdefault(int(single["input_ids"].shape[1]), {}).setdefault(content, []).append(key)
-    for groups in by_width.values():
-        if len(groups) < together:
-            continue
+    singles = {row: row_alone(inputs, row, mask) for row in rows}
+    found = {row: forward.recall_alone(model, single) for row, single in singles.items()}
+    by_length: dict[int, dict[bytes, list[int]]] = {}  # length -> each distinct row's inputs -> the rows holding them
+    for row in rows:
+        if found[row] is None:
+            content = b"".join(value.cpu().numpy().tobytes() for value in singles[row].values())
+            by_length.setdefault(int(singles[row]["input_ids"].shape[1]), {}).setdefault(content, []).append(row)
+    for groups in by_length.values():
         leaders = [same[0] for same in groups.values()]
-        batch = {name: torch.cat([singles[key][name] for key in leaders]) for name in singles[leaders[0]]}
+        batch = {name: torch.cat([singles[row][name] for row in leaders]) for name in singles[leaders[0]]}
         outputs = forward.forward(model, batch)
         for index, same in enumerate(groups.values()):
-            for key in same:
-                found[key] = outputs if len(leaders) == 1 else forward.row_of(outputs, index)
-    return {key: outputs for key, outputs in found.items() if outputs is not None}
+            for row in same:
+                found[row] = outputs if len(leaders) == 1 else forward.row_of(outputs, index)
+    return [found[row] for row in rows]  # type: ignore[misc]
 
 
 def alone_and_batched(

@@ -164,21 +164,3 @@ def test_the_audit_batches_do_not_depend_on_the_modules_loaded(tmp_path: Path) -
         return run.stdout
 
     assert draw("with") == draw()
-
-
-def test_padding_runs_the_generated_rows_alone_one_pass_per_token_length(pytester: pytest.Pytester, tiny_checkpoint: Factory) -> None:
-    from transformers import AutoTokenizer
-
-    from pytest_bertprobe.audit.harness import _first_batches
-
-    checkpoint = tiny_checkpoint("bert")
-    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
-    drawn = _first_batches(10)
-    padded = [strategies.materialize(batch, tokenizer) for batch in drawn if len(batch) > 1]
-    lengths = [{len(tokenizer(sentence)["input_ids"]) for sentence in batch} for batch in padded]
-    assert len(set().union(*lengths)) < sum(len(batch_lengths) for batch_lengths in lengths)  # batches share lengths
-    pytester.runpytest(f"--bert-model={checkpoint}", "-k", PADDING_TEST, "--bert-report-json=report.json")
-    (check,) = _report(pytester)["checks"]
-    assert check["outcome"] == "passed"
-    # Each batch's own pass, then its rows alone: one pass per length across the batches (not per batch and length).
-    assert check["metrics"]["forward_passes"] <= len(drawn) + len(set().union(*lengths))

@@ -395,15 +395,3 @@ def test_repeat_passes_recall_the_seed_batch_the_embedding_check_ran(pytester: p
     passes = {check["check"]: check["metrics"]["forward_passes"] for check in report["checks"]}
     assert passes["determinism"] == 1  # the fresh pass; the first is the memo's
     assert passes["save_load_round_trip"] == 1  # the reloaded model's pass only
-
-
-
-def test_sentences_run_ahead_alone_together_serve_the_padding_check(tiny_checkpoint: Callable[..., Path]) -> None:
-    from pytest_bertprobe.audit.harness import share_alone
-
-    model, tokenizer = _load(tiny_checkpoint("bert"))
-    with forward.shared(model, tokenizer):
-        share_alone(model, tokenizer, [*UNEQUAL, "开心", "快乐"])  # lengths 4, 4, 3, 6, 4, 4
-        assert forward.forward_passes(model) == 1  # the four of length 4 together; a length only one sentence has waits for its check
-        assert_padding_invariant(model, tokenizer, sentences=["hello world", "快乐", "today"])
-        assert forward.forward_passes(model) == 3  # the padded batch, and "today" alone

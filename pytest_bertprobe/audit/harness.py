@@ -23,7 +23,6 @@ from pytest_bertprobe.sentences import PROBE_SENTENCES, SEED_SENTENCES
 from pytest_bertprobe.session import probe_session
 from pytest_bertprobe.strategies import Sentence, audit_sentences, batches, materialize
 from pytest_bertprobe.tokenizer_contract import input_limit
-from pytest_bertprobe.views import run_alone
 
 AUDIT_SEED = 1560  # one seed for every audit test: the same generated batches, so shared forward passes
 AUDIT_PROFILE = "bertprobe-audit"
@@ -76,39 +75,12 @@ def given_batches(test: Test) -> Test:
             raise owned_failure(kwargs["request"], crash) from None
         chosen = current if plan is None else settings(current, max_examples=plan.max_examples)
         hypothesis_test._hypothesis_internal_use_settings = chosen  # type: ignore[attr-defined]
-        marker = kwargs["request"].node.get_closest_marker("bertprobe_audit")
-        check = marker.kwargs.get("check", "") if marker else ""
         if Phase.explicit in chosen.phases:
-            _run_explicit(test, explicit_batches(check), args, kwargs)
-        if check in BY_NAME and BY_NAME[check].rows_alone and "bert_model" in kwargs and "bert_tokenizer" in kwargs:
-            # The rows of every generated batch, alone: one pass per token length across the batches, not per batch.
-            share_alone(kwargs["bert_model"], kwargs["bert_tokenizer"], generated_sentences(kwargs["request"], kwargs["bert_tokenizer"]))
+            marker = kwargs["request"].node.get_closest_marker("bertprobe_audit")
+            _run_explicit(test, explicit_batches(marker.kwargs.get("check", "") if marker else ""), args, kwargs)
         return hypothesis_test(*args, **kwargs)
 
     return explicit_then_generated  # type: ignore[return-value]
-
-
-def share_alone(model: Any, tokenizer: Any, sentences: Sequence[str]) -> None:
-    """Run `sentences` without padding ahead, those of one token length together, for checks to recall as rows."""
-    limit = input_limit(model, tokenizer)
-    singles = {sentence: forward.encode(tokenizer, [sentence], model.device, max_length=limit) for sentence in dict.fromkeys(sentences)}
-    try:
-        run_alone(model, singles, together=2)
-    except (ForwardError, CheckFailure):  # each sentence then runs on its own, where the check that owns it fails
-        pass
-
-
-def generated_sentences(request: pytest.FixtureRequest, tokenizer: Any) -> list[str]:
-    """The sentences of the generated batches of two rows or more, as the generated checks draw them; none under a user's profile."""
-    if probe_session(request.config).settings.hypothesis_profile:
-        return []  # other settings draw other batches
-    batches = (materialize(batch, tokenizer) for batch in _first_batches(_generated_count(request)))
-    return [sentence for batch in batches if len(batch) > 1 for sentence in batch]
-
-
-def _generated_count(request: pytest.FixtureRequest) -> int:
-    plan = budget_plan(request)
-    return plan.max_examples if plan is not None else audit_settings(request.config).max_examples
 
 
 def _run_explicit(
@@ -183,7 +155,8 @@ def _first_batches(count: int) -> tuple[list[Sentence], ...]:
 def audit_batches(request: pytest.FixtureRequest, model: Any, tokenizer: Any) -> list[tuple[list[str], Any]]:
     """For checks that judge all batches at once: each probe sentence alone, the seed's five padded together,
     then the generated batches the other checks draw (as many as they do), encoded."""
-    count = _generated_count(request)
+    plan = budget_plan(request)
+    count = plan.max_examples if plan is not None else audit_settings(request.config).max_examples
     texts = [*(list(batch) for batch in EXPLICIT_BATCHES), list(SEED_SENTENCES), *(materialize(batch, tokenizer) for batch in _first_batches(count))]
     return [encode_batch(model, tokenizer, list(batch)) for batch in dict.fromkeys(tuple(batch) for batch in texts)]
 
