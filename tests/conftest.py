@@ -12,17 +12,32 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    """Import matplotlib's figure stack (where installed) before any in-process pytester run.
+# Third-party packages an in-process audit imports that cannot be imported twice in one process (torch's C
+# extension), or whose classes must stay one copy (transformers' lazy modules, matplotlib's figure stack).
+_KEPT_PACKAGES = ("torch", "transformers", "tokenizers", "safetensors", "matplotlib", "sentence_transformers",
+                  "onnx", "onnxruntime", "onnxscript", "sklearn", "scipy", "numpy")  # fmt: skip
 
-    pytester's in-process runs drop the modules first imported inside them: a run that draws plots would
-    leave matplotlib half-imported, and a later test's figure fails matplotlib's own isinstance checks.
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep the heavy third-party modules an in-process pytester run imports, instead of dropping them after it.
+
+    pytester restores `sys.modules` after each in-process run, so a module first imported inside one is gone
+    for the next: torch then fails to import again (SystemError) and transformers or matplotlib mix two copies
+    of their classes. A test file run on its own would fail where the whole suite, which imports them early,
+    passes.
     """
-    try:
-        import matplotlib.figure  # noqa: F401
-        from matplotlib.backends import backend_svg  # noqa: F401
-    except ImportError:
-        pass
+    from _pytest import pytester
+
+    take_snapshot = pytester.SysModulesSnapshot.__init__
+
+    def keeping_heavy_modules(self: Any, preserve: Callable[[str], bool] | None = None) -> None:
+        def kept(name: str) -> bool:
+            return name.partition(".")[0] in _KEPT_PACKAGES or (preserve is not None and preserve(name))
+
+        take_snapshot(self, preserve=kept)
+
+    pytester.SysModulesSnapshot.__init__ = keeping_heavy_modules  # type: ignore[method-assign]
+
 
 TinyFactory = Callable[..., Path]
 
