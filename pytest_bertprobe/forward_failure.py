@@ -90,7 +90,10 @@ def _shown_input(ids: torch.Tensor | None, tokenizer: PreTrainedTokenizerBase | 
         return "an input without input_ids"
     if tokenizer is None or ids.shape[0] != 1:
         return f"a batch of {ids.shape[0]} rows {ids.shape[-1]} tokens wide"
-    text = tokenizer.decode(ids[0].tolist(), skip_special_tokens=True).strip()
+    try:
+        text = tokenizer.decode(ids[0].tolist(), skip_special_tokens=True).strip()
+    except Exception:  # noqa: BLE001 - ids the tokenizer cannot decode (perhaps why the model raised): say the shape
+        return f"a sentence of {ids.shape[-1]} tokens the tokenizer cannot decode"
     if not text:
         return f"the empty sentence ({ids.shape[-1]} tokens with the special ones)"
     return f"the sentence {text[:40]!r} ({ids.shape[-1]} tokens)"

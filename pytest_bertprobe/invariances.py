@@ -144,14 +144,17 @@ def _as_called_by_the_model(model: PreTrainedModel, embeddings: torch.nn.Module,
     seen: list[torch.Tensor] = []
 
     def keep(_module: Any, _args: Any, output: Any) -> None:
-        found = output if isinstance(output, torch.Tensor) else next(t for t in output if isinstance(t, torch.Tensor))
-        seen.append(found)
+        found = output if isinstance(output, torch.Tensor) else next((t for t in output if isinstance(t, torch.Tensor)), None)
+        if found is not None:
+            seen.append(found)
 
     handle = embeddings.register_forward_hook(keep)
     try:
         model(**inputs)
     finally:
         handle.remove()
+    if not seen:
+        raise NotApplicable(f"{type(model).__name__}'s own pass takes no tensor from its embeddings module: nothing to compare hidden_states[0] with")
     return seen[0]
 
 

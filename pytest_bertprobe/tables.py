@@ -1,7 +1,7 @@
 """The model's lookup tables (tokens, positions, token types), found by what the model does with them, not by name.
 
-One pass on 8 tokens, watched by a forward hook on every module that holds a 2-D weight: the table fed the very
-`input_ids` tensor is the token table, the one fed `token_type_ids` the type table (XLM sends types through its
+Two passes on 8 tokens (other ids each time), watched by a forward hook on every module that holds a 2-D weight:
+the table fed the very `input_ids` tensor is the token table, the one fed `token_type_ids` the type table (XLM sends types through its
 word embeddings), the one fed consecutive ids the model made itself the absolute position table (its first id is
 the offset: RoBERTa-style tables start at padding_idx + 1). I-BERT's `QuantEmbedding`, XLM's and FlauBERT's tables
 outside `embeddings` and CANINE's hash buckets are found alike.
@@ -32,7 +32,7 @@ class Table:
 
 @dataclass(frozen=True)
 class Tables:
-    """What one watched pass found; None where the model has no such table (or the pass could not run)."""
+    """What the watched passes found; None where the model has no such table (or the pass could not run)."""
 
     tokens: Table | None
     positions: Table | None
@@ -45,7 +45,7 @@ _FOUND: weakref.WeakKeyDictionary[Any, Tables] = weakref.WeakKeyDictionary()
 
 
 def tables(model: PreTrainedModel) -> Tables:
-    """The token, position and token type tables of `model`, found once per model by one watched pass."""
+    """The token, position and token type tables of `model`, found once per model by two watched passes (and two for left padding)."""
     base = model.base_model
     if base not in _FOUND:
         _FOUND[base] = _watch(base)
@@ -86,17 +86,27 @@ def _watch(model: Any) -> Tables:
          if _consecutive(fed) and id(m) in numbered and torch.equal(numbered[id(m)], fed)),
         None,
     )  # fmt: skip
-    return Tables(tokens, positions, types, watched=True, moved_by_left_padding=_moved_by_left_padding(model, ids))
+    return Tables(tokens, positions, types, watched=True, moved_by_left_padding=_moved_by_left_padding(model, ids, rows))
 
 
-def _moved_by_left_padding(model: Any, ids: torch.Tensor) -> bool | None:
-    """Whether one masked pad in front of `ids` changes the states of the real tokens (None: no mask to hide it)."""
+def _moved_by_left_padding(model: Any, ids: torch.Tensor, rows: int) -> bool | None:
+    """Whether one masked pad in front of `ids` changes the states of the real tokens.
+
+    None where nothing can be told: no mask to hide the pad, a pad id past the table, or modules in training
+    mode (dropout would move everything; `require_eval_mode` reports that). Judged at padding_invariance's
+    tolerance for the model's dtype: half precision alone moves states by more than float32's.
+    """
     import torch
 
-    if "attention_mask" not in inspect.signature(model.forward).parameters:
-        return None
+    from pytest_bertprobe.tolerances import model_dtype, tolerance_for
+
     pad = getattr(model.config, "pad_token_id", None)
-    padded = torch.cat([ids.new_full((1, 1), pad if isinstance(pad, int) else 0), ids], dim=1)
+    pad = pad if isinstance(pad, int) else 0
+    if "attention_mask" not in inspect.signature(model.forward).parameters or not 0 <= pad < rows:
+        return None
+    if any(module.training for module in model.modules()):
+        return None
+    padded = torch.cat([ids.new_full((1, 1), pad), ids], dim=1)
     mask = torch.ones_like(padded)
     mask[0, 0] = 0
     try:
@@ -105,7 +115,8 @@ def _moved_by_left_padding(model: Any, ids: torch.Tensor) -> bool | None:
             shifted = model(input_ids=padded, attention_mask=mask).last_hidden_state[:, 1:]
     except Exception:  # noqa: BLE001 - a model that cannot take the pad: unknown
         return None
-    return alone.shape != shifted.shape or not torch.allclose(alone, shifted, atol=1e-4, rtol=1e-4)
+    tolerance = tolerance_for("padding_invariance", model_dtype(model))
+    return alone.shape != shifted.shape or not torch.allclose(alone, shifted, atol=tolerance.atol, rtol=tolerance.rtol)
 
 
 def _named(model: Any) -> Tables:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_bertprobe.compare import Gap, Tolerance, assert_close
 from pytest_bertprobe.errors import CheckFailure
+from pytest_bertprobe.forward_failure import ForwardError
 
 if TYPE_CHECKING:
     import torch
@@ -86,7 +87,14 @@ def passes_alone(model: Any, inputs: Mapping[str, Any], mask: torch.Tensor, rows
     for groups in by_length.values():
         leaders = [same[0] for same in groups.values()]
         batch = {name: torch.cat([singles[row][name] for row in leaders]) for name in singles[leaders[0]]}
-        outputs = forward.forward(model, batch)
+        try:
+            outputs = forward.forward(model, batch)
+        except ForwardError:
+            if len(leaders) == 1:
+                raise
+            for leader in leaders:  # the crash named by the sentence that causes it, as a pass of its own names it
+                forward.forward(model, singles[leader])
+            raise
         for index, same in enumerate(groups.values()):
             for row in same:
                 found[row] = outputs if len(leaders) == 1 else forward.row_of(outputs, index)

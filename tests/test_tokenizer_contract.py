@@ -360,3 +360,25 @@ def test_real_minilm_keeps_the_contract(minilm_path: Path) -> None:
     assert contract.assert_token_ids_fit_embeddings(model, tokenizer)["embedding_rows"] == 30522
     assert contract.assert_token_types_fit(model, tokenizer) == {"type_vocab_size": 2, "max_type_id": 1}
     assert contract.assert_special_tokens_in_place(model, tokenizer)["misplaced"] == 0
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_a_rotary_model_is_not_moved_by_a_pad_in_front_in_any_dtype(tiny_checkpoint: Callable[..., Path], dtype: str) -> None:
+    import torch
+    from transformers import AutoModel
+
+    from pytest_bertprobe.tables import tables
+
+    model = AutoModel.from_pretrained(tiny_checkpoint("roformer"), dtype=getattr(torch, dtype)).eval()
+    # bf16 rounding alone moves the states by more than float32's 1e-4: judged at padding_invariance's bf16 tolerance.
+    assert tables(model).moved_by_left_padding is False
+    assert not contract.uses_absolute_positions(model)
+
+
+def test_a_model_in_training_mode_tells_nothing_about_left_padding(tiny_checkpoint: Callable[..., Path]) -> None:
+    from transformers import AutoModel
+
+    from pytest_bertprobe.tables import tables
+
+    model = AutoModel.from_pretrained(tiny_checkpoint("roformer")).train()  # dropout on: require_eval_mode reports it
+    assert tables(model).moved_by_left_padding is None
