@@ -78,3 +78,10 @@ def ties_last_hidden_state(config: Any) -> bool:
     if importlib.util.find_spec("transformers.utils.output_capturing") is None:
         return False
     return getattr(config, "tie_last_hidden_states", None) is not False
+
+
+def builds_only_fast_tokenizers() -> bool:
+    """5.x has no slow (Python) tokenizers: its slow class names are aliases of the fast ones (BertTokenizerFast = BertTokenizer)."""
+    import transformers
+
+    return getattr(transformers, "BertTokenizer", None) is getattr(transformers, "BertTokenizerFast", None)

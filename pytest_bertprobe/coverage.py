@@ -216,11 +216,16 @@ def _cased_vocabulary_share(tokenizer: PreTrainedTokenizerBase) -> tuple[int, in
     for token in tokenizer.get_vocab():
         if token in skip or (token[:1], token[-1:]) in (("[", "]"), ("<", ">")):  # specials, [unused0] placeholders
             continue
-        bare = next((token[len(m):] for m in _WORD_MARKERS if token.startswith(m)), token)
-        letters = [ch for ch in bare if ch.lower() != ch.upper()]
-        if len(letters) >= 2:
+        bare = next(token[len(m):] for m in _WORD_MARKERS if token.startswith(m)) if token.startswith(_WORD_MARKERS) else token
+        if bare.isascii():  # most entries: an ASCII letter is exactly a character with a case, and str methods run in C
+            letters = len(bare) if bare.isalpha() else sum(ch.isalpha() for ch in bare)
+            capital = letters > 0 and not bare.islower()
+        else:
+            cased_letters = [ch for ch in bare if ch.lower() != ch.upper()]
+            letters, capital = len(cased_letters), any(ch.isupper() for ch in cased_letters)
+        if letters >= 2:
             words += 1
-            if any(ch.isupper() for ch in letters):
+            if capital:
                 cased.append(token)
     return words, len(cased), sorted(cased)[:8]
 

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pytest_bertprobe import forward
+from pytest_bertprobe.compare import all_finite
 from pytest_bertprobe.views import assert_finite
 
 if TYPE_CHECKING:
@@ -22,15 +23,13 @@ def assert_outputs_finite(
     and the model parameters that hold non-finite values.
     """
     __tracebackhide__ = True
-    import torch
-
     outputs = forward.forward(model, inputs)
     named = [(f"hidden_states[{k}]", state) for k, state in enumerate(outputs.hidden_states)]
     named.append(("last_hidden_state", outputs.last_hidden_state))
     if outputs.pooler_output is not None:
         named.append(("pooler_output", outputs.pooler_output))
     for name, tensor in named:
-        if not bool(torch.isfinite(tensor).all()):
+        if not all_finite(tensor):
             assert_finite(
                 tensor,
                 claim=f"{name} holds only finite values", sentences=sentences,
@@ -46,14 +45,12 @@ def nonfinite_parameters(model: PreTrainedModel) -> list[str]:
     return [
         f"{name} ({int((~torch.isfinite(p)).sum())} of {p.numel()} values)"
         for name, p in model.named_parameters()
-        if not bool(torch.isfinite(p).all())
+        if not all_finite(p)
     ]
 
 
 def _nonfinite_hint(model: PreTrainedModel, first: str, named: Sequence[tuple[str, torch.Tensor]]) -> str:
-    import torch
-
-    bad = [name for name, tensor in named if not bool(torch.isfinite(tensor).all())]
+    bad = [name for name, tensor in named if not all_finite(tensor)]
     layers = sum(name.startswith("hidden_states[") for name, _ in named)
     where = {"hidden_states[0]": "the embedding output"}
     where.update({f"hidden_states[{k}]": f"the output of encoder layer {k - 1}" for k in range(1, layers)})

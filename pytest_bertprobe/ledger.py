@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pytest_bertprobe.compare import all_finite
 from pytest_bertprobe.renames import Rename, find_renames
 from pytest_bertprobe.weight_files import WeightFiles, candidate_keys
 
@@ -211,9 +212,9 @@ def _compare(ledger: Ledger, name: str, stored: torch.Tensor, loaded: torch.Tens
 def _scan(ledger: Ledger, key: str, tensor: torch.Tensor, embedding: str | None) -> None:
     import torch
 
-    finite = torch.isfinite(tensor)
-    if bool(finite.all()):
+    if all_finite(tensor):
         return
+    finite = torch.isfinite(tensor)
     first = tuple(int(i) for i in (~finite).nonzero()[0])
     ledger.nonfinite.append(
         NonFinite(key, int((~finite).sum()), tensor.numel(), first, float(tensor[first].item()), embedding)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pytest_bertprobe import compat, encoder_rule
 from pytest_bertprobe.options import Settings
@@ -68,6 +68,7 @@ class LoadingInfo:
     mismatched_keys: set[str] = field(default_factory=set)
 
 
+_T = TypeVar("_T")
 _TASK_HEADS = ("ForSequenceClassification", "ForTokenClassification", "ForQuestionAnswering", "ForMultipleChoice")
 
 
@@ -232,27 +233,30 @@ def resolve_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
-@contextmanager
-def _long_lived_imports() -> Iterator[None]:
-    """Around importing torch and transformers: ~1M objects that live as long as the process.
+def _long_lived_imports(step: Callable[..., _T], *args: Any) -> _T:
+    """`step(*args)`, which imports torch and transformers: ~1M objects that live as long as the process.
 
-    No collections while they are built (each full one rescans them all and frees next to nothing); then one,
-    and what is left is frozen, once, so every later collection and the interpreter's exit skip it. The
-    collection must come first: frozen garbage (frames of a caught ImportError) would pin whatever their
-    callers' frames hold later, such as a model. On the MiniLM audit: 0.3 s less importing, 1 s less at exit.
-    The collection is of the youngest generation only: with collections off, everything the imports built is
-    there, and what is older survived collections before (0.18 s instead of 0.25 s).
+    No collections while they are built (each full one rescans them all and frees next to nothing); then what
+    is there is frozen, once, so every later collection and the interpreter's exit skip it (on the MiniLM audit:
+    0.3 s less importing, 1 s less at exit). It is frozen without a collection first (0.2 s saved), garbage
+    included: the frames of ImportErrors that the imports caught. A frame links to its caller's, and a caller's
+    frame pins its locals when it returns (here a model), so `step` runs inside a generator: CPython drops a
+    generator frame's link to its caller after every resumption, and the garbage's chain of frames ends there.
     """
+
+    def shallow() -> Iterator[_T]:
+        yield step(*args)
+
     collecting = gc.isenabled()
     gc.disable()
     try:
-        yield
+        (result,) = shallow()
     finally:
         if collecting:
             gc.enable()
-        if gc.get_freeze_count() == 0:
-            gc.collect(0)
-            gc.freeze()
+    if gc.get_freeze_count() == 0:
+        gc.freeze()
+    return result
 
 
 @contextmanager
@@ -282,18 +286,11 @@ def load_checkpoint(
 ) -> Checkpoint:
     """Load model and tokenizer with the requested dtype (a name: float32, ...) and device, in eval mode."""
     fix = "fix the file or re-save the checkpoint"
-    with _long_lived_imports():
-        import torch
-        from transformers import AutoConfig, AutoTokenizer
+    config, architecture, skipped, kwargs = _long_lived_imports(_configured, source, trust_remote_code, allow_pickle, fix)
+    import torch
+    from transformers import AutoTokenizer
 
-        placed = resolve_device(device)
-        kwargs: dict[str, Any] = {"revision": source.revision, "trust_remote_code": trust_remote_code}
-        if source.cached_only:
-            kwargs["local_files_only"] = True
-        with _failing_as(source, "config.json", fix):
-            config = AutoConfig.from_pretrained(source.location, **kwargs)
-            architecture, skipped = _saved_architecture(config, source, allow_pickle)  # imports the model's module
-        _refuse_non_encoder(source, encoder_rule.before_weights(config, encoder_rule.model_class(architecture, config)))
+    placed = resolve_device(device)
     started = time.perf_counter()
     model_name = f"the model ({architecture.__name__} from config.json and the weights)"
     with _failing_as(source, model_name, fix, note=lambda: _misplaced_note(source)):  # 4.57: a key no shard holds stays on meta
@@ -325,6 +322,22 @@ def load_checkpoint(
         device=placed,
         load_seconds=time.perf_counter() - started,
     )
+
+
+def _configured(source: Source, trust_remote_code: bool, allow_pickle: bool, fix: str) -> tuple[Any, Any, SkippedHead | None, dict[str, Any]]:
+    """The config, the model class it names (importing its module), the head left out, and the loading keywords;
+    a config that is not an encoder's is refused here, before any weight is read."""
+    import torch  # noqa: F401 - imported here, as the tokenizer classes are, to be frozen with the rest
+    from transformers import AutoConfig, AutoTokenizer  # noqa: F401
+
+    kwargs: dict[str, Any] = {"revision": source.revision, "trust_remote_code": trust_remote_code}
+    if source.cached_only:
+        kwargs["local_files_only"] = True
+    with _failing_as(source, "config.json", fix):
+        config = AutoConfig.from_pretrained(source.location, **kwargs)
+        architecture, skipped = _saved_architecture(config, source, allow_pickle)  # imports the model's module
+    _refuse_non_encoder(source, encoder_rule.before_weights(config, encoder_rule.model_class(architecture, config)))
+    return config, architecture, skipped, kwargs
 
 
 def _refuse_non_encoder(source: Source, refusal: str | None) -> None:

@@ -82,11 +82,9 @@ def _check_tokenizer_class(folder: Path, config: dict[str, Any], label: str) -> 
     """Refuse a `tokenizer_class` transformers does not have: 4.x fails to load it, 5.x silently builds a generic one."""
     settings = _read_json(folder / "tokenizer_config.json", label, missing_ok=True)
     name = settings.get("tokenizer_class") or config.get("tokenizer_class")
-    known = _tokenizer_class_names()
-    if not isinstance(name, str) or known is None or "auto_map" in settings or "auto_map" in config:
+    if not isinstance(name, str) or "auto_map" in settings or "auto_map" in config:
         return  # a custom class comes with its code (refused above, or trusted)
-    base = name.removesuffix("Fast")
-    if base not in known and f"{base}Fast" not in known:
+    if not _known_tokenizer_class(name.removesuffix("Fast")):
         where = "tokenizer_config.json" if settings.get("tokenizer_class") else "config.json"
         raise CheckpointError(
             f"{label}: {where} names tokenizer_class {name!r}, which the installed transformers does not have; "
@@ -94,15 +92,28 @@ def _check_tokenizer_class(folder: Path, config: dict[str, Any], label: str) -> 
         )
 
 
+def _known_tokenizer_class(base: str) -> bool:
+    """Whether transformers has `base` or `{base}Fast` (True when transformers is not found: nothing to judge by)."""
+    for everywhere in (False, True):  # the auto mapping names the usual classes; only other names cost a read of every file
+        names = _tokenizer_class_names(everywhere=everywhere)
+        if names is None or base in names or f"{base}Fast" in names:
+            return True
+    return False
+
+
 @functools.cache
-def _tokenizer_class_names() -> frozenset[str] | None:
-    """Tokenizer classes of the installed transformers, read from its source files (importing it would import torch)."""
+def _tokenizer_class_names(*, everywhere: bool) -> frozenset[str] | None:
+    """Tokenizer classes of the installed transformers, read from its source files (importing it would import torch).
+
+    `everywhere=False`: only those `tokenization_auto.py` names; True: every tokenizer module's too.
+    """
     spec = importlib.util.find_spec("transformers")
     if spec is None or spec.origin is None:
         return None
     root = Path(spec.origin).parent
     names: set[str] = set()
-    for path in [*root.glob("tokenization_*.py"), *root.glob("models/**/tokenization_*.py")]:
+    auto = [root / "models" / "auto" / "tokenization_auto.py"]
+    for path in [*root.glob("tokenization_*.py"), *root.glob("models/**/tokenization_*.py")] if everywhere else auto:
         text = path.read_text(encoding="utf-8")
         names.update(a or b for a, b in _DEFINITION.findall(text))
         if path.name == "tokenization_auto.py":  # names its mapping resolves, aliases defined elsewhere

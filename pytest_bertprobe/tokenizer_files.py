@@ -208,9 +208,14 @@ def compare_vocabularies(first: Vocabulary, second: Vocabulary) -> Disagreement 
     return Disagreement(first, second, sorted(differing, key=lambda d: d[1]), only_first, only_second, offset)
 
 
-def build_tokenizers(folder: Path) -> Built:
-    """The tokenizers transformers builds offline from each description, by label; and why any could not be built."""
+def build_tokenizers(folder: Path, *, loaded: Any = None) -> Built:
+    """The tokenizers transformers builds offline from each description, by label; and why any could not be built.
+
+    `loaded`: the tokenizer `AutoTokenizer.from_pretrained(folder)` already gave (the checkpoint's), used as is.
+    """
     from transformers import AutoTokenizer
+
+    from pytest_bertprobe import compat
 
     built: list[tuple[str, Any]] = []
     failed: dict[str, str] = {}
@@ -226,7 +231,7 @@ def build_tokenizers(folder: Path) -> Built:
 
     others = [v.files for v in read_vocabularies(folder) if v.files != TOKENIZER_JSON]
     main = attempt(f"AutoTokenizer ({TOKENIZER_JSON if (folder / TOKENIZER_JSON).is_file() else ', '.join(others)})",
-                   lambda: AutoTokenizer.from_pretrained(folder))  # fmt: skip
+                   lambda: loaded if loaded is not None else AutoTokenizer.from_pretrained(folder))  # fmt: skip
     if (folder / TOKENIZER_JSON).is_file() and others:
         label = f"AutoTokenizer without tokenizer.json ({', '.join(others)})"
         if all(name in SENTENCEPIECE_MODELS for name in others) and importlib.util.find_spec("sentencepiece") is None:
@@ -238,14 +243,14 @@ def build_tokenizers(folder: Path) -> Built:
                         shutil.copyfile(folder / name, Path(copy) / name)
                 attempt(label, lambda: AutoTokenizer.from_pretrained(copy))
     if main is not None:
-        attempt(f"slow tokenizer ({', '.join(others) or TOKENIZER_JSON})", lambda: _slow(AutoTokenizer, folder))
+        attempt(f"slow tokenizer ({', '.join(others) or TOKENIZER_JSON})", lambda: _slow(AutoTokenizer, folder, compat.builds_only_fast_tokenizers()))
     return built, failed
 
 
-def _slow(auto: Any, folder: Path) -> Any:
+def _slow(auto: Any, folder: Path, only_fast: bool) -> Any:
     """The slow (Python) tokenizer, where transformers still has one (4.x)."""
-    tokenizer = auto.from_pretrained(folder, use_fast=False)
-    if getattr(tokenizer, "is_fast", True):
+    tokenizer = None if only_fast else auto.from_pretrained(folder, use_fast=False)
+    if tokenizer is None or getattr(tokenizer, "is_fast", True):
         raise LookupError("transformers builds only fast tokenizers")
     return tokenizer
 

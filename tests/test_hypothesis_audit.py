@@ -164,3 +164,51 @@ def test_the_audit_batches_do_not_depend_on_the_modules_loaded(tmp_path: Path) -
         return run.stdout
 
     assert draw("with") == draw()
+
+
+_RECORDING = """
+import json, os
+from pytest_bertprobe.audit.harness import EXPLICIT_BATCHES, given_batches
+
+SEEN = []
+
+@given_batches
+def test_records(request, batch):
+    SEEN.append(repr(batch))
+    if os.environ.get("FAIL_ONCE") and len(SEEN) == len(EXPLICIT_BATCHES) + 1:
+        raise AssertionError("the first generated batch fails, once")
+
+def teardown_module():
+    with open(os.environ["SEEN_FILE"], "w", encoding="utf-8") as file:
+        json.dump(SEEN, file)
+"""
+
+
+def _recorded_run(pytester: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, list[str]]:
+    seen = pytester.path / "seen.json"
+    pytester.makepyfile(test_recording=_RECORDING)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
+    return result, json.loads(seen.read_text(encoding="utf-8"))
+
+
+def test_a_passing_check_replays_the_batches_hypothesis_generates(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SEEN_FILE", str(pytester.path / "seen.json"))
+    plain, replayed = _recorded_run(pytester)
+    engine, generated = _recorded_run(pytester, "--hypothesis-show-statistics")  # statistics need Hypothesis' own run
+    plain.assert_outcomes(passed=1)
+    engine.assert_outcomes(passed=1)
+    engine.stdout.fnmatch_lines(["*Hypothesis Statistics*"])
+    assert len(EXPLICIT_BATCHES) + 10 == len(replayed)
+    assert replayed == generated
+
+
+def test_a_failure_only_the_plain_loop_saw_is_reported_as_not_deterministic(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SEEN_FILE", str(pytester.path / "seen.json"))
+    monkeypatch.setenv("FAIL_ONCE", "1")
+    result, seen = _recorded_run(pytester)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*the first generated batch fails, once*", "*Hypothesis' own run of these batches passed*"])
+    # The plain loop stopped at its failure; Hypothesis then ran the explicit batches' followers, all ten.
+    assert len(seen) == len(EXPLICIT_BATCHES) + 1 + 10

@@ -19,7 +19,7 @@ from pytest_bertprobe.audit.harness import (
     run_check,
     run_on_batch,
 )
-from pytest_bertprobe.compare import Gap
+from pytest_bertprobe.compare import Gap, all_finite
 from pytest_bertprobe.errors import NotApplicable
 from pytest_bertprobe.pooler import (
     assert_cls_differs_from_pooler,
@@ -55,12 +55,10 @@ def _on_finite_pooler(check: Callable[..., Gap]) -> Callable[..., Gap]:
     """`check`, unless the pooler is absent (a skip) or already non-finite (outputs_finite reports that)."""
 
     def guarded(model: Any, inputs: Any, **kwargs: Any) -> Gap:
-        import torch
-
         outputs = forward.forward(model, inputs)
         # The audited model's own anatomy: an overridden bert_model may differ from the checkpoint's load.
         require_checkable_pooler(model, outputs)
-        if not bool(torch.isfinite(outputs.pooler_output).all()):
+        if not all_finite(outputs.pooler_output):
             raise NotApplicable("pooler_output holds NaN/inf: outputs_finite reports it")
         return check(model, inputs, **kwargs)
 

@@ -73,7 +73,10 @@ def test_tokenizer_files_agree(request: pytest.FixtureRequest, bert_checkpoint: 
     folder = _folder(bert_checkpoint)
 
     def built() -> Any:  # once per checkpoint, kept with its (shared, read-only) tokenizer's encodings
-        return forward.recall(bert_tokenizer, ("tokenizer files", str(folder)), lambda: tokenizer_files.build_tokenizers(folder))
+        return forward.recall(
+            bert_tokenizer, ("tokenizer files", str(folder)),
+            lambda: tokenizer_files.build_tokenizers(folder, loaded=bert_checkpoint.tokenizer),
+        )  # fmt: skip
 
     sentences = materialize(batch, bert_tokenizer)
     run_check(request, tokenizer_files.assert_tokenizer_files_agree, folder, sentences=sentences, tokenizers=built)
