@@ -84,17 +84,19 @@ def measure(actual: torch.Tensor, expected: torch.Tensor, tolerance: Tolerance) 
 def all_finite(tensor: torch.Tensor) -> bool:
     """Whether `tensor` holds no NaN or inf.
 
-    One float64 sum decides in the common case, ten times faster than testing each element: a NaN or an inf
-    makes the sum non-finite, and no sum of float32 or narrower values overflows float64. A non-finite sum
-    (or another dtype) gets the elementwise test.
+    One sum decides in the common case, ten times faster than testing each element: a NaN or an inf makes the
+    sum non-finite, and a sum of float32 or narrower values cannot overflow float64. A non-finite sum (a float64
+    tensor's may overflow; MPS sums in float32) or another dtype gets the elementwise test.
     """
     import torch
 
     if not (tensor.is_floating_point() or tensor.is_complex()):
         return True
     tensor = tensor.detach()
-    if tensor.dtype in (torch.float32, torch.float16, torch.bfloat16) and bool(torch.isfinite(tensor.sum(dtype=torch.float64))):
-        return True
+    if tensor.dtype in (torch.float64, torch.float32, torch.float16, torch.bfloat16):
+        accumulate = torch.float32 if tensor.device.type == "mps" else torch.float64  # MPS has no float64
+        if bool(torch.isfinite(tensor.sum(dtype=accumulate))):
+            return True
     return bool(torch.isfinite(tensor).all())
 
 

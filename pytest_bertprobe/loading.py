@@ -8,6 +8,7 @@ import json
 import os
 import re
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -240,23 +241,33 @@ def _long_lived_imports(step: Callable[..., _T], *args: Any) -> _T:
     is there is frozen, once, so every later collection and the interpreter's exit skip it (on the MiniLM audit:
     0.3 s less importing, 1 s less at exit). It is frozen without a collection first (0.2 s saved), garbage
     included: the frames of ImportErrors that the imports caught. A frame links to its caller's, and a caller's
-    frame pins its locals when it returns (here a model), so `step` runs inside a generator: CPython drops a
-    generator frame's link to its caller after every resumption, and the garbage's chain of frames ends there.
+    frame pins its locals when it returns (here a model), so `step` runs in a thread of its own, waited for:
+    a thread's first frame has no caller, and the garbage's chain of frames ends inside that thread.
+    (A generator frame would end it on CPython 3.10 and 3.11 only.)
     """
+    outcome: list[Any] = []
 
-    def shallow() -> Iterator[_T]:
-        yield step(*args)
+    def run() -> None:
+        try:
+            outcome.append(step(*args))
+        except BaseException as error:  # noqa: BLE001 - re-raised in the caller's thread
+            outcome.append(error)
 
     collecting = gc.isenabled()
     gc.disable()
     try:
-        (result,) = shallow()
+        importer = threading.Thread(target=run, name="bertprobe-imports")
+        importer.start()
+        importer.join()
     finally:
         if collecting:
             gc.enable()
+    (result,) = outcome
+    if isinstance(result, BaseException):
+        raise result
     if gc.get_freeze_count() == 0:
         gc.freeze()
-    return result
+    return result  # type: ignore[no-any-return]
 
 
 @contextmanager

@@ -112,8 +112,9 @@ def _tokenizer_class_names(*, everywhere: bool) -> frozenset[str] | None:
         return None
     root = Path(spec.origin).parent
     names: set[str] = set()
-    auto = [root / "models" / "auto" / "tokenization_auto.py"]
-    for path in [*root.glob("tokenization_*.py"), *root.glob("models/**/tokenization_*.py")] if everywhere else auto:
+    auto = root / "models" / "auto" / "tokenization_auto.py"
+    files = [*root.glob("tokenization_*.py"), *root.glob("models/**/tokenization_*.py")] if everywhere else [auto]
+    for path in (path for path in files if path.is_file()):
         text = path.read_text(encoding="utf-8")
         names.update(a or b for a, b in _DEFINITION.findall(text))
         if path.name == "tokenization_auto.py":  # names its mapping resolves, aliases defined elsewhere

@@ -41,6 +41,17 @@ def record_result(item: pytest.Item, result: Any) -> None:
         kept["metrics"] = metrics
 
 
+def examples_recorded(item: pytest.Item) -> int:
+    """How many examples `record_result` has counted for this check so far."""
+    return int(item.stash.get(_RESULTS, {"examples": 0})["examples"])
+
+
+def rewind_examples(item: pytest.Item, count: int) -> None:
+    """Count `count` examples again: those run after it are about to run a second time (and be counted then)."""
+    if _RESULTS in item.stash:
+        item.stash[_RESULTS]["examples"] = count
+
+
 def record_plot(item: pytest.Item, data: dict[str, Any]) -> None:
     """Keep what the HTML report draws for a check, over all its examples.
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pytest_bertprobe import compat
 from pytest_bertprobe.compare import quote
 from pytest_bertprobe.errors import NotApplicable
 from pytest_bertprobe.loading import first_line
@@ -215,8 +216,6 @@ def build_tokenizers(folder: Path, *, loaded: Any = None) -> Built:
     """
     from transformers import AutoTokenizer
 
-    from pytest_bertprobe import compat
-
     built: list[tuple[str, Any]] = []
     failed: dict[str, str] = {}
 
@@ -243,14 +242,18 @@ def build_tokenizers(folder: Path, *, loaded: Any = None) -> Built:
                         shutil.copyfile(folder / name, Path(copy) / name)
                 attempt(label, lambda: AutoTokenizer.from_pretrained(copy))
     if main is not None:
-        attempt(f"slow tokenizer ({', '.join(others) or TOKENIZER_JSON})", lambda: _slow(AutoTokenizer, folder, compat.builds_only_fast_tokenizers()))
+        # 5.x maps each model type to one class: with a fast one loaded, `use_fast=False` would build it again.
+        only_fast = getattr(main, "is_fast", False) and compat.builds_only_fast_tokenizers()
+        attempt(f"slow tokenizer ({', '.join(others) or TOKENIZER_JSON})", lambda: _slow(AutoTokenizer, folder, only_fast))
     return built, failed
 
 
 def _slow(auto: Any, folder: Path, only_fast: bool) -> Any:
-    """The slow (Python) tokenizer, where transformers still has one (4.x)."""
-    tokenizer = None if only_fast else auto.from_pretrained(folder, use_fast=False)
-    if tokenizer is None or getattr(tokenizer, "is_fast", True):
+    """The slow (Python) tokenizer, where transformers still has one (4.x, or a Python-only class)."""
+    if only_fast:
+        raise LookupError("transformers builds only fast tokenizers")
+    tokenizer = auto.from_pretrained(folder, use_fast=False)
+    if getattr(tokenizer, "is_fast", True):
         raise LookupError("transformers builds only fast tokenizers")
     return tokenizer
 

@@ -72,11 +72,13 @@ def test_tokenizer_files_agree(request: pytest.FixtureRequest, bert_checkpoint: 
     """vocab.txt, vocab.json, a sentencepiece model and tokenizer.json give every token the same id, and so do their tokenizers."""
     folder = _folder(bert_checkpoint)
 
+    # The checkpoint's own tokenizer is AutoTokenizer's from these files, unless remote code built it.
+    loaded = None if probe_session(request.config).settings.trust_remote_code else bert_checkpoint.tokenizer
+
     def built() -> Any:  # once per checkpoint, kept with its (shared, read-only) tokenizer's encodings
         return forward.recall(
-            bert_tokenizer, ("tokenizer files", str(folder)),
-            lambda: tokenizer_files.build_tokenizers(folder, loaded=bert_checkpoint.tokenizer),
-        )  # fmt: skip
+            bert_tokenizer, ("tokenizer files", str(folder)), lambda: tokenizer_files.build_tokenizers(folder, loaded=loaded)
+        )
 
     sentences = materialize(batch, bert_tokenizer)
     run_check(request, tokenizer_files.assert_tokenizer_files_agree, folder, sentences=sentences, tokenizers=built)

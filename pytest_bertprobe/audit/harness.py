@@ -11,14 +11,14 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis import HealthCheck, Phase, Verbosity, given, seed, settings
 
 from pytest_bertprobe import forward
 from pytest_bertprobe.audit.budget import Plan, plan_examples
 from pytest_bertprobe.catalogue import BY_NAME, EXPLICIT_BATCHES, KERNEL_BATCHES
 from pytest_bertprobe.errors import CheckFailure, NotApplicable
 from pytest_bertprobe.forward_failure import ForwardError
-from pytest_bertprobe.report import FAILING_BATCH_ATTRIBUTE, record_plot, record_result
+from pytest_bertprobe.report import FAILING_BATCH_ATTRIBUTE, examples_recorded, record_plot, record_result, rewind_examples
 from pytest_bertprobe.sentences import PROBE_SENTENCES, SEED_SENTENCES
 from pytest_bertprobe.session import probe_session
 from pytest_bertprobe.strategies import Sentence, audit_sentences, batches, materialize
@@ -78,10 +78,12 @@ def given_batches(test: Test) -> Test:
         if Phase.explicit in chosen.phases:
             marker = kwargs["request"].node.get_closest_marker("bertprobe_audit")
             _run_explicit(test, explicit_batches(marker.kwargs.get("check", "") if marker else ""), args, kwargs)
-        replayable = not probe_session(config).settings.hypothesis_profile and not config.getoption("hypothesis_show_statistics", False)
+        replayable = _replayable(config, chosen)
+        mark = examples_recorded(kwargs["request"].node)
         failure = _replay(test, chosen.max_examples, args, kwargs) if replayable else None
         if replayable and failure is None:
             return None
+        rewind_examples(kwargs["request"].node, mark)  # Hypothesis runs the replayed batches again
         result = hypothesis_test(*args, **kwargs)
         if failure is not None:  # the plain loop failed where Hypothesis' own run passed: report it, as Hypothesis reports a flaky test
             if hasattr(failure, "add_note"):  # Python 3.11+
@@ -90,6 +92,19 @@ def given_batches(test: Test) -> Test:
         return result
 
     return explicit_then_generated  # type: ignore[return-value]
+
+
+def _replayable(config: pytest.Config, chosen: settings) -> bool:
+    """Whether Hypothesis would draw `_first_batches` and show nothing of its own: the audit's profile, generating,
+    quiet enough, its own backend, no statistics asked for (the user's profile always gets Hypothesis' own run)."""
+    return (
+        not probe_session(config).settings.hypothesis_profile
+        and not config.getoption("hypothesis_show_statistics", False)
+        and chosen.derandomize
+        and Phase.generate in chosen.phases
+        and chosen.verbosity <= Verbosity.normal
+        and getattr(chosen, "backend", "hypothesis") == "hypothesis"
+    )
 
 
 def _replay(test: Callable[..., Any], count: int, args: tuple[Any, ...], kwargs: dict[str, Any]) -> BaseException | None:
@@ -102,9 +117,12 @@ def _replay(test: Callable[..., Any], count: int, args: tuple[Any, ...], kwargs:
     for batch in _first_batches(count):
         try:
             test(*args, **kwargs, batch=list(batch))
-        except (Exception, pytest.fail.Exception) as failure:  # what Hypothesis counts as a failure; skips stop the check
+        except _FAILURES as failure:  # what Hypothesis counts as a failure; skips stop the check
             return failure
     return None
+
+
+_FAILURES = (Exception, SystemExit, GeneratorExit, pytest.fail.Exception)  # as Hypothesis' engine catches them
 
 
 def _run_explicit(
