@@ -256,7 +256,7 @@ def _long_lived_imports(step: Callable[..., _T], *args: Any) -> _T:
     collecting = gc.isenabled()
     gc.disable()
     try:
-        importer = threading.Thread(target=run, name="bertprobe-imports")
+        importer = threading.Thread(target=run, name="bertprobe-imports", daemon=True)  # Ctrl-C need not wait for it
         importer.start()
         importer.join()
     finally:

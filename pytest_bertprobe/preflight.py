@@ -93,12 +93,14 @@ def _check_tokenizer_class(folder: Path, config: dict[str, Any], label: str) -> 
 
 
 def _known_tokenizer_class(base: str) -> bool:
-    """Whether transformers has `base` or `{base}Fast` (True when transformers is not found: nothing to judge by)."""
+    """Whether transformers has `base` or `{base}Fast` (True when none of its source can be read: nothing to judge by)."""
+    read = False
     for everywhere in (False, True):  # the auto mapping names the usual classes; only other names cost a read of every file
         names = _tokenizer_class_names(everywhere=everywhere)
-        if names is None or base in names or f"{base}Fast" in names:
+        if names is not None and (base in names or f"{base}Fast" in names):
             return True
-    return False
+        read = read or names is not None
+    return not read
 
 
 @functools.cache
@@ -114,12 +116,13 @@ def _tokenizer_class_names(*, everywhere: bool) -> frozenset[str] | None:
     names: set[str] = set()
     auto = root / "models" / "auto" / "tokenization_auto.py"
     files = [*root.glob("tokenization_*.py"), *root.glob("models/**/tokenization_*.py")] if everywhere else [auto]
-    for path in (path for path in files if path.is_file()):
+    sources = [path for path in files if path.is_file()]
+    for path in sources:
         text = path.read_text(encoding="utf-8")
         names.update(a or b for a, b in _DEFINITION.findall(text))
         if path.name == "tokenization_auto.py":  # names its mapping resolves, aliases defined elsewhere
             names.update(re.findall(r'"(\w+)"', text))
-    return frozenset(names)
+    return frozenset(names) if sources else None  # no source (a bytecode-only install): nothing to judge by
 
 
 def check_device(requested: str) -> None:

@@ -49,3 +49,29 @@ def test_apart_passes_when_tensors_differ_and_fails_when_equal() -> None:
     assert assert_apart(torch.ones(2), torch.zeros(2), 1e-3, claim="x").max_abs == 1.0
     with pytest.raises(Mismatch, match=r"\(more than 0.001 required\)"):
         assert_apart(torch.ones(2), torch.ones(2), 1e-3, claim="x")
+
+
+@pytest.mark.parametrize(
+    "values, dtype, finite",
+    [
+        ([1.0, 2.0], torch.float32, True),
+        ([3e38, 3e38], torch.float32, True),  # the float32 sum overflows; the float64 one does not
+        ([1e308, 1e308], torch.float64, True),  # the float64 sum overflows: decided element by element
+        ([1.0, float("nan")], torch.float32, False),
+        ([1.0, float("inf")], torch.float16, False),
+        ([float("inf"), -float("inf")], torch.bfloat16, False),  # the sum is NaN
+        ([-float("inf"), 1.0], torch.float64, False),
+        ([], torch.float32, True),
+        ([1, 2], torch.int64, True),
+    ],
+)
+def test_all_finite_agrees_with_the_elementwise_test(values: list[float], dtype: object, finite: bool) -> None:
+    from pytest_bertprobe.compare import all_finite
+
+    tensor = torch.tensor(values, dtype=dtype)  # type: ignore[arg-type]
+    assert all_finite(tensor) is finite is bool(torch.isfinite(tensor).all())
+    if tensor.is_floating_point():
+        assert all_finite(tensor.clone().requires_grad_()) is finite
+    assert all_finite(torch.tensor([1 + 1j, complex(values[0] if values else 0.0)])) is bool(
+        torch.isfinite(torch.tensor([complex(values[0] if values else 0.0)])).all()
+    )

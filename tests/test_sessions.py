@@ -68,3 +68,52 @@ def test_verbose_summary_lists_every_check(pytester: pytest.Pytester, tiny_check
         "bert: pooler_relation: passed (greatest |difference| 0, tolerance 1e-06)",
         "bert: cls_differs_from_pooler: passed (greatest |difference| *, tolerance 0.001)",
     ], consecutive=True)
+
+
+_FROZEN_GARBAGE = """
+import gc, weakref
+from pytest_bertprobe import loading
+
+class Model:
+    pass
+
+def importing():  # what importing torch and transformers leaves: a caught ImportError, cyclic garbage
+    try:
+        import a_module_bertprobe_never_finds
+    except ImportError as error:
+        caught = error  # error -> traceback -> this frame -> error
+    return "config"
+
+def load():
+    loading._long_lived_imports(importing)
+    model = Model()  # a later local of the frame that imported
+    return weakref.ref(model)
+
+def failing():
+    raise ValueError("config.json is broken")
+
+try:
+    loading._long_lived_imports(failing)
+except ValueError as error:
+    print("raised", error, "frozen", gc.get_freeze_count() > 0, "collecting", gc.isenabled())
+released = load()
+gc.collect()
+print("frozen", gc.get_freeze_count() > 0, "released", released() is None)
+"""
+
+
+def test_the_imports_heap_is_frozen_without_pinning_a_later_model(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    root = str(Path(__file__).resolve().parent.parent)
+    # A fresh interpreter: freezing is once per process, and this one froze at its first load.
+    run = subprocess.run(
+        [sys.executable, "-c", _FROZEN_GARBAGE], cwd=tmp_path, env={**os.environ, "PYTHONPATH": root},
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert run.stdout.splitlines() == [
+        "raised config.json is broken frozen False collecting True",  # a failed step freezes nothing
+        "frozen True released True",
+    ]

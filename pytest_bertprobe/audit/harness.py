@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import pytest
 from hypothesis import HealthCheck, Phase, Verbosity, given, seed, settings
+from hypothesis.errors import UnsatisfiedAssumption
 
 from pytest_bertprobe import forward
 from pytest_bertprobe.audit.budget import Plan, plan_examples
@@ -85,7 +86,8 @@ def given_batches(test: Test) -> Test:
             return None
         rewind_examples(kwargs["request"].node, mark)  # Hypothesis runs the replayed batches again
         result = hypothesis_test(*args, **kwargs)
-        if failure is not None:  # the plain loop failed where Hypothesis' own run passed: report it, as Hypothesis reports a flaky test
+        if failure is not None and not isinstance(failure, UnsatisfiedAssumption):
+            # The plain loop failed where Hypothesis' own run passed: report it, as Hypothesis reports a flaky test.
             if hasattr(failure, "add_note"):  # Python 3.11+
                 failure.add_note("(note: Hypothesis' own run of these batches passed: the check is not deterministic)")
             raise failure
@@ -117,7 +119,7 @@ def _replay(test: Callable[..., Any], count: int, args: tuple[Any, ...], kwargs:
     for batch in _first_batches(count):
         try:
             test(*args, **kwargs, batch=list(batch))
-        except _FAILURES as failure:  # what Hypothesis counts as a failure; skips stop the check
+        except _FAILURES as failure:  # what Hypothesis counts as a failure (or an assume() it handles); skips stop the check
             return failure
     return None
 
