@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import functools
-import gc
 import json
 import os
 import re
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from pytest_bertprobe import compat, encoder_rule
+from pytest_bertprobe.frozen_imports import imported_and_frozen
 from pytest_bertprobe.options import Settings
 
 if TYPE_CHECKING:
@@ -69,7 +68,6 @@ class LoadingInfo:
     mismatched_keys: set[str] = field(default_factory=set)
 
 
-_T = TypeVar("_T")
 _TASK_HEADS = ("ForSequenceClassification", "ForTokenClassification", "ForQuestionAnswering", "ForMultipleChoice")
 
 
@@ -234,42 +232,6 @@ def resolve_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
-def _long_lived_imports(step: Callable[..., _T], *args: Any) -> _T:
-    """`step(*args)`, which imports torch and transformers: ~1M objects that live as long as the process.
-
-    No collections while they are built (each full one rescans them all and frees next to nothing); then what
-    is there is frozen, once, so every later collection and the interpreter's exit skip it (on the MiniLM audit:
-    0.3 s less importing, 1 s less at exit). It is frozen without a collection first (0.2 s saved), garbage
-    included: the frames of ImportErrors that the imports caught. A frame links to its caller's, and a caller's
-    frame pins its locals when it returns (here a model), so `step` runs in a thread of its own, waited for:
-    a thread's first frame has no caller, and the garbage's chain of frames ends inside that thread.
-    (A generator frame would end it on CPython 3.10 and 3.11 only.)
-    """
-    outcome: list[Any] = []
-
-    def run() -> None:
-        try:
-            outcome.append(step(*args))
-        except BaseException as error:  # noqa: BLE001 - re-raised in the caller's thread
-            outcome.append(error)
-
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        importer = threading.Thread(target=run, name="bertprobe-imports", daemon=True)  # Ctrl-C need not wait for it
-        importer.start()
-        importer.join()
-    finally:
-        if collecting:
-            gc.enable()
-    (result,) = outcome
-    if isinstance(result, BaseException):
-        raise result
-    if gc.get_freeze_count() == 0:
-        gc.freeze()
-    return result  # type: ignore[no-any-return]
-
-
 @contextmanager
 def _failing_as(source: Source, what: str, hint: str, note: Callable[[], str] | None = None) -> Iterator[None]:
     """Whatever transformers raises while building `what` becomes one line naming it: class and message, no traceback.
@@ -297,7 +259,7 @@ def load_checkpoint(
 ) -> Checkpoint:
     """Load model and tokenizer with the requested dtype (a name: float32, ...) and device, in eval mode."""
     fix = "fix the file or re-save the checkpoint"
-    config, architecture, skipped, kwargs = _long_lived_imports(_configured, source, trust_remote_code, allow_pickle, fix)
+    config, architecture, skipped, kwargs = imported_and_frozen(_configured, source, trust_remote_code, allow_pickle, fix)
     import torch
     from transformers import AutoTokenizer
 

@@ -72,7 +72,7 @@ def test_verbose_summary_lists_every_check(pytester: pytest.Pytester, tiny_check
 
 _FROZEN_GARBAGE = """
 import gc, weakref
-from pytest_bertprobe import loading
+from pytest_bertprobe import frozen_imports
 
 class Model:
     pass
@@ -85,7 +85,7 @@ def importing():  # what importing torch and transformers leaves: a caught Impor
     return "config"
 
 def load():
-    loading._long_lived_imports(importing)
+    frozen_imports.imported_and_frozen(importing)
     model = Model()  # a later local of the frame that imported
     return weakref.ref(model)
 
@@ -93,7 +93,7 @@ def failing():
     raise ValueError("config.json is broken")
 
 try:
-    loading._long_lived_imports(failing)
+    frozen_imports.imported_and_frozen(failing)
 except ValueError as error:
     print("raised", error, "frozen", gc.get_freeze_count() > 0, "collecting", gc.isenabled())
 released = load()
