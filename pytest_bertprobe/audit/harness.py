@@ -96,6 +96,9 @@ def given_batches(test: Test) -> Test:
     return explicit_then_generated  # type: ignore[return-value]
 
 
+_FAILURES = (Exception, SystemExit, GeneratorExit, pytest.fail.Exception)  # as Hypothesis' engine catches them
+
+
 def _replayable(config: pytest.Config, chosen: settings) -> bool:
     """Whether Hypothesis would draw `_first_batches` and show nothing of its own: the audit's profile, generating,
     quiet enough, its own backend, no statistics asked for (the user's profile always gets Hypothesis' own run)."""
@@ -122,9 +125,6 @@ def _replay(test: Callable[..., Any], count: int, args: tuple[Any, ...], kwargs:
         except _FAILURES as failure:  # what Hypothesis counts as a failure (or an assume() it handles); skips stop the check
             return failure
     return None
-
-
-_FAILURES = (Exception, SystemExit, GeneratorExit, pytest.fail.Exception)  # as Hypothesis' engine catches them
 
 
 def _run_explicit(
