@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from pytest_bertprobe.errors import CheckFailure, Mismatch, NotApplicable
+from pytest_bertprobe.errors import CheckFailure, Gap, Mismatch, NotApplicable
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["CheckFailure", "Gap", "Mismatch", "NotApplicable", "Tolerance", "all_finite", "assert_apart", "assert_close", "measure", "quote"]
+__all__ = ["CheckFailure", "Gap", "Mismatch", "NotApplicable", "Tolerance", "all_finite", "assert_apart", "assert_close", "measure", "not_close_lines", "quote", "severity"]
 
 
 @dataclass(frozen=True)
@@ -20,27 +20,6 @@ class Tolerance:
 
     atol: float
     rtol: float
-
-
-@dataclass(frozen=True)
-class Gap:
-    """How far two tensors are apart, and where: the metrics a report or a message needs."""
-
-    shape: tuple[int, ...]
-    elements: int
-    mismatched: int
-    nonfinite: int
-    max_abs: float
-    max_abs_index: tuple[int, ...]
-    max_rel: float
-    max_rel_index: tuple[int, ...]
-    atol: float
-    rtol: float
-    relation: str = "close"  # "apart" when the tensors were required to differ
-
-    def metrics(self) -> dict[str, Any]:
-        """Plain-JSON view for reports."""
-        return asdict(self)
 
 
 def measure(actual: torch.Tensor, expected: torch.Tensor, tolerance: Tolerance) -> Gap:
@@ -135,21 +114,26 @@ def assert_close(
     __tracebackhide__ = True
     gap = measure(actual, expected, tolerance)
     if gap.mismatched:
-        lines = [
-            f"{claim}: tensors are not close!",
-            "",
-            f"Mismatched elements: {gap.mismatched} / {gap.elements} ({gap.mismatched / gap.elements:.1%})",
-        ]
-        if gap.nonfinite:
-            lines.append(f"Non-finite values (NaN or inf) where the other side differs: {gap.nonfinite}")
-        lines += [
-            f"Greatest absolute difference: {gap.max_abs:.6g} at index {gap.max_abs_index}"
-            f"{_row_label(gap.max_abs_index, sentences)} (up to {tolerance.atol:g} allowed)",
-            f"Greatest relative difference: {gap.max_rel:.6g} at index {gap.max_rel_index}"
-            f"{_row_label(gap.max_rel_index, sentences)} (up to {tolerance.rtol:g} allowed)",
-        ]
-        raise Mismatch("\n".join(lines), gap, details=details, hint=hint)
+        raise Mismatch("\n".join(not_close_lines(claim, gap, sentences)), gap, details=details, hint=hint)
     return gap
+
+
+def not_close_lines(claim: str, gap: Gap, sentences: Sequence[str] | None = None) -> list[str]:
+    """The message of two tensors that are not close, as `torch.testing.assert_close` words it; `sentences` name the rows."""
+    lines = [
+        f"{claim}: tensors are not close!",
+        "",
+        f"Mismatched elements: {gap.mismatched} / {gap.elements} ({gap.mismatched / gap.elements:.1%})",
+    ]
+    if gap.nonfinite:
+        lines.append(f"Non-finite values (NaN or inf) where the other side differs: {gap.nonfinite}")
+    return [
+        *lines,
+        f"Greatest absolute difference: {gap.max_abs:.6g} at index {gap.max_abs_index}"
+        f"{_row_label(gap.max_abs_index, sentences)} (up to {gap.atol:g} allowed)",
+        f"Greatest relative difference: {gap.max_rel:.6g} at index {gap.max_rel_index}"
+        f"{_row_label(gap.max_rel_index, sentences)} (up to {gap.rtol:g} allowed)",
+    ]
 
 
 def assert_apart(
@@ -173,3 +157,13 @@ def assert_apart(
         ]
         raise Mismatch("\n".join(lines), gap, hint=hint)
     return gap
+
+
+def severity(metrics: dict[str, Any]) -> float:
+    """How close to (or past) its tolerance a closeness check came (`Gap.metrics()`); 0 for other metrics."""
+    if metrics.get("relation", "close") != "close" or not isinstance(metrics.get("max_abs"), (int, float)):
+        return 0.0
+    difference, tolerance = float(metrics["max_abs"]), float(metrics.get("atol") or 0.0)
+    if difference == 0:
+        return 0.0
+    return difference / tolerance if tolerance > 0 else float("inf")

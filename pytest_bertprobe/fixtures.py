@@ -9,10 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_bertprobe import loading, forward
-from pytest_bertprobe.anatomy import PoolerAnatomy, describe_pooler
-from pytest_bertprobe.forward_failure import ForwardError
-from pytest_bertprobe.load_failure import stop_run
+from pytest_bertprobe.checkpoint import loading
+from pytest_bertprobe.checkpoint.anatomy import PoolerAnatomy, describe_pooler
+from pytest_bertprobe.checkpoint.load_failure import stop_run
+from pytest_bertprobe.checkpoint.source import Source
+from pytest_bertprobe.errors import CheckpointError, ForwardError
+from pytest_bertprobe.forward import cache
 from pytest_bertprobe.sentences import SEED_SENTENCES
 from pytest_bertprobe.session import probe_session
 
@@ -25,14 +27,14 @@ NO_MODEL_REASON = "no checkpoint to audit: pass --bert-model=PATH_OR_HUB_ID or s
 @pytest.fixture(scope="session")
 def bert_checkpoint(request: pytest.FixtureRequest) -> Iterator[loading.Checkpoint]:
     """The checkpoint under audit, loaded once; released before the next `--bert-model` loads."""
-    source: loading.Source | None = getattr(request, "param", None)
+    source: Source | None = getattr(request, "param", None)
     if source is None:
         pytest.skip(NO_MODEL_REASON)
     session = probe_session(request.config)
     checkpoint_id = session.ids[session.sources.index(source)]
     try:
         checkpoint = loading.load_checkpoint(source, checkpoint_id, **loading.load_options(session.settings))
-    except loading.CheckpointError as error:
+    except CheckpointError as error:
         stop_run(str(error))
     record = session.record(checkpoint_id)
     record.loads += 1
@@ -41,9 +43,9 @@ def bert_checkpoint(request: pytest.FixtureRequest) -> Iterator[loading.Checkpoi
     record.model_class = type(checkpoint.model).__name__
     record.head_class = type(checkpoint.head_model).__name__ if checkpoint.head_model is not None else ""
     record.device = str(checkpoint.device)
-    with forward.shared(checkpoint.model, checkpoint.tokenizer):
+    with cache.shared(checkpoint.model, checkpoint.tokenizer):
         yield checkpoint
-        record.forward_passes = forward.forward_passes(checkpoint.model)
+        record.forward_passes = cache.forward_passes(checkpoint.model)
     del checkpoint
     gc.collect()
 
@@ -57,9 +59,9 @@ def bert_reference(request: pytest.FixtureRequest) -> Iterator[loading.Checkpoin
     options = {**loading.load_options(session.settings), "dtype": "float32"}  # the original at full precision
     try:
         checkpoint = loading.load_checkpoint(session.reference, "reference", **options)
-    except loading.CheckpointError as error:
+    except CheckpointError as error:
         stop_run(str(error))
-    with forward.shared(checkpoint.model, checkpoint.tokenizer):
+    with cache.shared(checkpoint.model, checkpoint.tokenizer):
         yield checkpoint
 
 
@@ -90,7 +92,7 @@ def bert_tokenizer(bert_checkpoint: loading.Checkpoint) -> PreTrainedTokenizerBa
 @pytest.fixture(scope="session")
 def bert_seed_inputs(bert_checkpoint: loading.Checkpoint) -> Any:
     """The seed's five sentences, tokenized as the seed did (padded, truncated)."""
-    return forward.encode(bert_checkpoint.tokenizer, SEED_SENTENCES, bert_checkpoint.device)
+    return cache.encode(bert_checkpoint.tokenizer, SEED_SENTENCES, bert_checkpoint.device)
 
 
 @pytest.fixture(scope="session")
@@ -99,7 +101,7 @@ def bert_anatomy(
 ) -> PoolerAnatomy:
     """Where the pooler lives: kind, dense layer, activation (found numerically), what it reads."""
     try:
-        outputs = forward.forward(bert_model, bert_seed_inputs)
+        outputs = cache.forward(bert_model, bert_seed_inputs)
     except ForwardError as crash:
         pytest.skip(crash.skip_reason)
     anatomy = describe_pooler(bert_model, outputs)

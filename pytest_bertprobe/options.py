@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from pytest_bertprobe.views import EMBEDDING_KINDS
+from pytest_bertprobe.compare import Tolerance
+from pytest_bertprobe.tolerances import parse_overrides
 
 DTYPES = ("float32", "bfloat16", "float16")
+EMBEDDING_KINDS = ("cls", "pooler", "mean")  # the sentence embeddings the audit computes from a pass
 EMBEDDINGS = ("auto", *EMBEDDING_KINDS)
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 SNAPSHOT_DIR = "bertprobe-snapshots"
@@ -39,6 +42,7 @@ class Settings:
     budget: float | None = None
     onnx: tuple[str, ...] = ()  # `--bert-onnx`: exports outside the checkpoint folders, audited against every checkpoint
     hypothesis_profile: str | None = None  # `--hypothesis-profile`: replaces the audit's own profile
+    tolerances: Mapping[str, Tolerance] = field(default_factory=dict)  # ini `bert_tolerances`: check -> its overridden row
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -194,6 +198,10 @@ def read_settings(config: pytest.Config) -> Settings:
     if config.getoption("bert_audit_only") and config.getoption("bert_no_audit"):
         raise pytest.UsageError("--bert-audit-only and --bert-no-audit exclude each other; pick one")
     budget = _read_budget(config.getoption("bert_budget") or config.getini("bert_budget"))
+    try:
+        tolerances = parse_overrides(config.getini("bert_tolerances"))
+    except ValueError as error:
+        raise pytest.UsageError(str(error)) from None
     return Settings(
         models=tuple(dict.fromkeys(str(model) for model in models)),
         device=device,
@@ -214,6 +222,7 @@ def read_settings(config: pytest.Config) -> Settings:
         budget=budget,
         onnx=_read_onnx_paths(config),
         hypothesis_profile=config.getoption("hypothesis_profile", None),
+        tolerances=tolerances,
     )
 
 

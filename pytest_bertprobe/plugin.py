@@ -7,8 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bertprobe import coverage, loading, onnx_audit, options, outputs, preflight, forward, report_files, report_html, tolerances
-from pytest_bertprobe import report as reporting
+from pytest_bertprobe import options, tolerances
+from pytest_bertprobe.artefacts import onnx_export
+from pytest_bertprobe.checkpoint import preflight, source
+from pytest_bertprobe.checkpoint.load_failure import LoadFailureGuard
+from pytest_bertprobe.checks.tokenizer import coverage
+from pytest_bertprobe.errors import CheckpointError
 from pytest_bertprobe.fixtures import (  # noqa: F401 - fixtures are found by their presence here
     bert_anatomy,
     bert_checkpoint,
@@ -19,7 +23,8 @@ from pytest_bertprobe.fixtures import (  # noqa: F401 - fixtures are found by th
     bert_seed_inputs,
     bert_tokenizer,
 )
-from pytest_bertprobe.load_failure import LoadFailureGuard
+from pytest_bertprobe.forward import cache
+from pytest_bertprobe.report import files, html, paths, properties, terminal
 from pytest_bertprobe.session import SESSION_KEY, ProbeSession, probe_session
 
 AUDIT_DIR = Path(__file__).parent / "audit"
@@ -39,31 +44,28 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.dist = "loadgroup"  # same as load for ungrouped tests; keeps each checkpoint on one worker
     settings = options.read_settings(config)
     if not hasattr(config, "workerinput"):  # the controller writes every output; workers need not race it
-        outputs.check_output_paths(config, settings)
+        paths.check_output_paths(config, settings)
     if settings.report_html:
-        report_html.require_matplotlib()
+        html.require_matplotlib()
     if settings.models:
-        forward.wait_passively()  # before anything imports torch
+        cache.wait_passively()  # before anything imports torch
     try:
         coverage.validate_languages(settings.languages)
-        tolerances.set_overrides(config.getini("bert_tolerances"))
-        sources = loading.distinct_sources([loading.resolve_source(spec, settings.revision) for spec in settings.models])
-        reference = loading.resolve_source(settings.reference, settings.revision, "--bert-reference") if settings.reference else None
-        for source in [*sources, *([reference] if reference else [])]:
-            preflight.check_source(
-                source, trust_remote_code=settings.trust_remote_code, allow_pickle=settings.allow_pickle
-            )
+        sources = source.distinct_sources([source.resolve_source(spec, settings.revision) for spec in settings.models])
+        reference = source.resolve_source(settings.reference, settings.revision, "--bert-reference") if settings.reference else None
+        for checked in [*sources, *([reference] if reference else [])]:
+            preflight.check_source(checked, trust_remote_code=settings.trust_remote_code, allow_pickle=settings.allow_pickle)
         if sources:
             preflight.check_device(settings.device)
-    except (loading.CheckpointError, ValueError) as error:
+    except (CheckpointError, ValueError) as error:
         raise pytest.UsageError(str(error)) from None
     if reference is not None and not sources:
         raise pytest.UsageError("--bert-reference needs a checkpoint to compare: pass --bert-model=PATH_OR_HUB_ID")
     if settings.onnx and not sources:
         raise pytest.UsageError("--bert-onnx needs the checkpoint it was exported from: pass --bert-model=PATH_OR_HUB_ID")
-    session = ProbeSession(settings, sources, loading.checkpoint_ids(sources), reference=reference)
+    session = ProbeSession(settings, sources, source.checkpoint_ids(sources), reference=reference)
     config.stash[SESSION_KEY] = session
-    config.pluginmanager.register(reporting.Collector(session), "bertprobe-collector")
+    config.pluginmanager.register(properties.Collector(session), "bertprobe-collector")
     config.pluginmanager.register(LoadFailureGuard(), "bertprobe-load-failure")
     if settings.audit_only and not sources:
         raise pytest.UsageError("--bert-audit-only needs a checkpoint: pass --bert-model=PATH_OR_HUB_ID")
@@ -89,18 +91,25 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("bert_checkpoint", session.sources, ids=session.ids, indirect=True, scope="session")
         if "bert_onnx_export" in metafunc.fixturenames:
             # Function-scoped, unlike the checkpoint: tests stay grouped by checkpoint; pairs that do not belong are deselected.
-            exports, labels = onnx_audit.export_params(session.sources, session.settings.onnx)
+            exports, labels = onnx_export.export_params(session.sources, session.settings.onnx)
             metafunc.parametrize("bert_onnx_export", exports, ids=labels)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, object, object]:
+    """Run each test (setup, call, teardown) with the ini's `bert_tolerances` as the tolerance table."""
+    with tolerances.overriding(probe_session(item.config).settings.tolerances):
+        return (yield)
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """Put the model, the check and its numbers on each audit test's report."""
-    reporting.annotate(item, call, probe_session(item.config))
+    properties.annotate(item, call, probe_session(item.config))
     report = yield
-    reporting.shorten_failure(item, call, report)
+    properties.shorten_failure(item, call, report)
     if probe_session(item.config).settings.report_html:
-        report_html.attach_extras(item, report)
+        html.attach_extras(item, report)
     return report
 
 
@@ -122,7 +131,7 @@ def _export_belongs(item: pytest.Item, session: ProbeSession) -> bool:
     params = getattr(getattr(item, "callspec", None), "params", {})
     if "bert_onnx_export" not in params or "bert_checkpoint" not in params:
         return True
-    return onnx_audit.belongs(params["bert_checkpoint"], params["bert_onnx_export"], session.settings.onnx)
+    return onnx_export.belongs(params["bert_checkpoint"], params["bert_onnx_export"], session.settings.onnx)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -131,18 +140,18 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     probe = probe_session(session.config)
     if probe.settings.report_json:
-        report_files.write_json(probe, Path(probe.settings.report_json))
+        files.write_json(probe, Path(probe.settings.report_json))
     if probe.settings.report_markdown:
-        report_files.write_markdown(probe, Path(probe.settings.report_markdown))
+        files.write_markdown(probe, Path(probe.settings.report_markdown))
     if probe.settings.report_html:
-        report_html.write_html(probe, Path(probe.settings.report_html))
+        html.write_html(probe, Path(probe.settings.report_html))
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     """Name the checkpoints under audit and how they run."""
-    return reporting.header_lines(probe_session(config))
+    return terminal.header_lines(probe_session(config))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
     """Add the `bertprobe` section: one row per checkpoint."""
-    reporting.write_summary(terminalreporter, probe_session(config))
+    terminal.write_summary(terminalreporter, probe_session(config))

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from pytest_bertprobe.loading import Source
+from pytest_bertprobe.checkpoint.source import Source
 from pytest_bertprobe.options import Settings
 
 

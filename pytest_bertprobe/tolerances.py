@@ -1,9 +1,15 @@
-"""Tolerances per check and dtype, from the catalogue (float32 on CPU is the reference); ini and calls override."""
+"""Tolerances per check and dtype, from the catalogue (float32 on CPU is the reference); ini and calls override.
+
+The ini's `bert_tolerances` are parsed into `Settings.tolerances`; the plugin makes them the run's table for each
+test (`overriding`), so a helper called inside that test reads them and nothing outlives the run.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from pytest_bertprobe.catalogue import BF16, BY_NAME, CATALOGUE, F16, F32
@@ -12,21 +18,21 @@ from pytest_bertprobe.compare import Tolerance
 # One row per check that compares tensors, in the catalogue (docs/DESIGN.md §3).
 _BY_DTYPE: dict[str, Mapping[str, Tolerance]] = {check.name: check.tolerances for check in CATALOGUE if check.tolerances}
 CHECKS: tuple[str, ...] = tuple(_BY_DTYPE)
-_overrides: dict[str, Tolerance] = {}
+_OVERRIDES: ContextVar[Mapping[str, Tolerance]] = ContextVar("bertprobe_tolerances", default={})
 
 
 def tolerance_for(check: str, dtype: str, *, atol: float | None = None, rtol: float | None = None) -> Tolerance:
     """The tolerance for `check` at `dtype`: per-call values, else ini overrides, else the table."""
     row = BY_NAME[check].row if check in BY_NAME else check
-    default = _overrides.get(row) or _BY_DTYPE[row].get(dtype, _BY_DTYPE[row][F32])
+    default = _OVERRIDES.get().get(row) or _BY_DTYPE[row].get(dtype, _BY_DTYPE[row][F32])
     return Tolerance(
         atol=default.atol if atol is None else atol,
         rtol=default.rtol if rtol is None else rtol,
     )
 
 
-def set_overrides(lines: list[str]) -> None:
-    """Apply ini `bert_tolerances` lines, `CHECK = ATOL RTOL`; raises ValueError naming a bad line."""
+def parse_overrides(lines: list[str]) -> dict[str, Tolerance]:
+    """The ini's `bert_tolerances` lines, `CHECK = ATOL RTOL`, as a table; raises ValueError naming a bad line."""
     parsed: dict[str, Tolerance] = {}
     for line in lines:
         check, _, values = line.partition("=")
@@ -40,8 +46,17 @@ def set_overrides(lines: list[str]) -> None:
         if not all(math.isfinite(value) and value >= 0 for value in (atol, rtol)):
             raise ValueError(f"bert_tolerances line {line!r}: ATOL and RTOL must be finite and non-negative")
         parsed[check] = Tolerance(atol, rtol)
-    _overrides.clear()
-    _overrides.update(parsed)
+    return parsed
+
+
+@contextmanager
+def overriding(overrides: Mapping[str, Tolerance]) -> Iterator[None]:
+    """Inside the block, `tolerance_for` reads `overrides` before the table (per-call values still win)."""
+    token = _OVERRIDES.set(dict(overrides))
+    try:
+        yield
+    finally:
+        _OVERRIDES.reset(token)
 
 
 def lowest_precision(*dtypes: str | None) -> str:

@@ -18,6 +18,17 @@ _KEPT_PACKAGES = ("torch", "transformers", "tokenizers", "safetensors", "matplot
                   "onnx", "onnxruntime", "onnxscript", "sklearn", "scipy", "numpy")  # fmt: skip
 
 
+# Fixtures that run a whole audit in a subprocess of their own (test_every_encoder.py, test_report_html.py).
+_END_TO_END_FIXTURES = ("pytester", "audited", "runs")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the end-to-end tests (a pytest run through pytester, or a subprocess): `-m "not e2e"` is the fast unit half."""
+    for item in items:
+        if any(name in _END_TO_END_FIXTURES for name in getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Keep the heavy third-party modules an in-process pytester run imports, instead of dropping them after it.
 
@@ -26,6 +37,7 @@ def pytest_configure(config: pytest.Config) -> None:
     of their classes. A test file run on its own would fail where the whole suite, which imports them early,
     passes.
     """
+    config.addinivalue_line("markers", "e2e: an end-to-end run of pytest on checkpoints (pytester or a subprocess); -m 'not e2e' skips them")
     from _pytest import pytester
 
     take_snapshot = pytester.SysModulesSnapshot.__init__

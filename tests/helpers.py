@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from pytest_bertprobe import loading
+from pytest_bertprobe.checkpoint import loading
 
 
 def assert_usage_error(result: pytest.RunResult, pattern: str) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bertprobe.forward import encode, forward
+from pytest_bertprobe.forward.cache import encode, forward
 from pytest_bertprobe.sentences import ADVERSARIAL_SENTENCES, PROBE_SENTENCES
 from pytest_bertprobe.testing import ARCHITECTURES
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from pytest_bertprobe import SEED_SENTENCES
-from pytest_bertprobe.anatomy import PoolerKind, describe_pooler
-from pytest_bertprobe.forward import encode, forward
+from pytest_bertprobe.checkpoint.anatomy import PoolerKind, describe_pooler
+from pytest_bertprobe.forward.cache import encode, forward
 from pytest_bertprobe.testing import ARCHITECTURES
 
 WITH_POOLER = {"bert", "roberta", "xlm-roberta", "albert", "mobilebert", "mpnet", "big_bird", "ernie"}

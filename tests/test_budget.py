@@ -114,7 +114,7 @@ def test_rows_of_one_length_are_priced_as_one_pass_alone() -> None:
 def test_the_plan_prices_nothing_the_memo_already_holds(tiny_checkpoint: Factory) -> None:
     from transformers import AutoModel, AutoTokenizer
 
-    from pytest_bertprobe import forward
+    from pytest_bertprobe.forward import cache as forward
 
     path = tiny_checkpoint("bert")
     model, tokenizer = AutoModel.from_pretrained(path).eval(), AutoTokenizer.from_pretrained(path)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bertprobe import compat
+from pytest_bertprobe.checkpoint import compat
 
 
 def test_key_names_accept_plain_names_and_5x_mismatch_tuples() -> None:
@@ -50,8 +50,8 @@ def test_eager_matches_sdpa_survives_the_models_module_leaving_sys_modules(
 
     from transformers import AutoModel, AutoTokenizer
 
-    from pytest_bertprobe import forward
-    from pytest_bertprobe.consistency import assert_eager_matches_sdpa
+    from pytest_bertprobe.checks.consistency import assert_eager_matches_sdpa
+    from pytest_bertprobe.forward import cache as forward
 
     path = tiny_checkpoint("bert")
     model = AutoModel.from_pretrained(path).eval()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bertprobe import coverage
+from pytest_bertprobe.checks.tokenizer import coverage
 from tests.helpers import junit_metrics
 from tests.test_tokenizer_contract import (
     Fault,

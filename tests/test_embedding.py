@@ -10,15 +10,14 @@ from typing import Any
 
 import pytest
 
-from pytest_bertprobe import forward
-from pytest_bertprobe.embedding import (
-    EmbeddingConfigError,
+from pytest_bertprobe.checks.embedding import (
     EmbeddingSpec,
-    UnsupportedPoolingError,
     assert_embedding_contract,
     resolve_embedding,
     sentence_embedding,
 )
+from pytest_bertprobe.errors import EmbeddingConfigError, UnsupportedPoolingError
+from pytest_bertprobe.forward import cache as forward
 from pytest_bertprobe.sentences import SEED_SENTENCES
 from tests.helpers import junit_metrics, plant_at_load
 

@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
-from pytest_bertprobe import forward
-from pytest_bertprobe.finetuned_heads import identify
-from pytest_bertprobe.heads import NoHeadError, assert_heads_read_their_inputs, find_heads
+from pytest_bertprobe.checks.heads.promises import identify
+from pytest_bertprobe.checks.heads.replay import assert_heads_read_their_inputs, find_heads
+from pytest_bertprobe.errors import NoHeadError
+from pytest_bertprobe.forward import cache as forward
 from pytest_bertprobe.sentences import SEED_SENTENCES
 from tests.helpers import junit_metrics, plant_copy
 
@@ -152,7 +153,7 @@ def test_a_miswired_head_fails_and_names_what_it_read(tiny_checkpoint: TinyFacto
 
 
 def test_an_unlisted_model_type_is_held_to_the_final_outputs(tiny_checkpoint: TinyFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pytest_bertprobe import heads
+    from pytest_bertprobe.checks.heads import replay as heads
 
     model, inputs = _load(_checkpoint(tiny_checkpoint, "roberta", "SequenceClassification"))
     monkeypatch.setattr(heads, "promised_input", lambda *args: None)  # as for a model type the catalogue lacks

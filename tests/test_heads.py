@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from pytest_bertprobe.heads import (
-    NoHeadError,
+from pytest_bertprobe.checks.heads.replay import (
     assert_heads_read_their_inputs,
     assert_mlm_head_reads_last_hidden_state,
     assert_nsp_head_reads_pooler,
     find_heads,
 )
+from pytest_bertprobe.errors import NoHeadError
 from pytest_bertprobe.sentences import SEED_SENTENCES
 from tests.helpers import junit_metrics, plant_at_load
 
@@ -155,7 +155,7 @@ def test_nsp_head_that_slices_the_sequence_itself_fails(tiny_checkpoint: TinyFac
 def test_nsp_head_on_a_base_without_pooler_output_fails(tiny_checkpoint: TinyFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     from dataclasses import replace
 
-    from pytest_bertprobe import forward
+    from pytest_bertprobe.forward import cache as forward
 
     model, inputs = _load(tiny_checkpoint("bert", model_class="BertForPreTraining"))
     _nsp_reads_cls_state(model)

@@ -9,15 +9,19 @@ from typing import Any
 
 import pytest
 
-from pytest_bertprobe import forward
-from pytest_bertprobe.consistency import assert_deterministic, assert_eager_matches_sdpa, assert_save_load_round_trip
-from pytest_bertprobe.invariances import (
+from pytest_bertprobe.checks.consistency import (
+    assert_deterministic,
+    assert_eager_matches_sdpa,
+    assert_save_load_round_trip,
+)
+from pytest_bertprobe.checks.invariances import (
     NotApplicable,
     assert_hidden_states_consistent,
     assert_masked_content_invariant,
     assert_padding_invariant,
     assert_permutation_equivariant,
 )
+from pytest_bertprobe.forward import cache as forward
 from pytest_bertprobe.sentences import PROBE_SENTENCES
 
 # The audit test behind each check, for `-k`.
@@ -278,7 +282,7 @@ def test_a_lossy_sdpa_kernel_fails_against_eager(pytester: pytest.Pytester, tiny
 
 
 def test_shared_passes_are_kept_apart_per_attention_implementation(tiny_checkpoint: Callable[..., Path]) -> None:
-    from pytest_bertprobe import compat
+    from pytest_bertprobe.checkpoint import compat
 
     model, tokenizer = _load(tiny_checkpoint("bert"))
     with forward.shared(model, tokenizer):
@@ -356,7 +360,7 @@ UNEQUAL = ["hello world", "the weather", "today", "hello the weather today"]
 def test_rows_of_one_length_run_alone_in_one_pass(tiny_checkpoint: Callable[..., Path]) -> None:
     import torch
 
-    from pytest_bertprobe.views import passes_alone
+    from pytest_bertprobe.forward.views import passes_alone
 
     model, tokenizer = _load(tiny_checkpoint("bert"))
     with forward.shared(model, tokenizer):
@@ -371,7 +375,7 @@ def test_rows_of_one_length_run_alone_in_one_pass(tiny_checkpoint: Callable[...,
 
 
 def test_rows_an_unpadded_pass_holds_are_recalled_and_padded_rows_are_not(tiny_checkpoint: Callable[..., Path]) -> None:
-    from pytest_bertprobe.views import passes_alone
+    from pytest_bertprobe.forward.views import passes_alone
 
     model, tokenizer = _load(tiny_checkpoint("bert"))
     with forward.shared(model, tokenizer):

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from pytest_bertprobe.checks.heads.labels import assert_label_map, label_map_problems
 from pytest_bertprobe.compare import NotApplicable
-from pytest_bertprobe.labels import assert_label_map, label_map_problems
 from tests.helpers import junit_metrics, plant_copy
 
 TinyFactory = Callable[..., Path]

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from pytest_bertprobe import loading
+from pytest_bertprobe.checkpoint import loading
+from pytest_bertprobe.checkpoint.renames import find_renames
+from pytest_bertprobe.checks.weights import assert_weights_finite, assert_weights_loaded, inspect_weights
 from pytest_bertprobe.compare import NotApplicable
-from pytest_bertprobe.renames import find_renames
-from pytest_bertprobe.weights import assert_weights_finite, assert_weights_loaded, inspect_weights
 from tests.helpers import assert_usage_error, junit_metrics, plant_copy
 
 TinyFactory = Callable[..., Path]

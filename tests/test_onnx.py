@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from pytest_bertprobe import onnx_audit, onnx_behaviour
+from pytest_bertprobe.artefacts import onnx_export as onnx_audit
+from pytest_bertprobe.artefacts import onnx_quantized as onnx_behaviour
 from tests.exports import TRACED_SENTENCES, export_onnx, quantize_int8
 from tests.helpers import assert_usage_error
 
@@ -86,8 +87,8 @@ def test_a_traced_export_agrees_on_the_shape_it_was_traced_with(tiny_with_export
     """The control for the failure above: the traced graph is right, only for its one shape."""
     from transformers import AutoModel, AutoTokenizer
 
-    from pytest_bertprobe import forward
-    from pytest_bertprobe.embedding import sentence_embedding
+    from pytest_bertprobe.checks.embedding import sentence_embedding
+    from pytest_bertprobe.forward import cache as forward
 
     model, tokenizer = AutoModel.from_pretrained(tiny_with_exports).eval(), AutoTokenizer.from_pretrained(tiny_with_exports)
     export = onnx_audit.open_export(tiny_with_exports / "onnx" / "model_traced.onnx", "model_traced.onnx", "cpu")

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from pytest_bertprobe import loading
-from pytest_bertprobe.anatomy import NoPoolerError
-from pytest_bertprobe.provenance import assert_pooler_trained, inspect_pooler_provenance
+from pytest_bertprobe.checkpoint import loading
+from pytest_bertprobe.checks.provenance import assert_pooler_trained, inspect_pooler_provenance
+from pytest_bertprobe.errors import NoPoolerError
 from tests.helpers import plant_copy
 
 TinyFactory = Callable[..., Path]
@@ -116,8 +116,8 @@ def test_all_zero_pooler_fails_as_degenerate_and_is_reported_untrained(
 def test_nan_weight_fails_outputs_finite_naming_tensor_position_sentence_and_parameter(
     pytester: pytest.Pytester, tiny_checkpoint: TinyFactory, tmp_path: Path
 ) -> None:
-    from pytest_bertprobe.forward import encode
-    from pytest_bertprobe.finiteness import assert_outputs_finite
+    from pytest_bertprobe.checks.finiteness import assert_outputs_finite
+    from pytest_bertprobe.forward.cache import encode
 
     planted = plant_copy(tiny_checkpoint("bert"), tmp_path / "nan-weight", weights=_nan_query_weight)
     result, metrics = _audit(pytester, planted)

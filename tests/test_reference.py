@@ -11,10 +11,16 @@ from typing import Any
 
 import pytest
 
-from pytest_bertprobe import loading
-from pytest_bertprobe.reference import assert_agrees_with_reference, assert_checkpoints_agree
+from pytest_bertprobe.checkpoint import loading
+from pytest_bertprobe.checks.reference import assert_agrees_with_reference, assert_checkpoints_agree
+from pytest_bertprobe.checks.snapshot import (
+    SnapshotError,
+    assert_matches_snapshot,
+    read_snapshot,
+    take_snapshot,
+    write_snapshot,
+)
 from pytest_bertprobe.sentences import PROBE_SENTENCES
-from pytest_bertprobe.snapshot import SnapshotError, assert_matches_snapshot, read_snapshot, take_snapshot, write_snapshot
 from tests.helpers import assert_usage_error, plant_copy
 
 TinyFactory = Callable[..., Path]

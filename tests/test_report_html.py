@@ -240,7 +240,7 @@ def test_without_matplotlib_the_option_is_one_usage_line(pytester: pytest.Pytest
 
 
 def test_plot_data_merges_over_examples(pytester: pytest.Pytester) -> None:
-    from pytest_bertprobe.report import PLOT_POINTS, _PLOTS, record_plot
+    from pytest_bertprobe.audit.record import _PLOTS, PLOT_POINTS, record_plot
 
     item = pytester.getitem("def test_func(): pass")
     record_plot(item, {"kind": "layer_differences", "series": [["embeddings", 0.0], ["layer 1", 2.0]], "diverging": ["layer 1"]})
@@ -264,7 +264,10 @@ def test_the_page_is_replaced_whole(tmp_path: Path) -> None:
 
 
 def test_a_regressed_snapshot_is_drawn_per_embedding(checkpoints: dict[str, Path]) -> None:
-    from pytest_bertprobe import loading, plot_data, plots, snapshot
+    from pytest_bertprobe.audit import plot_data
+    from pytest_bertprobe.checkpoint import loading
+    from pytest_bertprobe.checks import snapshot
+    from pytest_bertprobe.report import plots
 
     def load(path: Path) -> loading.Checkpoint:
         return loading.load_checkpoint(loading.resolve_source(str(path)), path.name, device="cpu", dtype="float32")

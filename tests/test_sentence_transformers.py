@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from pytest_bertprobe import st_pipeline
+from pytest_bertprobe.artefacts import st_pipeline
 from tests.helpers import junit_metrics
 from tests.test_embedding import _copy, _sentence_transformers
 

@@ -9,7 +9,7 @@ import pytest
 
 COUNTING_CONFTEST = """
 import gc, weakref
-import pytest_bertprobe.loading as loading
+from pytest_bertprobe.checkpoint import loading
 
 LOADS = []
 LIVE = []
@@ -72,7 +72,7 @@ def test_verbose_summary_lists_every_check(pytester: pytest.Pytester, tiny_check
 
 _FROZEN_GARBAGE = """
 import gc, weakref
-from pytest_bertprobe import frozen_imports
+from pytest_bertprobe.checkpoint import frozen_imports
 
 class Model:
     pass

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from pytest_bertprobe import tokenizer_contract as contract
+from pytest_bertprobe.checks.tokenizer import contract
 from tests.helpers import junit_metrics, write_vocabulary_files
 
 TinyFactory = Callable[..., Path]
@@ -325,7 +325,7 @@ def test_a_forward_pass_that_breaks_at_the_maximum_length_fails(tiny_checkpoint:
 
 
 def test_max_length_reuses_a_shared_pass_at_that_length(tiny_checkpoint: TinyFactory) -> None:
-    from pytest_bertprobe import forward
+    from pytest_bertprobe.forward import cache as forward
 
     model, tokenizer = _load(tiny_checkpoint("bert"))
     with forward.shared(model, tokenizer):
@@ -367,7 +367,7 @@ def test_a_rotary_model_is_not_moved_by_a_pad_in_front_in_any_dtype(tiny_checkpo
     import torch
     from transformers import AutoModel
 
-    from pytest_bertprobe.tables import tables
+    from pytest_bertprobe.checkpoint.tables import tables
 
     model = AutoModel.from_pretrained(tiny_checkpoint("roformer"), dtype=getattr(torch, dtype)).eval()
     # bf16 rounding alone moves the states by more than float32's 1e-4: judged at padding_invariance's bf16 tolerance.
@@ -378,7 +378,7 @@ def test_a_rotary_model_is_not_moved_by_a_pad_in_front_in_any_dtype(tiny_checkpo
 def test_a_model_in_training_mode_tells_nothing_about_left_padding(tiny_checkpoint: Callable[..., Path]) -> None:
     from transformers import AutoModel
 
-    from pytest_bertprobe.tables import tables
+    from pytest_bertprobe.checkpoint.tables import tables
 
     model = AutoModel.from_pretrained(tiny_checkpoint("roformer")).train()  # dropout on: require_eval_mode reports it
     assert tables(model).moved_by_left_padding is None

@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
-from pytest_bertprobe import forward, special_tokens, tokenizer_files
+from pytest_bertprobe.checks.tokenizer import files as tokenizer_files
+from pytest_bertprobe.checks.tokenizer import special_tokens
+from pytest_bertprobe.forward import cache as forward
 from tests.helpers import assert_usage_error, sentencepiece_model, write_vocabulary_files
 from tests.test_tokenizer_contract import Fault, check_fault, copy_checkpoint, edit_json, plant_all, run_tokenizer_audit
 
@@ -230,7 +232,7 @@ def test_a_tokenizer_class_that_does_not_exist_is_a_usage_error(
 def test_every_tokenizer_class_transformers_maps_is_known_to_preflight() -> None:
     from transformers.models.auto.tokenization_auto import TOKENIZER_MAPPING_NAMES
 
-    from pytest_bertprobe.preflight import _known_tokenizer_class, _tokenizer_class_names
+    from pytest_bertprobe.checkpoint.preflight import _known_tokenizer_class, _tokenizer_class_names
 
     mapped = {n for value in TOKENIZER_MAPPING_NAMES.values() for n in (value if isinstance(value, tuple) else (value,)) if n}
     assert {n for n in mapped if not _known_tokenizer_class(n.removesuffix("Fast"))} == set()

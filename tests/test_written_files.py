@@ -51,7 +51,9 @@ KILL_AT_REPLACE = """
 import os, signal, sys
 from pathlib import Path
 sys.path.insert(0, {root!r})
-from pytest_bertprobe import atomic, report_files, snapshot
+from pytest_bertprobe import atomic
+from pytest_bertprobe.report import files as report_files
+from pytest_bertprobe.checks import snapshot
 target = Path({target!r})
 os.replace = lambda *args: os.kill(os.getpid(), signal.SIGKILL)  # the writer dies at the last instant
 {write}
@@ -79,8 +81,9 @@ def test_kill_at_the_write_leaves_the_old_file(tmp_path: Path, write: str) -> No
 
 
 def test_report_files_are_written_through_the_atomic_helper(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pytest_bertprobe import atomic, report_files
+    from pytest_bertprobe import atomic
     from pytest_bertprobe.options import Settings
+    from pytest_bertprobe.report import files as report_files
     from pytest_bertprobe.session import ProbeSession
 
     written: list[Path] = []

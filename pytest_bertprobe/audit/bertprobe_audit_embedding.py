@@ -6,15 +6,11 @@ from typing import Any
 
 import pytest
 
-from pytest_bertprobe import st_pipeline
+from pytest_bertprobe.artefacts import st_pipeline
 from pytest_bertprobe.audit.harness import run_check
-from pytest_bertprobe.embedding import (
-    EmbeddingConfigError,
-    UnsupportedPoolingError,
-    assert_embedding_contract,
-    resolve_embedding,
-)
-from pytest_bertprobe.loading import Checkpoint
+from pytest_bertprobe.checkpoint.loading import Checkpoint
+from pytest_bertprobe.checks.embedding import assert_embedding_contract, resolve_embedding
+from pytest_bertprobe.errors import EmbeddingConfigError, UnsupportedPoolingError
 from pytest_bertprobe.sentences import SEED_SENTENCES
 from pytest_bertprobe.session import probe_session
 

@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from pytest_bertprobe import loading
 from pytest_bertprobe.audit.harness import encode_batch, given_batches, run_check
+from pytest_bertprobe.checkpoint import loading
+from pytest_bertprobe.checks.finiteness import assert_outputs_finite, nonfinite_parameters
 from pytest_bertprobe.errors import NotApplicable
-from pytest_bertprobe.finiteness import assert_outputs_finite, nonfinite_parameters
 from pytest_bertprobe.strategies import Sentence
 
 

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from pytest_bertprobe.audit.harness import given_batches, run_check, run_on_batch
-from pytest_bertprobe.heads import assert_heads_read_their_inputs
-from pytest_bertprobe.labels import assert_label_map
-from pytest_bertprobe.loading import Checkpoint
+from pytest_bertprobe.checkpoint.loading import Checkpoint
+from pytest_bertprobe.checks.heads.labels import assert_label_map
+from pytest_bertprobe.checks.heads.replay import assert_heads_read_their_inputs
 from pytest_bertprobe.strategies import Sentence
 
 NO_HEAD_REASON = "checkpoint has no head"

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from pytest_bertprobe import plot_data
+from pytest_bertprobe.audit import plot_data
 from pytest_bertprobe.audit.harness import (
     encode_batch,
     given_batches,
@@ -14,12 +14,12 @@ from pytest_bertprobe.audit.harness import (
     run_check,
     run_on_batch,
 )
-from pytest_bertprobe.consistency import (
+from pytest_bertprobe.checks.consistency import (
     assert_deterministic,
     assert_eager_matches_sdpa,
     assert_save_load_round_trip,
 )
-from pytest_bertprobe.invariances import (
+from pytest_bertprobe.checks.invariances import (
     assert_hidden_states_consistent,
     assert_masked_content_invariant,
     assert_padding_invariant,

@@ -8,15 +8,13 @@ from typing import Any
 
 import pytest
 
-from pytest_bertprobe import onnx_audit, plot_data, st_pipeline
+from pytest_bertprobe.artefacts import onnx_export as onnx_audit
+from pytest_bertprobe.artefacts import st_pipeline
+from pytest_bertprobe.audit import plot_data
 from pytest_bertprobe.audit.harness import audit_batches, record_plot_data, run_check
-from pytest_bertprobe.embedding import (
-    EmbeddingConfigError,
-    UnsupportedPoolingError,
-    resolve_embedding,
-    sentence_embedding,
-)
-from pytest_bertprobe.loading import Checkpoint
+from pytest_bertprobe.checkpoint.loading import Checkpoint
+from pytest_bertprobe.checks.embedding import resolve_embedding, sentence_embedding
+from pytest_bertprobe.errors import EmbeddingConfigError, UnsupportedPoolingError
 from pytest_bertprobe.session import probe_session
 
 NO_EXPORT_REASON = "no ONNX export: none in onnx/*.onnx or model.onnx beside the weights, and no --bert-onnx"

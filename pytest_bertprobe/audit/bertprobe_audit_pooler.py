@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 
-from pytest_bertprobe import forward, plot_data
-from pytest_bertprobe.anatomy import PoolerAnatomy, require_checkable_pooler
+from pytest_bertprobe.audit import plot_data
 from pytest_bertprobe.audit.harness import (
     encode_batch,
     given_batches,
@@ -19,14 +18,16 @@ from pytest_bertprobe.audit.harness import (
     run_check,
     run_on_batch,
 )
-from pytest_bertprobe.compare import Gap, all_finite
-from pytest_bertprobe.errors import NotApplicable
-from pytest_bertprobe.pooler import (
+from pytest_bertprobe.checkpoint.anatomy import PoolerAnatomy, require_checkable_pooler
+from pytest_bertprobe.checks.pooler import (
     assert_cls_differs_from_pooler,
     assert_pooler_in_tanh_range,
     assert_pooler_is_dense_tanh_of_cls,
     assert_pooler_not_degenerate,
 )
+from pytest_bertprobe.compare import Gap, all_finite
+from pytest_bertprobe.errors import NotApplicable
+from pytest_bertprobe.forward import cache
 from pytest_bertprobe.sentences import PROBE_SENTENCES
 from pytest_bertprobe.strategies import Sentence
 
@@ -55,7 +56,7 @@ def _on_finite_pooler(check: Callable[..., Gap]) -> Callable[..., Gap]:
     """`check`, unless the pooler is absent (a skip) or already non-finite (outputs_finite reports that)."""
 
     def guarded(model: Any, inputs: Any, **kwargs: Any) -> Gap:
-        outputs = forward.forward(model, inputs)
+        outputs = cache.forward(model, inputs)
         # The audited model's own anatomy: an overridden bert_model may differ from the checkpoint's load.
         require_checkable_pooler(model, outputs)
         if not all_finite(outputs.pooler_output):
@@ -68,7 +69,7 @@ def _on_finite_pooler(check: Callable[..., Gap]) -> Callable[..., Gap]:
 @pytest.mark.bertprobe_audit(check="pooler_not_degenerate")
 def test_pooler_is_not_constant(request: pytest.FixtureRequest, bert_model: Any, bert_tokenizer: Any) -> None:
     """Distinct sentences give distinct pooler outputs (fixed sentences: generated ones may tokenize alike)."""
-    inputs = forward.encode(bert_tokenizer, PROBE_SENTENCES, bert_model.device)
+    inputs = cache.encode(bert_tokenizer, PROBE_SENTENCES, bert_model.device)
     record_plot_data(request, plot_data.pooler_preactivation, bert_model, inputs)
     run_check(request, _on_finite_pooler(assert_pooler_not_degenerate), bert_model, inputs, sentences=PROBE_SENTENCES)
 

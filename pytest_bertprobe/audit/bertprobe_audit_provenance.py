@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from pytest_bertprobe import loading
 from pytest_bertprobe.audit.harness import run_check
-from pytest_bertprobe.provenance import inspect_pooler_provenance, require_verdict
-from pytest_bertprobe.report import record_result
+from pytest_bertprobe.audit.record import record_result
+from pytest_bertprobe.checkpoint import loading
+from pytest_bertprobe.checks.provenance import inspect_pooler_provenance, require_verdict
 from pytest_bertprobe.session import probe_session
 
 

@@ -6,10 +6,11 @@ from typing import Any
 
 import pytest
 
-from pytest_bertprobe import plot_data, snapshot
+from pytest_bertprobe.audit import plot_data
 from pytest_bertprobe.audit.harness import given_batches, record_plot_data, run_check
-from pytest_bertprobe.loading import Checkpoint
-from pytest_bertprobe.reference import assert_agrees_with_reference
+from pytest_bertprobe.checkpoint.loading import Checkpoint
+from pytest_bertprobe.checks import snapshot
+from pytest_bertprobe.checks.reference import assert_agrees_with_reference
 from pytest_bertprobe.session import probe_session
 from pytest_bertprobe.strategies import Sentence, materialize
 

@@ -6,9 +6,10 @@ from typing import Any
 
 import pytest
 
-from pytest_bertprobe import coverage, forward, special_tokens, tokenizer_files
-from pytest_bertprobe import tokenizer_contract as contract
 from pytest_bertprobe.audit.harness import given_batches, run_check
+from pytest_bertprobe.checks.tokenizer import contract, coverage, special_tokens
+from pytest_bertprobe.checks.tokenizer import files as tokenizer_files
+from pytest_bertprobe.forward import cache
 from pytest_bertprobe.session import probe_session
 from pytest_bertprobe.strategies import Sentence, materialize
 
@@ -76,7 +77,7 @@ def test_tokenizer_files_agree(request: pytest.FixtureRequest, bert_checkpoint: 
     loaded = None if probe_session(request.config).settings.trust_remote_code else bert_checkpoint.tokenizer
 
     def built() -> Any:  # once per checkpoint, kept with its (shared, read-only) tokenizer's encodings
-        return forward.recall(
+        return cache.recall(
             bert_tokenizer, ("tokenizer files", str(folder)), lambda: tokenizer_files.build_tokenizers(folder, loaded=loaded)
         )
 

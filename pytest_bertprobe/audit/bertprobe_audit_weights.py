@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from pytest_bertprobe import loading
 from pytest_bertprobe.audit.harness import run_check
-from pytest_bertprobe.weights import assert_weights_finite, assert_weights_loaded
+from pytest_bertprobe.checkpoint import loading
+from pytest_bertprobe.checks.weights import assert_weights_finite, assert_weights_loaded
 
 
 @pytest.mark.bertprobe_audit(check="weights_loaded")

@@ -20,9 +20,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from pytest_bertprobe import forward
 from pytest_bertprobe.catalogue import CATALOGUE, BatchShape
-from pytest_bertprobe.tokenizer_contract import input_limit
+from pytest_bertprobe.checkpoint.limits import input_limit
+from pytest_bertprobe.forward import cache
 
 MIN_EXAMPLES = 1
 MAX_EXAMPLES = 1000
@@ -113,11 +113,11 @@ def plan_examples(
     """Run the `calibration` batches (memoized for later checks), price the rest, pick the example count."""
     limit = input_limit(model, tokenizer)
     for sentences in calibration:
-        forward.forward(model, forward.encode(tokenizer, sentences, model.device, max_length=limit))
-    price = fit_price(forward.pass_timings(model))
+        cache.forward(model, cache.encode(tokenizer, sentences, model.device, max_length=limit))
+    price = fit_price(cache.pass_timings(model))
 
     def seconds(batch: Sequence[str], eager: bool = True, alone: Sequence[int] | None = None) -> float:
-        inputs = forward.encode(tokenizer, batch, model.device, max_length=limit)
+        inputs = cache.encode(tokenizer, batch, model.device, max_length=limit)
         return price.of(*batch_passes(inputs, head_model=head_model, eager=eager, alone=alone))
 
     # Every pass is memoized: a batch seen before costs nothing, a sentence run alone before no second time.
@@ -133,7 +133,7 @@ def plan_examples(
     per_example = statistics.fmean(generated_seconds) + per_check if generated else per_check
     # The load already spent, the save/load round trip's reload priced as another, and its second pass
     # with determinism's; then every explicit example (eager_matches_sdpa runs only `eager_explicit` of them).
-    probe_tokens = forward.encode(tokenizer, calibration[-1], model.device, max_length=limit)["input_ids"].numel()
+    probe_tokens = cache.encode(tokenizer, calibration[-1], model.device, max_length=limit)["input_ids"].numel()
     fixed = 2 * load_seconds + price.of(2, 2 * probe_tokens) + sum(seconds(batch, batch in eager_explicit) + per_check for batch in explicit)
     affordable = (budget - fixed) / per_example
     count = max(MIN_EXAMPLES, min(MAX_EXAMPLES, math.floor(affordable) if affordable > 0 else 0))

@@ -1,7 +1,7 @@
 """How audit tests run a check: generated batches, skips for checks that do not apply, metrics kept.
 
 Every Hypothesis-driven audit test draws from the same strategy under the same seed, so the same
-batches reach every invariant and `forward.forward` serves each batch's forward pass once for all of them.
+batches reach every invariant and `cache.forward` serves each batch's forward pass once for all of them.
 """
 
 from __future__ import annotations
@@ -14,16 +14,21 @@ import pytest
 from hypothesis import HealthCheck, Phase, Verbosity, given, seed, settings
 from hypothesis.errors import UnsatisfiedAssumption
 
-from pytest_bertprobe import forward
 from pytest_bertprobe.audit.budget import Plan, plan_examples
+from pytest_bertprobe.audit.record import (
+    FAILING_BATCH_ATTRIBUTE,
+    examples_recorded,
+    record_plot,
+    record_result,
+    rewind_examples,
+)
 from pytest_bertprobe.catalogue import BY_NAME, EXPLICIT_BATCHES, KERNEL_BATCHES
-from pytest_bertprobe.errors import CheckFailure, NotApplicable
-from pytest_bertprobe.forward_failure import ForwardError
-from pytest_bertprobe.report import FAILING_BATCH_ATTRIBUTE, examples_recorded, record_plot, record_result, rewind_examples
+from pytest_bertprobe.checkpoint.limits import input_limit
+from pytest_bertprobe.errors import CheckFailure, ForwardError, NotApplicable
+from pytest_bertprobe.forward import cache
 from pytest_bertprobe.sentences import PROBE_SENTENCES, SEED_SENTENCES
 from pytest_bertprobe.session import probe_session
 from pytest_bertprobe.strategies import Sentence, audit_sentences, batches, materialize
-from pytest_bertprobe.tokenizer_contract import input_limit
 
 AUDIT_SEED = 1560  # one seed for every audit test: the same generated batches, so shared forward passes
 AUDIT_PROFILE = "bertprobe-audit"
@@ -208,7 +213,7 @@ def audit_batches(request: pytest.FixtureRequest, model: Any, tokenizer: Any) ->
 def encode_batch(model: Any, tokenizer: Any, batch: list[Sentence]) -> tuple[list[str], Any]:
     """The batch as plain sentences and as model inputs on the model's device."""
     sentences = materialize(batch, tokenizer)
-    return sentences, forward.encode(tokenizer, sentences, model.device, max_length=input_limit(model, tokenizer))
+    return sentences, cache.encode(tokenizer, sentences, model.device, max_length=input_limit(model, tokenizer))
 
 
 def run_on_batch(request: pytest.FixtureRequest, check: Callable[..., Any], model: Any, tokenizer: Any, batch: list[Sentence]) -> Any:

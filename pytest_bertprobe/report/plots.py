@@ -1,0 +1,187 @@
+"""The HTML report's figures: matplotlib's object API (a bare `Figure`, no pyplot state) written as inline SVG.
+
+Each `Plot` is drawn from a check's recorded metrics (`plot_data`, or the check's own numbers) and carries
+its title, axis labels and a one-line caption saying how to read it. matplotlib is imported only here.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pytest_bertprobe.checks.tokenizer.coverage import LANGUAGES
+
+SVG_SALT = "pytest-bertprobe"  # fixed ids in the SVG: the same run draws the same bytes
+_FLOOR = 1e-12  # where a log axis puts an exact zero
+_OK, _BAD, _LINE = "#3b7dd8", "#d83b3b", "#444444"
+
+
+@dataclass(frozen=True)
+class Plot:
+    """One figure: what it shows, how to read it, and the SVG."""
+
+    key: str
+    title: str
+    caption: str
+    svg: str
+
+
+def figures_for(check: str, metrics: dict[str, Any]) -> list[Plot]:
+    """The figures a check's metrics can draw: its recorded plot data, and [UNK] rates."""
+    plot = metrics.get("plot") or {}
+    drawn: list[Plot | None] = []
+    if plot.get("kind") in _DRAWERS:
+        drawn.append(_DRAWERS[plot["kind"]](check, plot))
+    if check == "token_coverage" and metrics.get("scripts"):
+        drawn.append(unk_rates(metrics))
+    return [figure for figure in drawn if figure is not None]
+
+
+def pooler_histogram(check: str, data: dict[str, Any]) -> Plot:
+    """Pooler pre-activations, with the tanh saturation band marked."""
+    low, high = data["range"]
+    counts = data["counts"]
+    width = (high - low) / len(counts)
+    threshold = data.get("threshold", 2.0)
+
+    def draw(axes: Any) -> None:
+        lefts = [low + index * width for index in range(len(counts))]
+        colours = [_BAD if abs(left + width / 2) > threshold else _OK for left in lefts]
+        axes.bar(lefts, counts, width=width, align="edge", color=colours)
+        for edge in (-threshold, threshold):
+            axes.axvline(edge, color=_LINE, linestyle="--", linewidth=1)
+        axes.set_xlabel("pooler pre-activation: dense([CLS]) before tanh")
+        axes.set_ylabel("count of values")
+
+    share = data.get("saturated", 0.0)
+    caption = (
+        f"{share:.1%} of {data.get('values', sum(counts))} values lie past |x| > {threshold:g} (red, tanh saturated). "
+        "A healthy pooler spreads around 0; one spike means a collapsed (constant) pooler, mass in red a saturated one."
+    )
+    return Plot(f"{check}-pooler", "Pooler pre-activations (probe sentences)", caption, _svg(draw))
+
+
+def cls_pooler_cosine(check: str, data: dict[str, Any]) -> Plot:
+    """Per sentence: cosine between [CLS] and pooler_output."""
+    series = data["series"]
+
+    def draw(axes: Any) -> None:
+        values = [value for _, value in series]
+        axes.bar(range(len(values)), values, color=[_BAD if value > 0.999 else _OK for value in values])
+        axes.axhline(1.0, color=_LINE, linestyle="--", linewidth=1)
+        axes.set_ylim(min(-0.05, min(values, default=0) - 0.05), 1.05)
+        axes.set_xlabel("sentence (index in the table below)")
+        axes.set_ylabel("cosine([CLS], pooler_output)")
+
+    caption = (
+        "Each bar is one sentence. Bars at 1 (dashed line, red) mean pooler_output is the [CLS] state itself; "
+        "a trained tanh pooler gives lower, varied cosines: [CLS] and pooler_output are different embeddings."
+    )
+    return Plot(f"{check}-cosine", "[CLS] vs pooler_output, per sentence", caption, _svg(draw))
+
+
+def padding_error(check: str, data: dict[str, Any]) -> Plot:
+    """Greatest |alone − padded row| against the sentence's length."""
+    points = sorted(data["series"])
+    atol = float(data.get("atol", 0.0))
+
+    def draw(axes: Any) -> None:
+        lengths = [length for length, _ in points]
+        errors = [max(error, _FLOOR) for _, error in points]
+        axes.scatter(lengths, errors, color=[_BAD if error > atol else _OK for error in errors], zorder=3)
+        axes.axhline(max(atol, _FLOOR), color=_LINE, linestyle="--", linewidth=1, label=f"tolerance {atol:g}")
+        axes.set_yscale("log")
+        axes.set_xlabel("sentence length (tokens, before padding)")
+        axes.set_ylabel("greatest |alone - padded row|")
+        _legend(axes)
+
+    caption = (
+        f"Each dot is one sentence of a generated batch, compared alone and padded into the batch. Dots above the dashed "
+        f"line (tolerance {atol:g}) mean padding leaks into real tokens; exact zeros sit at {_FLOOR:g}."
+    )
+    return Plot(f"{check}-padding", "Padding-invariance error against sequence length", caption, _svg(draw))
+
+
+def layer_differences(check: str, data: dict[str, Any]) -> Plot:
+    """Greatest difference per layer (or output), the tolerance line and the first diverging layer."""
+    series = data["series"]
+    atol = float(data.get("atol", 0.0))
+    diverging = [name for name, _ in series if name in set(data.get("diverging", ()))]
+    first = diverging[0] if diverging else None
+
+    def draw(axes: Any) -> None:
+        names = [str(name) for name, _ in series]
+        values = [max(float(value), _FLOOR) for _, value in series]
+        axes.plot(range(len(values)), values, marker="o", color=_OK, zorder=3)
+        axes.axhline(max(atol, _FLOOR), color=_LINE, linestyle="--", linewidth=1, label=f"tolerance {atol:g}")
+        if first is not None:
+            index = names.index(first)
+            axes.axvline(index, color=_BAD, linewidth=1.5, label=f"first diverging: {first}")
+            axes.scatter([index], [values[index]], color=_BAD, s=60, zorder=4)
+        axes.set_yscale("log")
+        axes.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+        axes.set_xlabel("output, in data-flow order" if data.get("against") != "the golden snapshot" else "embedding")
+        axes.set_ylabel(f"greatest |difference| to {data.get('against', 'the reference')}")
+        _legend(axes)
+
+    against = data.get("against", "the reference")
+    caption = f"Greatest difference to {against} per output, over every sentence tried; the dashed line is the tolerance ({atol:g}). " + (
+        f"First diverging: {first}. Everything left of the red line agrees, so the fault is in that layer."
+        if first
+        else "No output diverges: a curve rising towards the line shows where precision is lost."
+    )
+    return Plot(f"{check}-layers", f"Per-layer difference to {against}", caption, _svg(draw))
+
+
+def unk_rates(metrics: dict[str, Any]) -> Plot:
+    """[UNK] rate per script, the `--bert-languages` threshold drawn, declared scripts in colour."""
+    scripts = metrics["scripts"]
+    threshold = float(metrics.get("threshold", 0.0))
+    declared = {LANGUAGES[code] for code in metrics.get("declared", ()) if code in LANGUAGES}
+
+    def draw(axes: Any) -> None:
+        names = list(scripts)
+        rates = [100 * scripts[name]["rate"] for name in names]
+        colours = [_BAD if name in declared and rate > 100 * threshold else (_OK if name in declared else "#9aa7b8") for name, rate in zip(names, rates)]
+        axes.bar(range(len(names)), rates, color=colours)
+        axes.axhline(100 * threshold, color=_LINE, linestyle="--", linewidth=1, label=f"--bert-languages threshold {threshold:.0%}")
+        axes.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+        axes.set_ylim(0, 105)
+        axes.set_xlabel("script of the probe characters")
+        axes.set_ylabel("characters lost to [UNK] (%)")
+        _legend(axes)
+
+    said = ", ".join(sorted(declared)) or "none declared (grey: reported, not enforced)"
+    caption = f"Share of each script's characters the tokenizer maps to [UNK]. Declared scripts: {said}; a declared bar above the dashed line fails."
+    return Plot("token_coverage-unk", "[UNK] rate by script", caption, _svg(draw))
+
+
+def _legend(axes: Any) -> None:
+    """Above the axes, where it hides no bar or point."""
+    axes.figure.legend(loc="outside upper right", fontsize=8, frameon=False, ncols=2)
+
+
+_DRAWERS: dict[str, Callable[[str, dict[str, Any]], Plot]] = {
+    "pooler_histogram": pooler_histogram,
+    "cls_pooler_cosine": cls_pooler_cosine,
+    "padding_error": padding_error,
+    "layer_differences": layer_differences,
+}
+
+
+def _svg(draw: Callable[[Any], None]) -> str:
+    """Draw on a fresh figure (no pyplot) and return it as an inline `<svg>` element."""
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    # Text stays text (the browser's sans-serif draws it): a smaller page, searchable labels.
+    with matplotlib.rc_context({"svg.hashsalt": SVG_SALT, "svg.fonttype": "none", "font.size": 9}):
+        figure = Figure(figsize=(6.4, 3.3), layout="constrained")
+        draw(figure.add_subplot())
+        buffer = io.StringIO()
+        # No metadata block: its RDF names web addresses, and the date would make two runs' pages differ.
+        figure.savefig(buffer, format="svg", metadata={key: None for key in ("Creator", "Date", "Format", "Type")})
+    text = buffer.getvalue()
+    return text[text.index("<svg"):]
