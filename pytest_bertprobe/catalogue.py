@@ -47,6 +47,7 @@ class Check:
     explicit: Batches = EXPLICIT_BATCHES  # run before the generated batches (generated checks only)
     passes: Callable[[BatchShape], float] | None = None  # full-width passes of its own per new generated batch
     rows_alone: bool = False  # also runs each row of a new generated batch alone
+    training: bool = False  # a verdict on whether the weights are trained: `--bert-allow-untrained` reports it instead
 
     @property
     def module(self) -> str:

@@ -32,6 +32,7 @@ class Settings:
     languages: tuple[str, ...] = ()
     trust_remote_code: bool = False
     allow_pickle: bool = False
+    allow_untrained: bool = False  # `--bert-allow-untrained`: verdicts on training are reported, not failed
     report_json: str | None = None
     report_markdown: str | None = None
     report_html: str | None = None
@@ -84,6 +85,13 @@ def add_options(parser: pytest.Parser) -> None:
         action="store_true",
         default=False,
         help="allow pickle-only weights (pytorch_model.bin), which can run code when loaded (default: refused)",
+    )
+    group.addoption(
+        "--bert-allow-untrained",
+        action="store_true",
+        default=None,
+        help="report, instead of failing, the checks that judge whether the weights are trained (for tiny random "
+        "test checkpoints such as make_tiny_checkpoint's; default: ini bert_allow_untrained, else they fail)",
     )
     group.addoption(
         "--bert-report-json",
@@ -173,6 +181,7 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("bert_snapshot_dir", default=SNAPSHOT_DIR, help="default for --bert-snapshot-dir")
     parser.addini("bert_report_html", default="", help="default for --bert-report-html")
     parser.addini("bert_budget", default="", help="default for --bert-budget (seconds)")
+    parser.addini("bert_allow_untrained", type="bool", default=False, help="default for --bert-allow-untrained")
     parser.addini(
         "bert_tolerances",
         type="linelist",
@@ -212,6 +221,7 @@ def read_settings(config: pytest.Config) -> Settings:
         languages=languages,
         trust_remote_code=config.getoption("bert_trust_remote_code"),
         allow_pickle=config.getoption("bert_allow_pickle"),
+        allow_untrained=bool(config.getoption("bert_allow_untrained") or config.getini("bert_allow_untrained")),
         report_json=config.getoption("bert_report_json"),
         report_markdown=config.getoption("bert_report_markdown"),
         report_html=config.getoption("bert_report_html") or config.getini("bert_report_html") or None,

@@ -37,6 +37,7 @@ def pytest_configure(config: pytest.Config) -> None:
     of their classes. A test file run on its own would fail where the whole suite, which imports them early,
     passes.
     """
+    config.addinivalue_line("markers", "real_weights: audits trained weights, so its pytester runs go without --bert-allow-untrained")
     config.addinivalue_line("markers", "e2e: an end-to-end run of pytest on checkpoints (pytester or a subprocess); -m 'not e2e' skips them")
     from _pytest import pytester
 
@@ -52,6 +53,29 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 TinyFactory = Callable[..., Path]
+ALLOW_UNTRAINED = "--bert-allow-untrained"
+
+
+@pytest.fixture
+def pytester(pytester: pytest.Pytester, request: pytest.FixtureRequest) -> pytest.Pytester:
+    """pytester whose runs pass `--bert-allow-untrained`: the suite's tiny checkpoints are random by construction.
+
+    A test marked `real_weights` audits trained weights and runs without it (the default audit a user gets).
+    """
+    if request.node.get_closest_marker("real_weights") is not None:
+        return pytester
+    for name in ("runpytest_inprocess", "runpytest_subprocess"):  # runpytest hands on to one of these
+        setattr(pytester, name, _allowing_untrained(getattr(pytester, name)))
+    return pytester
+
+
+def _allowing_untrained(run: Callable[..., pytest.RunResult]) -> Callable[..., pytest.RunResult]:
+    def run_allowing(*args: Any, **kwargs: Any) -> pytest.RunResult:
+        texts = [str(arg) for arg in args]
+        disabled = any(text in ("no:bertprobe", "-pno:bertprobe") for text in texts)
+        return run(*args, *([] if disabled or ALLOW_UNTRAINED in texts else [ALLOW_UNTRAINED]), **kwargs)
+
+    return run_allowing
 
 
 @pytest.fixture(scope="session")

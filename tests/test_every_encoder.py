@@ -61,7 +61,8 @@ def audited(tiny_checkpoint: Callable[..., Path], tmp_path_factory: pytest.TempP
     report = folder / "report.json"
     # A subprocess: 51 model modules imported in-process would stay behind in every later test's sys.modules.
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *models, f"--bert-report-json={report}", "-rf"],
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *models, f"--bert-report-json={report}", "-rf",
+         "--bert-allow-untrained"],  # tiny random checkpoints: untrained by construction
         cwd=folder, capture_output=True, text=True, timeout=900, check=False,
     )  # fmt: skip
     data = json.loads(report.read_text(encoding="utf-8"))

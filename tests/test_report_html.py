@@ -86,7 +86,7 @@ def _audit(folder: Path, checkpoints: dict[str, Path], *extra: str) -> subproces
     command = [
         sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
         f"--bert-model={checkpoints['healthy']}", f"--bert-model={checkpoints['transposed']}",
-        f"--bert-reference={checkpoints['healthy']}", "--bert-report-html=out/report.html", *extra,
+        f"--bert-reference={checkpoints['healthy']}", "--bert-report-html=out/report.html", "--bert-allow-untrained", *extra,
     ]  # fmt: skip
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     return subprocess.run(command, cwd=folder, env=environment, capture_output=True, text=True, timeout=600)

@@ -82,8 +82,7 @@ def given_batches(test: Test) -> Test:
         chosen = current if plan is None else settings(current, max_examples=plan.max_examples)
         hypothesis_test._hypothesis_internal_use_settings = chosen  # type: ignore[attr-defined]
         if Phase.explicit in chosen.phases:
-            marker = kwargs["request"].node.get_closest_marker("bertprobe_audit")
-            _run_explicit(test, explicit_batches(marker.kwargs.get("check", "") if marker else ""), args, kwargs)
+            _run_explicit(test, explicit_batches(_check_name(kwargs["request"])), args, kwargs)
         replayable = _replayable(config, chosen)
         mark = examples_recorded(kwargs["request"].node)
         failure = _replay(test, chosen.max_examples, args, kwargs) if replayable else None
@@ -235,10 +234,28 @@ def run_check(request: pytest.FixtureRequest, check: Callable[..., Any], *args: 
         _keep_failure(request, failure, kwargs.get("sentences"))
         raise failure from None
     except AssertionError as failure:
+        if _reported_instead(request, failure):
+            return None
         _keep_failure(request, failure, kwargs.get("sentences"))
         raise
     record_result(request.node, result)
     return result
+
+
+def _reported_instead(request: pytest.FixtureRequest, failure: AssertionError) -> bool:
+    """Under `--bert-allow-untrained`, a training verdict's failure is kept as a report and the check passes."""
+    check = BY_NAME.get(_check_name(request))
+    if check is None or not check.training or not probe_session(request.config).settings.allow_untrained:
+        return False
+    metrics = failure.metrics if isinstance(failure, CheckFailure) and failure.metrics is not None else {}
+    record_result(request.node, {**metrics, "reported": str(failure).split("\n", 1)[0], "allowed_by": "--bert-allow-untrained"})
+    return True
+
+
+def _check_name(request: pytest.FixtureRequest) -> str:
+    """The catalogue name of the audit test running (its `bertprobe_audit` marker), or ''."""
+    marker = request.node.get_closest_marker("bertprobe_audit")
+    return str(marker.kwargs.get("check", "")) if marker is not None else ""
 
 
 def record_plot_data(request: pytest.FixtureRequest, compute: Callable[..., dict[str, Any] | None], *args: Any, **kwargs: Any) -> None:
@@ -255,9 +272,7 @@ def record_plot_data(request: pytest.FixtureRequest, compute: Callable[..., dict
 
 def owned_failure(request: pytest.FixtureRequest, crash: ForwardError) -> CheckFailure:
     """The failure to raise when this check owns the crashed pass; otherwise skip, pointing at the owner."""
-    marker = request.node.get_closest_marker("bertprobe_audit")
-    check = marker.kwargs.get("check") if marker is not None else None
-    if check != crash.owner:
+    if _check_name(request) != crash.owner:
         pytest.skip(crash.skip_reason)
     return CheckFailure(str(crash), metrics=crash.metrics)
 

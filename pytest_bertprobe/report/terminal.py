@@ -76,12 +76,14 @@ def write_summary(terminal: pytest.TerminalReporter, session: ProbeSession) -> N
                 "(besides the pooler; reported, not failed: see weights_loaded in the JSON report)"
             )
         for check in record.checks:
-            if verbose or check.outcome in ("failed", "error"):
+            if verbose or check.outcome in ("failed", "error") or "reported" in check.metrics:
                 terminal.write_line(f"{record.id}: {check.check}: {_describe(check)}")
 
 
 def _describe(result: CheckResult) -> str:
     metrics = result.metrics
+    if "reported" in metrics:
+        return f"reported, not failed ({metrics.get('allowed_by', 'allowed')}): {metrics['reported']}"
     if "max_abs" in metrics and result.outcome == "passed":
         return f"{result.outcome} (greatest |difference| {metrics['max_abs']:.3g}, tolerance {metrics.get('atol', 0):g})"
     if "reason" in metrics:
