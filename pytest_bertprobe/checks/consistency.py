@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_bertprobe import compare
 from pytest_bertprobe.checkpoint import compat
+from pytest_bertprobe.checkpoint.loading import quiet_progress_bars
 from pytest_bertprobe.errors import NotApplicable
 from pytest_bertprobe.forward import cache
 from pytest_bertprobe.forward.views import assert_outputs_agree, forward_view
@@ -113,9 +114,10 @@ def assert_save_load_round_trip(
     with tempfile.TemporaryDirectory(prefix="bertprobe-round-trip-") as folder:
         with _config_kept(model):
             model.save_pretrained(folder)
-        reloaded, info = type(model).from_pretrained(
-            folder, dtype=dtype, attn_implementation=model.config._attn_implementation, output_loading_info=True
-        )
+        with quiet_progress_bars():
+            reloaded, info = type(model).from_pretrained(
+                folder, dtype=dtype, attn_implementation=model.config._attn_implementation, output_loading_info=True
+            )
     actual = forward_view(cache.forward(reloaded.to(model.device).eval(), inputs), mask)
     del reloaded
     missing = sorted(info.get("missing_keys", ()))
