@@ -30,14 +30,11 @@ def bert_model(bert_checkpoint):
     return AutoModelForMaskedLM.from_config(bert_checkpoint.model.config).eval()
 """
 
-OWN_COPY = """
-import copy
-import pytest
-
-@pytest.fixture(scope="session")
-def bert_model(bert_checkpoint):
-    return copy.deepcopy(bert_checkpoint.model)  # a model object of the user's own, as a patched or re-built one would be
-"""
+ROOT = Path(__file__).resolve().parent.parent
+# The README's worked example: a classifier the user's code builds, and the encoder inside it.
+README_OVERRIDE = re.findall(
+    r"```python\n(.*?)```", (ROOT / "README.md").read_text(encoding="utf-8").split("#### Overriding bert_model", 1)[1], flags=re.DOTALL
+)[0]
 
 
 @pytest.mark.parametrize(
@@ -76,20 +73,25 @@ def test_an_override_that_returns_a_model_with_heads_is_told_to_return_the_base_
     assert "AttributeError" not in result.stdout.str() + result.stderr.str()
 
 
-def test_a_sound_override_is_audited_named_and_shares_its_passes(pytester: pytest.Pytester, tiny_checkpoint: Factory) -> None:
+def test_the_readme_override_is_audited_named_and_shares_its_passes(pytester: pytest.Pytester, tiny_checkpoint: Factory) -> None:
     checks = ("-k", "pooler_relation or determinism or padding_invariance", "--bert-report-json=report.json")
     plain = pytester.runpytest(f"--bert-model={tiny_checkpoint('bert')}", *checks)
     plain.assert_outcomes(passed=3)
     passes = json.loads((pytester.path / "report.json").read_text(encoding="utf-8"))["models"][0]["forward_passes"]
-    pytester.makeconftest(OWN_COPY)
+    pytester.makeconftest(README_OVERRIDE)
     result = pytester.runpytest(f"--bert-model={tiny_checkpoint('bert')}", *checks)
     result.assert_outcomes(passed=3)
-    result.stdout.fnmatch_lines(["bert: bert_model is overridden at conftest.py:*: the checks read BertModel"])
+    result.stdout.fnmatch_lines([
+        "bert *bert *BertForSequenceClassification *",  # the class the user's code built
+        "bert: bert_head_model is overridden at conftest.py:*: head_relation and label_map read BertForSequenceClassification",
+        "bert: bert_model is overridden at conftest.py:*: the checks read BertModel",
+    ])
     model = json.loads((pytester.path / "report.json").read_text(encoding="utf-8"))["models"][0]
     # The override's passes are memoised as the checkpoint's are: the same count, not one pass per check and example.
     assert model["forward_passes"] == passes > 0
-    (override,) = model["overrides"]
-    assert re.fullmatch(r"bert_model is overridden at conftest.py:\d+: the checks read BertModel", override), override
+    assert [re.sub(r":\d+:", ":N:", override).split(": ")[0] for override in model["overrides"]] == [
+        "bert_head_model is overridden at conftest.py:N", "bert_model is overridden at conftest.py:N",
+    ]
 
 
 def test_a_pass_of_a_model_with_heads_says_to_pass_its_base_encoder(tiny_checkpoint: Factory) -> None:

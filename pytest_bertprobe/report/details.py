@@ -44,7 +44,7 @@ def notable(check: CheckResult) -> bool:
     if check.check == "pooler_provenance":
         return metrics.get("verdict") in ("untrained", "missing")
     if check.check == "token_coverage":
-        return bool(_scripts_past_threshold(metrics))
+        return bool(_reported_scripts(metrics))
     return False
 
 
@@ -70,24 +70,24 @@ def _provenance(metrics: Metrics) -> str:
     return f"verdict {verdict}{judged}" + (f": {why}{ratio}" if why else "")
 
 
-def _scripts_past_threshold(metrics: Metrics) -> list[tuple[str, dict[str, Any]]]:
-    """Scripts of a language (not symbols or punctuation) whose [UNK] rate passes the threshold, worst first."""
+def _reported_scripts(metrics: Metrics) -> list[tuple[str, dict[str, Any]]]:
+    """Scripts of a language (not symbols or punctuation) past the [UNK] threshold and not declared, worst first."""
     threshold = float(metrics.get("threshold", 0.1))
-    languages = set(LANGUAGES.values())
-    scripts = metrics.get("scripts", {})
-    past = [(name, counts) for name, counts in scripts.items() if name in languages and counts["rate"] > threshold]
+    declared = {LANGUAGES[code] for code in metrics.get("declared", ()) if code in LANGUAGES}
+    languages = set(LANGUAGES.values()) - declared
+    past = [(name, counts) for name, counts in metrics.get("scripts", {}).items() if name in languages and counts["rate"] > threshold]
     return sorted(past, key=lambda pair: -pair[1]["rate"])
 
 
 def _coverage(metrics: Metrics) -> str:
     threshold = float(metrics.get("threshold", 0.1))
     declared = {LANGUAGES[code] for code in metrics.get("declared", ()) if code in LANGUAGES}
-    past = [(name, counts) for name, counts in _scripts_past_threshold(metrics) if name not in declared]
     languages = set(LANGUAGES.values())
     under = [name for name, counts in metrics.get("scripts", {}).items() if name in languages and counts["rate"] <= threshold]
-    covered = f"{len(under)} scripts at or under {threshold:.0%} [UNK]"
+    covered = f"{len(under)} script{'s' if len(under) != 1 else ''} at or under {threshold:.0%} [UNK]"
     if declared:
         covered += f" (declared: {', '.join(sorted(declared))})"
+    past = _reported_scripts(metrics)
     if not past:
         return covered
     lost = ", ".join(f"{name} {counts['rate']:.0%} ({counts['unknown']}/{counts['characters']})" for name, counts in past)
