@@ -47,7 +47,8 @@ def test_each_checkpoint_loads_once_across_modules_and_is_released_before_the_ne
         f"*LOAD {roberta.name} while alive: [[][]]",
         "*LOADS [[]'bert', 'roberta'[]]",
     ])
-    assert "Loading weights" not in result.stdout.str() + result.stderr.str()  # transformers' progress bars, silenced (-s shows all)
+    output = result.stdout.str() + result.stderr.str()  # -s: nothing captured
+    assert "Loading weights" not in output and "Writing model shards" not in output  # transformers' progress bars
 
 
 def test_summary_shows_one_row_per_model_with_its_verdicts(pytester: pytest.Pytester, tiny_checkpoint: Callable[..., Path]) -> None:

@@ -101,7 +101,8 @@ def _failing_as(source: Source, what: str, hint: str, note: Callable[[], str] | 
 
 @contextmanager
 def quiet_progress_bars() -> Iterator[None]:
-    """transformers' progress bars off inside the block (`Loading weights: 100%|...|` on every load), as they were after it."""
+    """transformers' progress bars off inside the block (`Loading weights: 100%|...|` on every load, `Writing model
+    shards` on every save), as they were after it."""
     from transformers.utils import logging as transformers_logging
 
     shown = transformers_logging.is_progress_bar_enabled()

@@ -111,13 +111,12 @@ def assert_save_load_round_trip(
     mask = cache.attention_mask(inputs, getattr(model.config, "pad_token_id", None))
     expected = forward_view(cache.forward(model, inputs), mask)
     dtype = parameter_dtype(model)
-    with tempfile.TemporaryDirectory(prefix="bertprobe-round-trip-") as folder:
+    with tempfile.TemporaryDirectory(prefix="bertprobe-round-trip-") as folder, quiet_progress_bars():
         with _config_kept(model):
             model.save_pretrained(folder)
-        with quiet_progress_bars():
-            reloaded, info = type(model).from_pretrained(
-                folder, dtype=dtype, attn_implementation=model.config._attn_implementation, output_loading_info=True
-            )
+        reloaded, info = type(model).from_pretrained(
+            folder, dtype=dtype, attn_implementation=model.config._attn_implementation, output_loading_info=True
+        )
     actual = forward_view(cache.forward(reloaded.to(model.device).eval(), inputs), mask)
     del reloaded
     missing = sorted(info.get("missing_keys", ()))
