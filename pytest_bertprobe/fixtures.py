@@ -193,12 +193,18 @@ def adopt_override(fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRe
     record = probe_session(request.config).record(checkpoint.id)
     if fixturedef.argname == "bert_head_model":
         if value is not None and not _is_model(value):
-            stop_run(f"bert_head_model, overridden at {where}, returns {name}, not a transformers model; return the model with heads (a PreTrainedModel), or None; {OVERRIDE_GUIDE}")
+            stop_run(
+                f"bert_head_model, overridden at {where}, returns {name}, not a transformers model; "
+                f"return the model with heads (a PreTrainedModel), or None; {OVERRIDE_GUIDE}"
+            )
         record.head_class = name if value is not None else ""
         record.overrides.append(f"bert_head_model is overridden at {where}: head_relation and label_map read {name}")
         return
     if not _is_model(value):
-        stop_run(f"bert_model, overridden at {where}, returns {name}, not a transformers model; return an encoder (a PreTrainedModel such as bert_checkpoint.model); {OVERRIDE_GUIDE}")
+        stop_run(
+            f"bert_model, overridden at {where}, returns {name}, not a transformers model; "
+            f"return an encoder (a PreTrainedModel such as bert_checkpoint.model); {OVERRIDE_GUIDE}"
+        )
     base = getattr(value, "base_model", value)
     if base is not value:
         stop_run(

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bertprobe import options, tolerances
-from pytest_bertprobe import fixtures
+from pytest_bertprobe import fixtures, options, tolerances
 from pytest_bertprobe.artefacts import onnx_export
 from pytest_bertprobe.audit import selection
 from pytest_bertprobe.checkpoint import preflight, source
