@@ -103,6 +103,7 @@ def _session() -> ProbeSession:
         _check("pooler_relation", {"max_abs": 0.0, "atol": 1e-06, "relation": "close", "examples": 29}),
         _check("pooler_provenance", UNTRAINED_POOLER),
         _check("token_coverage", COVERAGE),
+        _check("embedding_contract", {"reported": "the embedding is constant", "allowed_by": "--bert-allow-untrained"}),
     ]
     record.tests = {"passed": 8}
     session.no_model_skips = 2
@@ -121,6 +122,7 @@ def test_without_v_the_summary_shows_the_findings_and_with_v_every_check() -> No
         "bertprobe: ran on cpu (--bert-device=auto), float32",
         f"m: pooler_provenance: passed: {detail(_check('pooler_provenance', UNTRAINED_POOLER))}",
         f"m: token_coverage: passed: {detail(_check('token_coverage', COVERAGE))}",
+        "m: embedding_contract: reported, not failed (--bert-allow-untrained): the embedding is constant",
         "bertprobe: 2 tests skipped: no checkpoint given (pass --bert-model=PATH_OR_HUB_ID or set bert_models in your ini; "
         "--bert-require-model makes this an error)",
         "bertprobe: JSON report written to /work/report.json",
