@@ -117,7 +117,7 @@ def test_without_v_the_summary_shows_the_findings_and_with_v_every_check() -> No
     terminal.write_summary(verbose, _session())  # type: ignore[arg-type]
     assert quiet.lines[1].split() == [*"model type class pooler verdict head passed failed skipped".split(), "your", "tests", "loads",
                                       "forward", "passes", "worst"]  # fmt: skip
-    assert quiet.lines[2].split()[6:11] == ["3", "0", "0", "8", "passed"]
+    assert quiet.lines[2].split()[6:11] == ["4", "0", "0", "8", "passed"]
     assert quiet.lines[3:] == [
         "bertprobe: ran on cpu (--bert-device=auto), float32",
         f"m: pooler_provenance: passed: {detail(_check('pooler_provenance', UNTRAINED_POOLER))}",
