@@ -1,8 +1,15 @@
-"""Session-scoped fixtures, parametrized over every `--bert-model`; torch loads only when one is used."""
+"""Session-scoped fixtures, parametrized over every `--bert-model`; torch loads only when one is used.
+
+Also what the hooks check about them before a test runs: a missing checkpoint under `--bert-require-model`,
+and a conftest's override (scope, what it returns), each one usage line (docs/DESIGN.md §1, "the pytest face").
+"""
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import inspect
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,21 +23,26 @@ from pytest_bertprobe.checkpoint.source import Source
 from pytest_bertprobe.errors import CheckpointError, ForwardError
 from pytest_bertprobe.forward import cache
 from pytest_bertprobe.sentences import SEED_SENTENCES
-from pytest_bertprobe.session import probe_session
+from pytest_bertprobe.session import NO_MODEL_REASON, probe_session
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-NO_MODEL_REASON = "no checkpoint to audit: pass --bert-model=PATH_OR_HUB_ID or set bert_models in your ini"
+PLUGIN_FIXTURES = ("bert_checkpoint", "bert_model", "bert_head_model", "bert_tokenizer", "bert_seed_inputs", "bert_anatomy")
+# What a conftest may override; the audit shares one model's passes across its tests, so each must live a session.
+OVERRIDABLE = ("bert_model", "bert_head_model", "bert_tokenizer")
+OVERRIDE_GUIDE = "see 'Overriding bert_model' in the README"
 
 
 @pytest.fixture(scope="session")
 def bert_checkpoint(request: pytest.FixtureRequest) -> Iterator[loading.Checkpoint]:
     """The checkpoint under audit, loaded once; released before the next `--bert-model` loads."""
     source: Source | None = getattr(request, "param", None)
-    if source is None:
-        pytest.skip(NO_MODEL_REASON)
     session = probe_session(request.config)
+    if source is None:
+        if session.settings.require_model:
+            stop_run(_no_model_message(1))
+        pytest.skip(NO_MODEL_REASON)
     checkpoint_id = session.ids[session.sources.index(source)]
     try:
         checkpoint = loading.load_checkpoint(source, checkpoint_id, **loading.load_options(session.settings))
@@ -45,7 +57,7 @@ def bert_checkpoint(request: pytest.FixtureRequest) -> Iterator[loading.Checkpoi
     record.device = str(checkpoint.device)
     with cache.shared(checkpoint.model, checkpoint.tokenizer):
         yield checkpoint
-        record.forward_passes = cache.forward_passes(checkpoint.model)
+        record.forward_passes = max(record.forward_passes, cache.forward_passes(checkpoint.model))
     del checkpoint
     gc.collect()
 
@@ -108,3 +120,130 @@ def bert_anatomy(
     record = probe_session(request.config).record(bert_checkpoint.id)
     record.pooler_kind, record.pooler_activation = anatomy.kind.value, anatomy.activation
     return anatomy
+
+
+_GUARDED = pytest.StashKey[bool]()
+
+
+def guard_run(item: pytest.Item) -> None:
+    """Once, before the first test: what makes every test that uses the fixtures wrong is one usage line, not N errors.
+
+    Without a checkpoint under `--bert-require-model`, the tests that use the fixtures; an override of a plugin
+    fixture with a scope narrower than the session, where the audit or `bert_anatomy` reads it (pytest would
+    raise ScopeMismatch, and each audit test would load and run its own model).
+    """
+    if item.session.stash.get(_GUARDED, False):
+        return
+    item.session.stash[_GUARDED] = True
+    session = probe_session(item.config)
+    items = item.session.items or [item]
+    if not session.sources and session.settings.require_model:
+        using = [each for each in items if "bert_checkpoint" in getattr(each, "fixturenames", ())]
+        if using:
+            asked = {name for each in using for name in _requested(each) if name in PLUGIN_FIXTURES}
+            stop_run(_no_model_message(len(using), sorted(asked)))
+    for each in items:
+        problem = _scope_problem(each)
+        if problem is not None:
+            stop_run(problem)
+
+
+def _requested(item: pytest.Item) -> tuple[str, ...]:
+    """The fixtures a test names in its signature (not those they pull in)."""
+    return tuple(getattr(getattr(item, "_fixtureinfo", None), "argnames", ()) or getattr(item, "fixturenames", ()))
+
+
+def _no_model_message(count: int, names: list[str] | None = None) -> str:
+    tests = f"{count} test{'s' if count != 1 else ''} use{'' if count != 1 else 's'} the plugin's fixtures"
+    used = f" ({', '.join(names)})" if names else ""
+    return (
+        f"{tests}{used} but no checkpoint was given, and --bert-require-model makes that an error: "
+        "pass --bert-model=PATH_OR_HUB_ID or set bert_models in your ini"
+    )
+
+
+def _scope_problem(item: pytest.Item) -> str | None:
+    """Why an override of a plugin fixture that this audit test (or `bert_anatomy`) reads cannot serve, or None."""
+    if item.get_closest_marker("bertprobe_audit") is None and "bert_anatomy" not in getattr(item, "fixturenames", ()):
+        return None
+    definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})  # the active definition is last
+    for name in OVERRIDABLE:
+        chain = definitions.get(name)
+        if not chain or _is_ours(chain[-1]) or chain[-1].scope == "session":
+            continue
+        readers = "bert_anatomy reads it, and " if name == "bert_model" else ""
+        return (
+            f"{name} is overridden at {_where(chain[-1], item.config)} with scope={chain[-1].scope!r}, but the plugin's fixtures "
+            f"are session-scoped ({readers}the audit shares one model and its forward passes across its checks): "
+            f"declare it @pytest.fixture(scope=\"session\"); {OVERRIDE_GUIDE}"
+        )
+    return None
+
+
+def adopt_override(fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest, value: Any) -> None:
+    """A conftest's `bert_model` / `bert_head_model`, once set up: refuse what the checks cannot read (one usage line,
+    with the fix), share its forward passes as the plugin's own model's are, and name it in the report."""
+    if fixturedef.argname not in ("bert_model", "bert_head_model") or _is_ours(fixturedef):
+        return
+    if "bert_checkpoint" not in request.fixturenames:
+        return  # not run per --bert-model: nothing of the plugin's reads it
+    checkpoint: loading.Checkpoint = request.getfixturevalue("bert_checkpoint")
+    where = _where(fixturedef, request.config)
+    name = type(value).__name__
+    record = probe_session(request.config).record(checkpoint.id)
+    if fixturedef.argname == "bert_head_model":
+        if value is not None and not _is_model(value):
+            stop_run(
+                f"bert_head_model, overridden at {where}, returns {name}, not a transformers model; "
+                f"return the model with heads (a PreTrainedModel), or None; {OVERRIDE_GUIDE}"
+            )
+        record.head_class = name if value is not None else ""
+        record.overrides.append(f"bert_head_model is overridden at {where}: head_relation and label_map read {name}")
+        return
+    if not _is_model(value):
+        stop_run(
+            f"bert_model, overridden at {where}, returns {name}, not a transformers model; "
+            f"return an encoder (a PreTrainedModel such as bert_checkpoint.model); {OVERRIDE_GUIDE}"
+        )
+    base = getattr(value, "base_model", value)
+    if base is not value:
+        stop_run(
+            f"bert_model, overridden at {where}, returns {name}, a model with heads: its outputs have no last_hidden_state, "
+            f"which every check reads. Return the base encoder: `model.base_model` ({type(base).__name__}); the model with "
+            f"heads belongs in bert_head_model; {OVERRIDE_GUIDE}"
+        )
+    if value is not checkpoint.model:
+        sharing = contextlib.ExitStack()
+        sharing.enter_context(cache.shared(value, checkpoint.tokenizer))
+        fixturedef.addfinalizer(sharing.close)
+        try:  # one pass on the seed's sentences (the memo keeps it for determinism and the round trip)
+            cache.forward(value, cache.encode(checkpoint.tokenizer, SEED_SENTENCES, getattr(value, "device", checkpoint.device)))
+        except TypeError as error:
+            stop_run(f"bert_model, overridden at {where}: {error}; {OVERRIDE_GUIDE}")
+        except ForwardError:
+            pass  # a pass that raises is the checks' to report, once, by the check that owns the input
+    record.model_class = name
+    record.overrides.append(f"bert_model is overridden at {where}: the checks read {name}")
+
+
+def _is_model(value: Any) -> bool:
+    """A transformers model: the checks read its config, `base_model` and `device` besides its outputs."""
+    from transformers import PreTrainedModel
+
+    return isinstance(value, PreTrainedModel)
+
+
+def _is_ours(fixturedef: pytest.FixtureDef[Any]) -> bool:
+    return getattr(inspect.unwrap(fixturedef.func), "__module__", None) == __name__
+
+
+def _where(fixturedef: pytest.FixtureDef[Any], config: pytest.Config) -> str:
+    """`conftest.py:12`: the override's file (relative to the rootdir when inside it) and line."""
+    function = inspect.unwrap(fixturedef.func)
+    try:
+        path = inspect.getsourcefile(function) or "?"
+        line = inspect.getsourcelines(function)[1]
+    except (OSError, TypeError):
+        return f"fixture {fixturedef.argname}"
+    relative = os.path.relpath(path, config.rootpath)
+    return f"{path if relative.startswith('..') else relative}:{line}"

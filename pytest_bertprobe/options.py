@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_bertprobe.catalogue import NAMES as CHECK_NAMES
 from pytest_bertprobe.compare import Tolerance
 from pytest_bertprobe.tolerances import parse_overrides
 
@@ -33,6 +35,9 @@ class Settings:
     trust_remote_code: bool = False
     allow_pickle: bool = False
     allow_untrained: bool = False  # `--bert-allow-untrained`: verdicts on training are reported, not failed
+    require_model: bool = False  # `--bert-require-model`: a test that uses the fixtures without a checkpoint is a usage error
+    checks: tuple[str, ...] = ()  # `--bert-checks`: the audit runs only these (empty: every check)
+    skip_checks: tuple[str, ...] = ()  # `--bert-skip-checks`: the audit leaves these out
     report_json: str | None = None
     report_markdown: str | None = None
     report_html: str | None = None
@@ -92,6 +97,26 @@ def add_options(parser: pytest.Parser) -> None:
         default=None,
         help="report, instead of failing, the checks that judge whether the weights are trained (for tiny random "
         "test checkpoints such as make_tiny_checkpoint's; default: ini bert_allow_untrained, else they fail)",
+    )
+    group.addoption(
+        "--bert-require-model",
+        action="store_true",
+        default=None,
+        help="make a test that uses the bert fixtures without a checkpoint a usage error (exit 4) instead of a skip; "
+        "for CI jobs that must audit a model (default: ini bert_require_model, else they skip)",
+    )
+    group.addoption(
+        "--bert-checks",
+        default=None,
+        metavar="CHECK,...",
+        help="run only these checks of the built-in audit, by their names (e.g. padding_invariance,pooler_relation); "
+        "your own tests still run (default: ini bert_checks, else every check)",
+    )
+    group.addoption(
+        "--bert-skip-checks",
+        default=None,
+        metavar="CHECK,...",
+        help="leave these checks out of the built-in audit (default: ini bert_skip_checks, else none)",
     )
     group.addoption(
         "--bert-report-json",
@@ -182,6 +207,9 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("bert_report_html", default="", help="default for --bert-report-html")
     parser.addini("bert_budget", default="", help="default for --bert-budget (seconds)")
     parser.addini("bert_allow_untrained", type="bool", default=False, help="default for --bert-allow-untrained")
+    parser.addini("bert_require_model", type="bool", default=False, help="default for --bert-require-model")
+    parser.addini("bert_checks", default="", help="default for --bert-checks (comma-separated check names)")
+    parser.addini("bert_skip_checks", default="", help="default for --bert-skip-checks (comma-separated check names)")
     parser.addini(
         "bert_tolerances",
         type="linelist",
@@ -222,6 +250,9 @@ def read_settings(config: pytest.Config) -> Settings:
         trust_remote_code=config.getoption("bert_trust_remote_code"),
         allow_pickle=config.getoption("bert_allow_pickle"),
         allow_untrained=bool(config.getoption("bert_allow_untrained") or config.getini("bert_allow_untrained")),
+        require_model=bool(config.getoption("bert_require_model") or config.getini("bert_require_model")),
+        checks=_read_check_names(config, "bert_checks"),
+        skip_checks=_read_check_names(config, "bert_skip_checks"),
         report_json=config.getoption("bert_report_json"),
         report_markdown=config.getoption("bert_report_markdown"),
         report_html=config.getoption("bert_report_html") or config.getini("bert_report_html") or None,
@@ -247,6 +278,18 @@ def _read_budget(text: str) -> float | None:
     if not seconds > 0 or seconds == float("inf"):
         raise pytest.UsageError(f"--bert-budget={text}: give a positive number of seconds, e.g. --bert-budget=60")
     return seconds
+
+
+def _read_check_names(config: pytest.Config, name: str) -> tuple[str, ...]:
+    """`--bert-checks` / `--bert-skip-checks` (else its ini key): catalogue names, comma-separated; one usage line for an unknown one."""
+    text = config.getoption(name) or config.getini(name)
+    names = tuple(dict.fromkeys(part.strip() for part in re.split(r"[,\s]+", text or "") if part.strip()))
+    for check in names:
+        if check not in CHECK_NAMES:
+            close = difflib.get_close_matches(check, CHECK_NAMES, n=3)
+            known = f"did you mean {' or '.join(close)}?" if close else f"the checks are {', '.join(CHECK_NAMES)}"
+            raise pytest.UsageError(f"--{name.replace('_', '-')}={text}: no check is named {check!r}; {known}")
+    return names
 
 
 def _read_onnx_paths(config: pytest.Config) -> tuple[str, ...]:

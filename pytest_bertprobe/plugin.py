@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_bertprobe import options, tolerances
+from pytest_bertprobe import fixtures, options, tolerances
 from pytest_bertprobe.artefacts import onnx_export
+from pytest_bertprobe.audit import selection
 from pytest_bertprobe.checkpoint import preflight, source
 from pytest_bertprobe.checkpoint.load_failure import LoadFailureGuard
 from pytest_bertprobe.checks.tokenizer import coverage
@@ -84,6 +85,11 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Mod
     return None
 
 
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Let `-k CHECK_NAME` select an audit test by the name the reports give its check."""
+    selection.add_check_keyword(item)
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Run every test that uses a bert fixture once per `--bert-model`."""
     session = probe_session(metafunc.config)
@@ -102,6 +108,21 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         return (yield)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Before the first test sets anything up: a missing checkpoint under --bert-require-model, or an override of
+    the wrong scope, ends the run with one usage line."""
+    fixtures.guard_run(item)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(fixturedef: pytest.FixtureDef[object], request: pytest.FixtureRequest) -> Generator[None, object, object]:
+    """A conftest's `bert_model` / `bert_head_model`: one usage line with the fix when the checks cannot read it."""
+    value = yield
+    fixtures.adopt_override(fixturedef, request, value)
+    return value
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """Put the model, the check and its numbers on each audit test's report."""
@@ -114,9 +135,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Group tests by checkpoint for pytest-xdist's loadgroup, so each worker loads only its own."""
+    """Deselect the checks --bert-checks leaves out; group tests by checkpoint for pytest-xdist's loadgroup, so each
+    worker loads only its own."""
     session = probe_session(config)
-    foreign = [item for item in items if not _export_belongs(item, session)]
+    unselected = set(selection.unselected(items, session.settings))  # --bert-checks, --bert-skip-checks
+    foreign = [item for item in items if item in unselected or not _export_belongs(item, session)]
     if foreign:
         config.hook.pytest_deselected(items=foreign)
         items[:] = [item for item in items if item not in foreign]

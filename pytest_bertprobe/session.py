@@ -10,6 +10,7 @@ import pytest
 from pytest_bertprobe.checkpoint.source import Source
 from pytest_bertprobe.options import Settings
 
+NO_MODEL_REASON = "no checkpoint to audit: pass --bert-model=PATH_OR_HUB_ID or set bert_models in your ini"
 
 @dataclass
 class CheckResult:
@@ -43,6 +44,8 @@ class ModelRecord:
     pooler_verdict: str | None = None
     pooler_evidence: dict[str, Any] = field(default_factory=dict)
     checks: list[CheckResult] = field(default_factory=list)
+    tests: dict[str, int] = field(default_factory=dict)  # the user's own tests on this checkpoint: outcome -> count
+    overrides: list[str] = field(default_factory=list)  # e.g. "bert_model is overridden at conftest.py:7: the checks read MyEncoder"
     budget: dict[str, Any] = field(default_factory=dict)  # `--bert-budget`'s plan: example count and its grounds
 
     @property
@@ -77,6 +80,8 @@ class ProbeSession:
     ids: list[str]
     records: dict[str, ModelRecord] = field(default_factory=dict)
     reference: Source | None = None  # `--bert-reference`: the original every checkpoint must agree with
+    no_model_skips: int = 0  # tests that skipped because no checkpoint was given
+    written: list[tuple[str, str]] = field(default_factory=list)  # (what, path) of each report file written
 
     def record(self, checkpoint_id: str) -> ModelRecord:
         """The record for `checkpoint_id`, created on first use."""

@@ -151,3 +151,8 @@ __all__ = [
     "vocabulary_sentences", "overlong_sentences", "batches", "sentence_pairs",
     "VocabularyPick", "vocabulary_picks", "Sentence", "audit_sentences", "materialize",
 ]  # fmt: skip
+
+
+def __dir__() -> list[str]:
+    """What `dir()` and completion offer: the strategies and their data, not this module's imports (`st`, `dataclass`)."""
+    return sorted(__all__)

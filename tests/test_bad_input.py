@@ -36,6 +36,18 @@ def test_folder_without_tokenizer(pytester: pytest.Pytester, bert_copy: Path) ->
     assert_usage_error(pytester.runpytest(f"--bert-model={bert_copy}"), "*: folder has no tokenizer (none of *")
 
 
+def test_an_image_model_without_a_tokenizer_is_told_it_is_not_a_text_encoder(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    # A ViT as save_pretrained writes it: its image processor where a text model keeps its tokenizer.
+    (tmp_path / "config.json").write_text('{"model_type": "vit", "image_size": 224, "patch_size": 16, "num_channels": 3}', encoding="utf-8")
+    (tmp_path / "preprocessor_config.json").write_text('{"image_processor_type": "ViTImageProcessor"}', encoding="utf-8")
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    assert_usage_error(
+        pytester.runpytest(f"--bert-model={tmp_path}"),
+        f"--bert-model '{tmp_path}': model_type 'vit' is not a text encoder (preprocessor_config.json names ViTImageProcessor), "
+        "and the folder has no tokenizer; pytest-bertprobe audits bidirectional text encoders over input_ids *",
+    )
+
+
 @pytest.mark.parametrize("damage", ["truncated", "garbage"])
 def test_corrupt_safetensors(pytester: pytest.Pytester, bert_copy: Path, damage: str) -> None:
     weights = bert_copy / "model.safetensors"

@@ -27,16 +27,41 @@ def _generated(report: dict) -> dict[str, int]:
     return {check["check"]: check["metrics"]["examples"] - len(explicit_batches(check["check"])) for check in report["checks"]}
 
 
-def test_a_small_budget_gets_fewer_examples_than_a_large_one(pytester: pytest.Pytester, tiny_checkpoint: Factory) -> None:
+class SteadyClock:
+    """A clock that advances 1 ms per reading: every load and every forward pass takes 1 ms, on any machine, however busy."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        self.now += 0.001
+        return self.now
+
+
+@pytest.fixture
+def steady_clock(monkeypatch: pytest.MonkeyPatch) -> SteadyClock:
+    """The clock loads and forward passes are timed by, in this process (pytester runs in-process)."""
+    from pytest_bertprobe.checkpoint import loading
+    from pytest_bertprobe.forward import cache
+
+    clock = SteadyClock()
+    monkeypatch.setattr(cache, "time", clock)
+    monkeypatch.setattr(loading, "time", clock)
+    return clock
+
+
+def test_a_small_budget_gets_fewer_examples_than_a_large_one(
+    pytester: pytest.Pytester, tiny_checkpoint: Factory, steady_clock: SteadyClock
+) -> None:
     checkpoint = tiny_checkpoint("bert")
     small = _audit(pytester, checkpoint, "--bert-budget=0.001")
     (small_plan,) = [model["budget"] for model in small["models"]]
-    # Priced from this machine's own passes, so the test holds on a slow or busy one (even twice as slow
-    # in the second run): room for the fixed part three times over and twenty examples.
-    roomy = 3 * small_plan["fixed_seconds"] + 20 * small_plan["seconds_per_example"]
+    assert steady_clock.now > 0 and small_plan["seconds_per_pass"] == pytest.approx(0.001)  # priced by the clock given
+    # Room for the fixed part and twenty examples and a half: the same passes cost the same in the second run.
+    roomy = small_plan["fixed_seconds"] + 20.5 * small_plan["seconds_per_example"]
     large = _audit(pytester, checkpoint, f"--bert-budget={roomy:.3f}")
     (large_plan,) = [model["budget"] for model in large["models"]]
-    assert small_plan["max_examples"] == MIN_EXAMPLES < large_plan["max_examples"]
+    assert small_plan["max_examples"] == MIN_EXAMPLES < large_plan["max_examples"] == 20
     assert small_plan["budget_seconds"] == 0.001 and small_plan["seconds_per_example"] > 0
     # Every generated check gets the plan's count, after the explicit examples.
     assert set(_generated(small).values()) == {MIN_EXAMPLES}

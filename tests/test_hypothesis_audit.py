@@ -133,6 +133,14 @@ def test_strategies_shrink_to_the_minimal_sentence(strategy: object, condition: 
     assert find(strategy, condition) == minimal  # type: ignore[arg-type]
 
 
+def test_the_strategies_module_offers_its_strategies_not_its_imports() -> None:
+    offered = dir(strategies)
+    assert offered == sorted(strategies.__all__)
+    assert not {"st", "dataclass", "weakref", "Union", "Sequence", "annotations"} & set(offered)
+    assert {"sentences", "batches", "sentence_pairs", "vocabulary_sentences", "overlong_sentences"} <= set(offered)
+    assert all(callable(getattr(strategies, name)) or name.isupper() or name == "Sentence" for name in offered)
+
+
 def test_vocabulary_picks_use_the_tokenizers_own_pieces(tiny_checkpoint: Factory) -> None:
     from transformers import AutoTokenizer
 

@@ -171,6 +171,37 @@ def test_the_failed_check_and_the_first_diverging_layer_are_named(runs: dict[str
         assert cell in overview
 
 
+def test_every_check_row_says_what_was_measured_and_the_options_read_as_written(runs: dict[str, Any]) -> None:
+    _, page = runs["serial"]
+    for model in ("bert", "transposed"):
+        rows = re.findall(r'<tr><td>([\w_]+)</td><td class="(\w+)">\w+</td><td>(.*?)</td></tr>', _section(page, model))
+        assert len(rows) > 25 and all(cell for _, _, cell in rows), [check for check, _, cell in rows if not cell]
+    options = dict(re.findall(r"<tr><th>(\w+)</th><td>(.*?)</td></tr>", page.split("<h2>Options</h2>", 1)[1]))
+    assert options["models"].count(", ") == 1 and options["allow_untrained"] == "on" and options["trust_remote_code"] == "off"
+    assert options["reference"] != "None" and options["budget"] == "-" and options["tolerances"] == "-" and options["languages"] == "-"
+    assert not [value for value in options.values() if value in ("None", "()", "{}", "True", "False") or value.startswith("(")]
+
+
+def test_option_values_read_as_a_user_writes_them() -> None:
+    from pytest_bertprobe.compare import Tolerance
+    from pytest_bertprobe.report.html import option_text
+
+    assert [option_text(value) for value in (None, (), True, False, ("zh", "en"), 60.0, "auto")] == ["-", "-", "on", "off", "zh, en", "60.0", "auto"]
+    tolerances = {"padding_invariance": Tolerance(1e-3, 1e-3), "determinism": Tolerance(0.0, 0.0)}
+    assert option_text(tolerances) == "padding_invariance = 0.001 0.001; determinism = 0 0"
+
+
+def test_the_padding_plot_counts_tokens_in_whole_numbers_and_its_caption_names_its_colours() -> None:
+    from pytest_bertprobe.report import plots
+
+    plot = plots.padding_error("padding_invariance", {"series": [[2, 1e-7], [3, 3e-7], [4, 2e-4]], "atol": 1e-4})
+    labels = _parse(f'<figure id="x">{plot.svg}</figure>').figures["x"]["svg_text"]
+    assert {"2", "3", "4"} <= set(labels) and not [label for label in labels if re.fullmatch(r"\d+\.\d+", label)], labels
+    assert "Red dots, above the dashed grey line" in plot.caption
+    cosine = plots.cls_pooler_cosine("cls_differs_from_pooler", {"series": [["a", 0.2], ["b", 1.0]]})
+    assert "dashed grey line at 1 (drawn red)" in cosine.caption  # the line is grey; the bars that reach it are red
+
+
 def test_the_page_fetches_nothing(runs: dict[str, Any]) -> None:
     _, page = runs["serial"]
     parsed = _parse(page)

@@ -53,6 +53,7 @@ def test_json_junit_terminal_and_markdown_tell_the_two_apart(
     assert models["bert"]["loads"] == models["pooler-missing"]["loads"] == 1
     assert set(report["environment"]) == {"python", "torch", "transformers", "device", "dtype"}
     assert report["environment"]["device"] == "cpu"  # where it ran (auto resolved), also from xdist workers
+    assert all(check["detail"] for check in report["checks"]), [check["check"] for check in report["checks"] if not check["detail"]]
     failed = {check["check"] for check in report["checks"] if check["outcome"] == "failed"}
     assert failed == {"pooler_provenance"} and all(c["model"] == "pooler-missing" for c in report["checks"] if c["outcome"] == "failed")
 
@@ -67,6 +68,7 @@ def test_json_junit_terminal_and_markdown_tell_the_two_apart(
         "pooler-missing *bert *standard/tanh *missing *[1-9]* 1 *",
         "pooler-missing: pooler_provenance: failed: pooler provenance is 'missing', expected 'trained' or 'untrained':",
     ])
+    result.stdout.fnmatch_lines(["bertprobe: JSON report written to */report.json", "bertprobe: Markdown summary written to */summary.md"])
     markdown = (pytester.path / "summary.md").read_text(encoding="utf-8")
     assert "| pooler-missing | bert | BertModel | standard/tanh | missing |" in markdown and "### Failed checks" in markdown
 

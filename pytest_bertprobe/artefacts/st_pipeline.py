@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_bertprobe import compare
 from pytest_bertprobe.checkpoint.limits import usable_positions
+from pytest_bertprobe.checkpoint.loading import quiet_progress_bars
 from pytest_bertprobe.checks.embedding import modules_file, read_json
 from pytest_bertprobe.errors import CheckFailure, NotApplicable
 from pytest_bertprobe.tolerances import lowest_precision, model_dtype, tolerance_for
@@ -69,7 +70,8 @@ def load_pipeline(model: Any, folder: Path, device: Any) -> Any:
     root = modules_file(folder)
     assert root is not None
     try:
-        pipeline = SentenceTransformer(str(root.parent), device=str(device), local_files_only=True, trust_remote_code=False)
+        with quiet_progress_bars():
+            pipeline = SentenceTransformer(str(root.parent), device=str(device), local_files_only=True, trust_remote_code=False)
     except Exception as error:  # noqa: BLE001 - whatever the library raises is the finding
         text = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise CheckFailure(

@@ -99,6 +99,21 @@ def _failing_as(source: Source, what: str, hint: str, note: Callable[[], str] | 
         ) from None
 
 
+@contextmanager
+def quiet_progress_bars() -> Iterator[None]:
+    """transformers' progress bars off inside the block (`Loading weights: 100%|...|` on every load, `Writing model
+    shards` on every save), as they were after it."""
+    from transformers.utils import logging as transformers_logging
+
+    shown = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if shown:
+            transformers_logging.enable_progress_bar()
+
+
 def load_options(settings: Settings) -> dict[str, Any]:
     """The keywords of `load_checkpoint` a run's settings choose."""
     return {"device": settings.device, "dtype": settings.dtype, "trust_remote_code": settings.trust_remote_code,
@@ -117,7 +132,8 @@ def load_checkpoint(
     placed = resolve_device(device)
     started = time.perf_counter()
     model_name = f"the model ({architecture.__name__} from config.json and the weights)"
-    with _failing_as(source, model_name, fix, note=lambda: _misplaced_note(source)):  # 4.57: a key no shard holds stays on meta
+    # 4.57: a key no shard holds stays on meta
+    with _failing_as(source, model_name, fix, note=lambda: _misplaced_note(source)), quiet_progress_bars():
         full_model, info = architecture.from_pretrained(
             source.location,
             config=config,

@@ -55,6 +55,12 @@ def check_source(source: Source, *, trust_remote_code: bool, allow_pickle: bool)
     if folder is None:
         return  # hub ids: transformers refuses pickle itself (use_safetensors=True)
     if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        not_text = _reads_more_than_text(folder, config, label)
+        if not_text:  # the real reason first: a tokenizer would not make it auditable
+            raise CheckpointError(
+                f"{label}: model_type {config['model_type']!r} is not a text encoder ({not_text}), and the folder has no tokenizer; "
+                "pytest-bertprobe audits bidirectional text encoders over input_ids (bert, roberta, deberta-v2, modernbert, ...)"
+            )
         raise CheckpointError(
             f"{label}: folder has no tokenizer (none of {', '.join(TOKENIZER_FILES[:3])}, ...); "
             "save the tokenizer beside the weights (tokenizer.save_pretrained)"
@@ -72,6 +78,24 @@ def check_source(source: Source, *, trust_remote_code: bool, allow_pickle: bool)
         )
     for path in safetensors:
         _check_safetensors_header(path, label)
+
+
+# config.json keys of models that read pixels or sound (ViT, CLIP's vision tower, wav2vec2, Whisper, ...).
+NON_TEXT_CONFIG_KEYS = ("image_size", "patch_size", "num_channels", "vision_config", "audio_config", "num_mel_bins", "sampling_rate")
+
+
+def _reads_more_than_text(folder: Path, config: dict[str, Any], label: str) -> str:
+    """From the files alone, why a checkpoint without a tokenizer reads something other than text ('' when nothing says so)."""
+    processor = _read_json(folder / "preprocessor_config.json", label, missing_ok=True)
+    kind = next((processor[key] for key in ("image_processor_type", "feature_extractor_type") if isinstance(processor.get(key), str)), None)
+    if kind:
+        return f"preprocessor_config.json names {kind}"
+    keys = [key for key in NON_TEXT_CONFIG_KEYS if key in config]
+    if keys:
+        return f"config.json sets {', '.join(keys)}"
+    if config.get("is_encoder_decoder"):
+        return "config.json sets is_encoder_decoder"
+    return ""
 
 
 def _check_tokenizer_class(folder: Path, config: dict[str, Any], label: str) -> None:

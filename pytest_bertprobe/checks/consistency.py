@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_bertprobe import compare
 from pytest_bertprobe.checkpoint import compat
+from pytest_bertprobe.checkpoint.loading import quiet_progress_bars
 from pytest_bertprobe.errors import NotApplicable
 from pytest_bertprobe.forward import cache
 from pytest_bertprobe.forward.views import assert_outputs_agree, forward_view
@@ -110,7 +111,7 @@ def assert_save_load_round_trip(
     mask = cache.attention_mask(inputs, getattr(model.config, "pad_token_id", None))
     expected = forward_view(cache.forward(model, inputs), mask)
     dtype = parameter_dtype(model)
-    with tempfile.TemporaryDirectory(prefix="bertprobe-round-trip-") as folder:
+    with tempfile.TemporaryDirectory(prefix="bertprobe-round-trip-") as folder, quiet_progress_bars():
         with _config_kept(model):
             model.save_pretrained(folder)
         reloaded, info = type(model).from_pretrained(

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from pytest_bertprobe import tolerances
 from pytest_bertprobe.atomic import write_text_atomic
 from pytest_bertprobe.checkpoint.config import config_values, differing_settings
+from pytest_bertprobe.checkpoint.source import checkpoint_ids
 from pytest_bertprobe.compare import Gap, Tolerance, assert_close, measure
 from pytest_bertprobe.errors import CheckFailure, SnapshotError
 from pytest_bertprobe.forward import cache
@@ -44,7 +45,8 @@ def snapshot_name(source: Source, rootdir: Path) -> str:
     """The checkpoint's own name for its snapshot, whatever else the run audits (test ids widen only on a clash).
 
     A hub id (and revision); a folder under the rootdir by its relative path, so a clone elsewhere finds the
-    snapshot it committed; any other folder by its name and a hash of where it is.
+    snapshot it committed; any other folder by the id it has when audited alone (its test id, unless the run
+    audits a same-named folder) and a hash of where it is.
     """
     if source.local_path is None:
         return f"{source.hub_id}@{source.revision}" if source.revision else str(source.hub_id)
@@ -52,7 +54,7 @@ def snapshot_name(source: Source, rootdir: Path) -> str:
         return "-".join(source.local_path.relative_to(rootdir.resolve()).parts) or source.local_path.name
     except ValueError:
         digest = hashlib.blake2b(str(source.local_path).encode(), digest_size=3).hexdigest()
-        return f"{source.local_path.name}-{digest}"
+        return f"{checkpoint_ids([source])[0]}-{digest}"
 
 
 def take_snapshot(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, sentences: Sequence[str] = PROBE_SENTENCES) -> dict[str, Any]:

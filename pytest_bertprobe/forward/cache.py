@@ -301,6 +301,10 @@ def fresh_forward(model: PreTrainedModel, inputs: Mapping[str, torch.Tensor]) ->
     finally:
         if handle is not None:
             handle.remove()
+    if getattr(output, "last_hidden_state", None) is None:
+        base = getattr(model, "base_model", model)
+        fix = f"pass the base encoder: `model.base_model` ({type(base).__name__})" if base is not model else "pass a base encoder"
+        raise TypeError(f"{type(model).__name__} returns {type(output).__name__}, which has no last_hidden_state (every check reads it); {fix}")
     _passes_run += 1
     memo = _memos.get(model)
     if memo is not None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from pytest_bertprobe import __version__
 from pytest_bertprobe.atomic import append_text_atomic, write_text_atomic
+from pytest_bertprobe.report.details import detail
 from pytest_bertprobe.report.terminal import summary_rows
 from pytest_bertprobe.session import ProbeSession
 
@@ -48,7 +49,9 @@ def build_json(session: ProbeSession) -> dict[str, Any]:
                 "architecture_note": record.architecture_note,
                 "untrained_modules": record.untrained_modules,
                 "head": record.head or None,
+                "overrides": record.overrides,
                 "outcome": record.outcome,
+                "tests": record.tests,  # the user's own tests on this checkpoint, by outcome
                 "pooler": {
                     "kind": record.pooler_kind or None,
                     "activation": record.pooler_activation,
@@ -63,7 +66,10 @@ def build_json(session: ProbeSession) -> dict[str, Any]:
             for record in session.records.values()
         ],
         "checks": [
-            {"nodeid": check.nodeid, "model": record.id, "check": check.check, "outcome": check.outcome, "metrics": check.metrics}
+            {
+                "nodeid": check.nodeid, "model": record.id, "check": check.check, "outcome": check.outcome,
+                "detail": detail(check), "metrics": check.metrics,
+            }  # fmt: skip
             for record in session.records.values()
             for check in record.checks
         ],
@@ -73,6 +79,7 @@ def build_json(session: ProbeSession) -> dict[str, Any]:
 def write_json(session: ProbeSession, path: Path) -> None:
     """Write the JSON report to `path`, creating its folder."""
     write_text_atomic(path, json.dumps(build_json(session), indent=2, ensure_ascii=False, default=str) + "\n")
+    session.written.append(("JSON report", str(path.resolve())))
 
 
 def build_markdown(session: ProbeSession) -> str:
@@ -86,10 +93,11 @@ def build_markdown(session: ProbeSession) -> str:
     ]
     if failures:
         lines += ["", "### Failed checks", ""]
-        lines += [f"- **{model}** `{check.check}`: {escape(check.metrics.get('message', check.outcome).splitlines()[0])}" for model, check in failures]
+        lines += [f"- **{model}** `{check.check}`: {escape(detail(check))}" for model, check in failures]
     return "\n".join(lines) + "\n"
 
 
 def write_markdown(session: ProbeSession, path: Path) -> None:
     """Append the Markdown report to `path` (CI job summaries collect several steps)."""
     append_text_atomic(path, build_markdown(session))
+    session.written.append(("Markdown summary", str(path.resolve())))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from html import escape
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,9 @@ import pytest
 from pytest_bertprobe import __version__  # plots imports matplotlib only when it draws
 from pytest_bertprobe.atomic import write_text_atomic
 from pytest_bertprobe.report import plots
+from pytest_bertprobe.report.details import detail
 from pytest_bertprobe.report.properties import CHECK_PROPERTY, METRICS_PROPERTY
-from pytest_bertprobe.report.terminal import worst_metric
+from pytest_bertprobe.report.terminal import worst_metric, your_tests
 from pytest_bertprobe.session import CheckResult, ModelRecord, ProbeSession
 
 MISSING_MATPLOTLIB = "--bert-report-html needs matplotlib to draw its plots: pip install 'pytest-bertprobe[html]'"
@@ -60,7 +62,7 @@ def build_html(session: ProbeSession) -> str:
         "<h2>Environment</h2>",
         _key_values(environment),
         "<h2>Options</h2>",
-        _key_values({field.name: getattr(session.settings, field.name) for field in dataclasses.fields(session.settings)}),
+        _key_values({field.name: option_text(getattr(session.settings, field.name)) for field in dataclasses.fields(session.settings)}),
     ]
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>bertprobe audit report</title>'
@@ -71,6 +73,7 @@ def build_html(session: ProbeSession) -> str:
 def write_html(session: ProbeSession, path: Path) -> None:
     """Write the page to `path` atomically, creating its folder."""
     write_text_atomic(path, build_html(session))
+    session.written.append(("HTML report", str(path.resolve())))
 
 
 def _overview(records: list[ModelRecord]) -> str:
@@ -103,7 +106,8 @@ def _model_section(record: ModelRecord) -> str:
     parts.append(_key_values({
         "type": record.model_type or "-", "class audited": record.loaded_class or "-", "head": record.head or record.head_class or "none",
         "pooler": _pooler(record), "pooler provenance": record.pooler_verdict or "-", **({"provenance evidence": evidence} if evidence else {}),
-        **{outcome: count for outcome, count in _counts(record).items()}, "forward passes": record.forward_passes,
+        **{outcome: count for outcome, count in _counts(record).items()}, "your tests": your_tests(record),
+        **({"overrides": "; ".join(record.overrides)} if record.overrides else {}), "forward passes": record.forward_passes,
         "closest to its tolerance": worst_metric(record),
     }))  # fmt: skip
     if failed:
@@ -116,7 +120,7 @@ def _model_section(record: ModelRecord) -> str:
         parts.append("</div>")
     parts.append("<h3>Checks</h3><table><tr><th>check</th><th>outcome</th><th>detail</th></tr>")
     parts += [
-        f'<tr><td>{escape(check.check)}</td><td class="{check.outcome}">{check.outcome}</td><td>{escape(_detail(check))}</td></tr>'
+        f'<tr><td>{escape(check.check)}</td><td class="{check.outcome}">{check.outcome}</td><td>{escape(detail(check))}</td></tr>'
         for check in checks
     ]
     parts.append("</table>")
@@ -157,16 +161,19 @@ def _message(check: CheckResult) -> str:
     return "\n".join(line[4:] if line.startswith("E   ") else line.removeprefix("E") for line in text.splitlines())
 
 
-def _detail(check: CheckResult) -> str:
-    """One line: the failure's first line, the skip's reason, or the greatest difference against its tolerance."""
-    metrics = check.metrics
-    if "message" in metrics:
-        return str(metrics["message"]).splitlines()[0]
-    if "reason" in metrics:
-        return str(metrics["reason"])
-    if isinstance(metrics.get("max_abs"), (int, float)):
-        return f"greatest |difference| {metrics['max_abs']:.3g} (tolerance {metrics.get('atol', 0):g})"
-    return ""
+def option_text(value: Any) -> str:
+    """An option's value as a reader writes it: `on`/`off`, `-` for none, lists joined, tolerance rows as in the ini."""
+    if value is None or value == () or value == {}:
+        return "-"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, Mapping):
+        return "; ".join(f"{key} = {option_text(row)}" for key, row in value.items())
+    if hasattr(value, "atol") and hasattr(value, "rtol"):
+        return f"{value.atol:g} {value.rtol:g}"
+    if isinstance(value, (tuple, list)):
+        return ", ".join(str(part) for part in value)
+    return str(value)
 
 
 def _key_values(values: dict[str, Any]) -> str:

@@ -57,8 +57,8 @@ def pooler_histogram(check: str, data: dict[str, Any]) -> Plot:
 
     share = data.get("saturated", 0.0)
     caption = (
-        f"{share:.1%} of {data.get('values', sum(counts))} values lie past |x| > {threshold:g} (red, tanh saturated). "
-        "A healthy pooler spreads around 0; one spike means a collapsed (constant) pooler, mass in red a saturated one."
+        f"{share:.1%} of {data.get('values', sum(counts))} values lie past |x| > {threshold:g} (red bars, outside the dashed grey "
+        "lines: tanh saturated). A healthy pooler spreads around 0; one spike means a collapsed (constant) pooler, mass in red a saturated one."
     )
     return Plot(f"{check}-pooler", "Pooler pre-activations (probe sentences)", caption, _svg(draw))
 
@@ -72,12 +72,13 @@ def cls_pooler_cosine(check: str, data: dict[str, Any]) -> Plot:
         axes.bar(range(len(values)), values, color=[_BAD if value > 0.999 else _OK for value in values])
         axes.axhline(1.0, color=_LINE, linestyle="--", linewidth=1)
         axes.set_ylim(min(-0.05, min(values, default=0) - 0.05), 1.05)
+        _integer_ticks(axes)
         axes.set_xlabel("sentence (index in the table below)")
         axes.set_ylabel("cosine([CLS], pooler_output)")
 
     caption = (
-        "Each bar is one sentence. Bars at 1 (dashed line, red) mean pooler_output is the [CLS] state itself; "
-        "a trained tanh pooler gives lower, varied cosines: [CLS] and pooler_output are different embeddings."
+        "Each bar is one sentence. A bar that reaches the dashed grey line at 1 (drawn red) means pooler_output is the "
+        "[CLS] state itself; a trained tanh pooler gives lower, varied cosines (blue): [CLS] and pooler_output are different embeddings."
     )
     return Plot(f"{check}-cosine", "[CLS] vs pooler_output, per sentence", caption, _svg(draw))
 
@@ -93,13 +94,14 @@ def padding_error(check: str, data: dict[str, Any]) -> Plot:
         axes.scatter(lengths, errors, color=[_BAD if error > atol else _OK for error in errors], zorder=3)
         axes.axhline(max(atol, _FLOOR), color=_LINE, linestyle="--", linewidth=1, label=f"tolerance {atol:g}")
         axes.set_yscale("log")
+        _integer_ticks(axes)
         axes.set_xlabel("sentence length (tokens, before padding)")
         axes.set_ylabel("greatest |alone - padded row|")
         _legend(axes)
 
     caption = (
-        f"Each dot is one sentence of a generated batch, compared alone and padded into the batch. Dots above the dashed "
-        f"line (tolerance {atol:g}) mean padding leaks into real tokens; exact zeros sit at {_FLOOR:g}."
+        f"Each dot is one sentence of a generated batch, compared alone and padded into the batch. Red dots, above the dashed "
+        f"grey line (tolerance {atol:g}), mean padding leaks into real tokens; exact zeros sit at {_FLOOR:g}."
     )
     return Plot(f"{check}-padding", "Padding-invariance error against sequence length", caption, _svg(draw))
 
@@ -127,7 +129,7 @@ def layer_differences(check: str, data: dict[str, Any]) -> Plot:
         _legend(axes)
 
     against = data.get("against", "the reference")
-    caption = f"Greatest difference to {against} per output, over every sentence tried; the dashed line is the tolerance ({atol:g}). " + (
+    caption = f"Greatest difference to {against} per output (blue), over every sentence tried; the dashed grey line is the tolerance ({atol:g}). " + (
         f"First diverging: {first}. Everything left of the red line agrees, so the fault is in that layer."
         if first
         else "No output diverges: a curve rising towards the line shows where precision is lost."
@@ -154,8 +156,18 @@ def unk_rates(metrics: dict[str, Any]) -> Plot:
         _legend(axes)
 
     said = ", ".join(sorted(declared)) or "none declared (grey: reported, not enforced)"
-    caption = f"Share of each script's characters the tokenizer maps to [UNK]. Declared scripts: {said}; a declared bar above the dashed line fails."
+    caption = (
+        f"Share of each script's characters the tokenizer maps to [UNK]. Declared scripts: {said}; a declared bar above the dashed "
+        "grey line fails (red)."
+    )
     return Plot("token_coverage-unk", "[UNK] rate by script", caption, _svg(draw))
+
+
+def _integer_ticks(axes: Any) -> None:
+    """Whole numbers on the x axis: token counts and sentence indices have no halves."""
+    from matplotlib.ticker import MaxNLocator
+
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _legend(axes: Any) -> None:

@@ -16,7 +16,7 @@ from pytest_bertprobe.audit.record import failing_batch, kept_plot, kept_result
 from pytest_bertprobe.compare import quote
 from pytest_bertprobe.errors import CheckFailure
 from pytest_bertprobe.forward import cache
-from pytest_bertprobe.session import CheckResult, ProbeSession
+from pytest_bertprobe.session import NO_MODEL_REASON, CheckResult, ProbeSession
 
 MODEL_PROPERTY = "bertprobe.model"
 CHECK_PROPERTY = "bertprobe.check"
@@ -24,6 +24,7 @@ METRICS_PROPERTY = "bertprobe.metrics"
 STATE_PROPERTY = "bertprobe.state"
 _STATE_FIELDS = (
     "model_type", "model_class", "head_class", "device", "pooler_kind", "pooler_activation", "loads", "load_seconds", "forward_passes", "budget",
+    "overrides",
 )  # fmt: skip
 
 
@@ -35,23 +36,27 @@ def _attach(item: pytest.Item, metrics: dict[str, Any]) -> None:
 
 
 def annotate(item: pytest.Item, call: pytest.CallInfo[None], session: ProbeSession) -> None:
-    """Name the model and check on every audit test; keep a failure's numbers and the model's state."""
+    """Name the model (and the check, on audit tests) on every test run per checkpoint; keep a check's numbers and the model's state."""
     marker = item.get_closest_marker("bertprobe_audit")
     callspec = getattr(item, "callspec", None)
-    if marker is None or callspec is None or "bert_checkpoint" not in callspec.params:
+    if callspec is None or "bert_checkpoint" not in callspec.params:
         return
     checkpoint_id = session.id_of(callspec.params["bert_checkpoint"])
     if call.when == "setup":
         item.user_properties.append((MODEL_PROPERTY, checkpoint_id))
-        item.user_properties.append((CHECK_PROPERTY, marker.kwargs.get("check", item.originalname)))
+        if marker is not None:
+            item.user_properties.append((CHECK_PROPERTY, marker.kwargs.get("check", item.originalname)))
         item.stash[_PASSES_BEFORE] = cache.passes_run()
-    if call.when == "call":
+    if call.when == "call" and marker is not None:
         passes = cache.passes_run() - item.stash.get(_PASSES_BEFORE, cache.passes_run())
         _attach_outcome_metrics(item, call.excinfo.value if call.excinfo is not None else None, passes)
-    checkpoint = getattr(item, "funcargs", {}).get("bert_checkpoint")
+    funcargs = getattr(item, "funcargs", {})
+    checkpoint = funcargs.get("bert_checkpoint")
     if call.when == "call" and checkpoint is not None:
         record = session.record(checkpoint_id)
-        record.forward_passes = cache.forward_passes(checkpoint.model)
+        # The model the checks read: the checkpoint's, or a conftest's override (its passes are memoised too).
+        models = {id(model): model for model in (checkpoint.model, funcargs.get("bert_model")) if model is not None}
+        record.forward_passes = sum(cache.forward_passes(model) for model in models.values())
         state = {name: getattr(record, name) for name in _STATE_FIELDS}
         item.user_properties.append((STATE_PROPERTY, json.dumps(state)))
 
@@ -118,21 +123,26 @@ class Collector:
         self.session = session
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        """Record each audit check's outcome and metrics under its model."""
+        """Record each audit check's outcome and metrics under its model, and each other test's outcome."""
         collect(report, self.session)
 
 
 def collect(report: pytest.TestReport, session: ProbeSession) -> None:
-    """Fold one test report into its model's record."""
+    """Fold one test report into its model's record; count the tests skipped for want of a checkpoint."""
     properties = dict(report.user_properties)
+    if report.skipped and NO_MODEL_REASON in str(report.longrepr):
+        session.no_model_skips += 1
     if MODEL_PROPERTY not in properties or not (report.when == "call" or report.outcome != "passed"):
         return
     record = session.record(str(properties[MODEL_PROPERTY]))
     if STATE_PROPERTY in properties:
         for name, value in json.loads(properties[STATE_PROPERTY]).items():
-            if value not in (None, "", 0):
+            if value not in (None, "", 0, []):
                 setattr(record, name, value)
     outcome = "error" if report.failed and report.when != "call" else report.outcome
+    if CHECK_PROPERTY not in properties:  # the user's own test, run on this checkpoint
+        record.tests[outcome] = record.tests.get(outcome, 0) + 1
+        return
     metrics = json.loads(properties[METRICS_PROPERTY]) if METRICS_PROPERTY in properties else {}
     if report.skipped and isinstance(report.longrepr, tuple):
         metrics["reason"] = str(report.longrepr[2]).removeprefix("Skipped: ")

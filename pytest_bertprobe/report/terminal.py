@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from pytest_bertprobe.compare import severity
-from pytest_bertprobe.session import CheckResult, ModelRecord, ProbeSession
+from pytest_bertprobe.report.details import detail, notable
+from pytest_bertprobe.session import ModelRecord, ProbeSession
 
 
 def header_lines(session: ProbeSession) -> list[str]:
@@ -29,9 +30,10 @@ def worst_metric(record: ModelRecord) -> str:
 
 def summary_rows(session: ProbeSession) -> list[tuple[str, ...]]:
     """The table shared by the terminal and Markdown reports: header row first."""
-    rows = [("model", "type", "class", "pooler", "verdict", "head", "passed", "failed", "skipped", "loads", "forward passes", "worst")]
+    rows = [("model", "type", "class", "pooler", "verdict", "head", "passed", "failed", "skipped", "your tests", "loads", "forward passes", "worst")]
     for record in session.records.values():
         verdicts = list(record.verdicts().values())
+        counts = (verdicts.count("passed"), verdicts.count("failed") + verdicts.count("error"), verdicts.count("skipped"))
         rows.append((
             record.id,
             record.model_type or "-",
@@ -39,9 +41,8 @@ def summary_rows(session: ProbeSession) -> list[tuple[str, ...]]:
             "/".join(part for part in (record.pooler_kind, record.pooler_activation) if part) or "-",
             record.pooler_verdict or "-",
             record.head or "-",
-            str(verdicts.count("passed")),
-            str(verdicts.count("failed") + verdicts.count("error")),
-            str(verdicts.count("skipped")),
+            *(str(count) if verdicts else "-" for count in counts),  # "-": no check ran (--bert-no-audit)
+            your_tests(record),
             str(record.loads),
             str(record.forward_passes),
             worst_metric(record),
@@ -49,16 +50,40 @@ def summary_rows(session: ProbeSession) -> list[tuple[str, ...]]:
     return rows
 
 
+def your_tests(record: ModelRecord) -> str:
+    """The user's own tests on this checkpoint, e.g. `8 passed` or `7 passed 1 failed` ("-" when none ran)."""
+    order = ("passed", "failed", "error", "skipped")
+    outcomes = sorted(record.tests.items(), key=lambda pair: order.index(pair[0]) if pair[0] in order else len(order))
+    return " ".join(f"{count} {outcome}" for outcome, count in outcomes) or "-"
+
+
 def write_summary(terminal: pytest.TerminalReporter, session: ProbeSession) -> None:
-    """The `bertprobe` section: one row per model, then each failed check's first line."""
-    if not session.records:
+    """The `bertprobe` section: one row per model, where it ran, what each check found (failures, reports and
+    findings; every check with `-v`), the tests skipped for want of a checkpoint, and the report files written."""
+    if not session.records and not session.no_model_skips and not session.written:
         return
     terminal.write_sep("=", "bertprobe")
-    rows = summary_rows(session)
-    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
-    for row in rows:
-        terminal.write_line("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    if session.records:
+        rows = summary_rows(session)
+        widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+        for row in rows:
+            terminal.write_line("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+        _write_findings(terminal, session)
+    if session.no_model_skips:
+        count = session.no_model_skips
+        terminal.write_line(
+            f"bertprobe: {count} test{'s' if count != 1 else ''} skipped: no checkpoint given (pass --bert-model=PATH_OR_HUB_ID "
+            "or set bert_models in your ini; --bert-require-model makes this an error)"
+        )
+    for what, path in session.written:
+        terminal.write_line(f"bertprobe: {what} written to {path}")
+
+
+def _write_findings(terminal: pytest.TerminalReporter, session: ProbeSession) -> None:
     verbose = terminal.config.get_verbosity() > 0
+    devices = sorted({record.device for record in session.records.values() if record.device})
+    if devices:
+        terminal.write_line(f"bertprobe: ran on {', '.join(devices)} (--bert-device={session.settings.device}), {session.settings.dtype}")
     for record in session.records.values():
         if record.budget:
             plan = record.budget
@@ -75,19 +100,12 @@ def write_summary(terminal: pytest.TerminalReporter, session: ProbeSession) -> N
                 f"{record.id}: {shown} look{'s' if len(names) == 1 else ''} freshly initialised "
                 "(besides the pooler; reported, not failed: see weights_loaded in the JSON report)"
             )
+        for override in record.overrides:
+            terminal.write_line(f"{record.id}: {override}")
         for check in record.checks:
-            if verbose or check.outcome in ("failed", "error") or "reported" in check.metrics:
-                terminal.write_line(f"{record.id}: {check.check}: {_describe(check)}")
-
-
-def _describe(result: CheckResult) -> str:
-    metrics = result.metrics
-    if "reported" in metrics:
-        return f"reported, not failed ({metrics.get('allowed_by', 'allowed')}): {metrics['reported']}"
-    if "max_abs" in metrics and result.outcome == "passed":
-        return f"{result.outcome} (greatest |difference| {metrics['max_abs']:.3g}, tolerance {metrics.get('atol', 0):g})"
-    if "reason" in metrics:
-        return f"{result.outcome}: {metrics['reason']}"
-    if "message" in metrics:
-        return f"{result.outcome}: {metrics['message'].splitlines()[0]}"
-    return result.outcome
+            if verbose or check.outcome in ("failed", "error") or "reported" in check.metrics or notable(check):
+                said = detail(check)
+                if "reported" in check.metrics:  # it passed because it was allowed to: the report says so instead
+                    terminal.write_line(f"{record.id}: {check.check}: {said}")
+                else:
+                    terminal.write_line(f"{record.id}: {check.check}: {check.outcome}" + (f": {said}" if said else ""))
