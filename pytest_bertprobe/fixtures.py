@@ -11,6 +11,7 @@ import pytest
 
 from pytest_bertprobe.checkpoint import loading
 from pytest_bertprobe.checkpoint.anatomy import PoolerAnatomy, describe_pooler
+from pytest_bertprobe.checkpoint.frozen_imports import import_seconds
 from pytest_bertprobe.checkpoint.load_failure import stop_run
 from pytest_bertprobe.checkpoint.source import Source
 from pytest_bertprobe.errors import CheckpointError, ForwardError
@@ -32,11 +33,13 @@ def bert_checkpoint(request: pytest.FixtureRequest) -> Iterator[loading.Checkpoi
         pytest.skip(NO_MODEL_REASON)
     session = probe_session(request.config)
     checkpoint_id = session.ids[session.sources.index(source)]
+    imports_before = import_seconds()
     try:
         checkpoint = loading.load_checkpoint(source, checkpoint_id, **loading.load_options(session.settings))
     except CheckpointError as error:
         stop_run(str(error))
     record = session.record(checkpoint_id)
+    record.import_seconds += import_seconds() - imports_before  # the process' one-time imports, when this load paid them
     record.loads += 1
     record.load_seconds += checkpoint.load_seconds
     record.model_type = checkpoint.model_type

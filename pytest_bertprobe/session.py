@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from pytest_bertprobe.checkpoint.shard import ShardPlan
 from pytest_bertprobe.checkpoint.source import Source
 from pytest_bertprobe.options import Settings
 
@@ -34,8 +35,11 @@ class ModelRecord:
     device: str = ""  # where it ran (`--bert-device=auto` resolved)
     architecture_note: str | None = None  # why the class loaded is not the one config.architectures names
     untrained_modules: list[str] = field(default_factory=list)  # besides the pooler: modules that look freshly initialised
-    loads: int = 0
+    loads: int = 0  # in every process: the sum over `processes`
     load_seconds: float = 0.0
+    seconds: float = 0.0  # every phase of its tests, loads included (`audit_seconds` less the imports)
+    import_seconds: float = 0.0  # torch's and transformers' imports, paid by the first load in a process
+    processes: dict[str, dict[str, Any]] = field(default_factory=dict)  # xdist worker (or `main`) -> pid, loads, tests
     forward_passes: int = 0
     head: str = ""  # what head_relation found, e.g. "SequenceClassification(27 labels) ← pooler_output"
     pooler_kind: str = ""
@@ -49,6 +53,11 @@ class ModelRecord:
     def loaded_class(self) -> str:
         """The class loaded from the checkpoint: the head model's when it has heads, else the encoder's."""
         return self.head_class or self.model_class
+
+    @property
+    def audit_seconds(self) -> float:
+        """What auditing it took, its loads included, the process' one-time imports not: what `--bert-shard-durations` prices."""
+        return max(self.seconds - self.import_seconds, 0.0)
 
     @property
     def outcome(self) -> str:
@@ -77,6 +86,7 @@ class ProbeSession:
     ids: list[str]
     records: dict[str, ModelRecord] = field(default_factory=dict)
     reference: Source | None = None  # `--bert-reference`: the original every checkpoint must agree with
+    shard: ShardPlan | None = None  # `--bert-shard`: this run's part of the zoo, and the whole plan
 
     def record(self, checkpoint_id: str) -> ModelRecord:
         """The record for `checkpoint_id`, created on first use."""

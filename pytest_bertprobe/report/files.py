@@ -39,6 +39,7 @@ def build_json(session: ProbeSession) -> dict[str, Any]:
             "device": ", ".join(sorted({record.device for record in session.records.values() if record.device})) or settings.device,
             "dtype": settings.dtype,
         },
+        "shard": session.shard.as_json() if session.shard is not None else None,  # `--bert-shard`: K/N and the zoo's plan
         "models": [
             {
                 "id": record.id,
@@ -58,12 +59,14 @@ def build_json(session: ProbeSession) -> dict[str, Any]:
                 "loads": record.loads,
                 "load_seconds": round(record.load_seconds, 3),
                 "forward_passes": record.forward_passes,
+                "seconds": round(record.audit_seconds, 3),  # its tests' phases, loads included, the one-time imports not
+                "processes": list(record.processes.values()),
                 "budget": record.budget or None,
             }
             for record in session.records.values()
         ],
         "checks": [
-            {"nodeid": check.nodeid, "model": record.id, "check": check.check, "outcome": check.outcome, "metrics": check.metrics}
+            {"nodeid": check.nodeid, "model": record.id, "check": check.check, "outcome": check.outcome, "metrics": check.metrics, "text": check.text}
             for record in session.records.values()
             for check in record.checks
         ],
