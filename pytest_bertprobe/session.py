@@ -89,10 +89,12 @@ class ProbeSession:
     shard: ShardPlan | None = None  # `--bert-shard`: this run's part of the zoo, and the whole plan
 
     def record(self, checkpoint_id: str) -> ModelRecord:
-        """The record for `checkpoint_id`, created on first use."""
+        """The record for `checkpoint_id`, created on first use; `records` stays in the order of `ids`."""
         if checkpoint_id not in self.records:
             source = self.sources[self.ids.index(checkpoint_id)]
             self.records[checkpoint_id] = ModelRecord(checkpoint_id, source)
+            # In `--bert-model` order, whichever xdist worker reported first: the reports list checkpoints alike.
+            self.records = dict(sorted(self.records.items(), key=lambda item: self.ids.index(item[0])))
         return self.records[checkpoint_id]
 
     def id_of(self, source: Source) -> str:
