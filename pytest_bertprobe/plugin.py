@@ -156,7 +156,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     """Name the checkpoints under audit and how they run."""
-    return terminal.header_lines(probe_session(config), str(getattr(config.option, "dist", "no")))
+    distributed = bool(getattr(config.option, "tx", None))  # xdist's workers, not only a --dist word
+    return terminal.header_lines(probe_session(config), str(getattr(config.option, "dist", "no")) if distributed else "no")
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
