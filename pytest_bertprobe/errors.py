@@ -81,6 +81,10 @@ class CheckpointError(Exception):
     """A checkpoint that cannot be audited; the message is one line for the user."""
 
 
+class ReportError(ValueError):
+    """A report `bertprobe-report` cannot read or merge (a missing shard, another plugin version); one line, exit 4."""
+
+
 class LoadFailure(pytest.exit.Exception):  # type: ignore[misc,name-defined]
     """A checkpoint could not be loaded mid-run; the message is the run's one usage-error line."""
 

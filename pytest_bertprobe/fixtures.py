@@ -18,6 +18,7 @@ import pytest
 
 from pytest_bertprobe.checkpoint import loading
 from pytest_bertprobe.checkpoint.anatomy import PoolerAnatomy, describe_pooler
+from pytest_bertprobe.checkpoint.frozen_imports import import_seconds
 from pytest_bertprobe.checkpoint.load_failure import stop_run
 from pytest_bertprobe.checkpoint.source import Source
 from pytest_bertprobe.errors import CheckpointError, ForwardError
@@ -40,15 +41,17 @@ def bert_checkpoint(request: pytest.FixtureRequest) -> Iterator[loading.Checkpoi
     source: Source | None = getattr(request, "param", None)
     session = probe_session(request.config)
     if source is None:
-        if session.settings.require_model:
+        if session.settings.require_model and session.shard is None:  # a shard the plan left empty is no mistake
             stop_run(_no_model_message(1))
         pytest.skip(NO_MODEL_REASON)
     checkpoint_id = session.ids[session.sources.index(source)]
+    imports_before = import_seconds()
     try:
         checkpoint = loading.load_checkpoint(source, checkpoint_id, **loading.load_options(session.settings))
     except CheckpointError as error:
         stop_run(str(error))
     record = session.record(checkpoint_id)
+    record.import_seconds += import_seconds() - imports_before  # the process' one-time imports, when this load paid them
     record.loads += 1
     record.load_seconds += checkpoint.load_seconds
     record.model_type = checkpoint.model_type
@@ -137,7 +140,7 @@ def guard_run(item: pytest.Item) -> None:
     item.session.stash[_GUARDED] = True
     session = probe_session(item.config)
     items = item.session.items or [item]
-    if not session.sources and session.settings.require_model:
+    if not session.sources and session.settings.require_model and session.shard is None:
         using = [each for each in items if "bert_checkpoint" in getattr(each, "fixturenames", ())]
         if using:
             asked = {name for each in using for name in _requested(each) if name in PLUGIN_FIXTURES}

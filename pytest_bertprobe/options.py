@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,6 +19,8 @@ DTYPES = ("float32", "bfloat16", "float16")
 EMBEDDING_KINDS = ("cls", "pooler", "mean")  # the sentence embeddings the audit computes from a pass
 EMBEDDINGS = ("auto", *EMBEDDING_KINDS)
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+_SHARD_PATTERN = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
+CI_SHARD_VARIABLES = ("CI_NODE_INDEX", "CI_NODE_TOTAL")  # GitLab's `parallel:` (1-based), and other CIs that copy it
 SNAPSHOT_DIR = "bertprobe-snapshots"
 
 
@@ -49,6 +52,9 @@ class Settings:
     onnx: tuple[str, ...] = ()  # `--bert-onnx`: exports outside the checkpoint folders, audited against every checkpoint
     hypothesis_profile: str | None = None  # `--hypothesis-profile`: replaces the audit's own profile
     tolerances: Mapping[str, Tolerance] = field(default_factory=dict)  # ini `bert_tolerances`: check -> its overridden row
+    shard: tuple[int, int] | None = None  # `--bert-shard=K/N`: audit only the checkpoints of shard K of N
+    shard_origin: str = ""  # what set `shard`: --bert-shard, ini bert_shard, or CI_NODE_INDEX/CI_NODE_TOTAL
+    shard_durations: str | None = None  # `--bert-shard-durations`: a previous JSON report whose durations price the checkpoints
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -198,7 +204,28 @@ def add_options(parser: pytest.Parser) -> None:
         help="ONNX export to audit against each --bert-model under onnxruntime; repeatable "
         "(default: ini bert_onnx, plus onnx/*.onnx and model.onnx inside each checkpoint folder)",
     )
+    group.addoption(
+        "--bert-models-from",
+        default=None,
+        metavar="FILE",
+        help="read checkpoints to audit from FILE, one path or hub id per line (# comments); added to --bert-model (default: none)",
+    )
+    group.addoption(
+        "--bert-shard",
+        default=None,
+        metavar="K/N",
+        help="audit only shard K of N of the checkpoints (whole checkpoints, balanced by cost, the same in every job) "
+        "(default: ini bert_shard, else CI_NODE_INDEX/CI_NODE_TOTAL when both are set, else every checkpoint)",
+    )
+    group.addoption(
+        "--bert-shard-durations",
+        default=None,
+        metavar="REPORT.json",
+        help="price each checkpoint for --bert-shard by its duration in a previous --bert-report-json "
+        "(default: by its stored parameter count, read from the weight headers)",
+    )
     parser.addini("bert_models", type="linelist", default=[], help="checkpoints to audit, one per line")
+    parser.addini("bert_shard", default="", help="default for --bert-shard (K/N)")
     parser.addini("bert_onnx", type="linelist", default=[], help="ONNX exports to audit, one per line (relative to the rootdir)")
     parser.addini("bert_embedding", default="auto", help="default for --bert-embedding")
     parser.addini("bert_languages", default="", help="default for --bert-languages")
@@ -220,7 +247,7 @@ def add_options(parser: pytest.Parser) -> None:
 
 def read_settings(config: pytest.Config) -> Settings:
     """Combine command line and ini into `Settings` (the command line wins); one usage line if invalid."""
-    models = config.getoption("bert_model") or config.getini("bert_models")
+    models = [*config.getoption("bert_model"), *_read_models_file(config.getoption("bert_models_from"))] or config.getini("bert_models")
     device, dtype = config.getoption("bert_device"), config.getoption("bert_dtype")
     # Checked here rather than by argparse, whose errors take two lines and print the whole usage.
     if not _DEVICE_PATTERN.match(device):
@@ -264,6 +291,7 @@ def read_settings(config: pytest.Config) -> Settings:
         onnx=_read_onnx_paths(config),
         hypothesis_profile=config.getoption("hypothesis_profile", None),
         tolerances=tolerances,
+        **_read_shard(config, bool(models)),
     )
 
 
@@ -303,3 +331,50 @@ def _read_onnx_paths(config: pytest.Config) -> tuple[str, ...]:
         if path.suffix != ".onnx":
             raise pytest.UsageError(f"{named}: not an .onnx file")
     return tuple(dict.fromkeys(str(path.resolve()) for _, path in given))
+
+
+def _read_models_file(name: str | None) -> list[str]:
+    """`--bert-models-from`: one checkpoint per line, as `--bert-model` takes it; blank lines and `#` comments skipped."""
+    if name is None:
+        return []
+    try:
+        text = Path(name).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = "no such file" if isinstance(error, FileNotFoundError) else getattr(error, "strerror", None) or str(error)
+        raise pytest.UsageError(f"--bert-models-from={name}: {reason}; give a text file with one path or hub id per line") from None
+    models = [line.split("#", 1)[0].strip() for line in text.splitlines()]
+    models = [model for model in models if model]
+    if not models:
+        raise pytest.UsageError(f"--bert-models-from={name}: names no checkpoint; give one path or hub id per line")
+    return models
+
+
+def parse_shard(text: str, named: str) -> tuple[int, int]:
+    """`K/N` with 1 <= K <= N, or one usage line naming where it came from (`named`)."""
+    found = _SHARD_PATTERN.match(text)
+    if found is None:
+        raise pytest.UsageError(f"{named}: not K/N; give the shard as K/N, e.g. --bert-shard=2/4 for the second of four")
+    index, total = int(found[1]), int(found[2])
+    if total < 1 or not 1 <= index <= total:
+        raise pytest.UsageError(f"{named}: shard {index} of {total} does not exist; K counts from 1 to N")
+    return index, total
+
+
+def _read_shard(config: pytest.Config, has_models: bool) -> dict[str, object]:
+    """`--bert-shard`, else ini `bert_shard`, else GitLab's CI_NODE_INDEX/CI_NODE_TOTAL when both are set (and checkpoints are given)."""
+    option, ini = config.getoption("bert_shard"), config.getini("bert_shard")
+    durations = config.getoption("bert_shard_durations")
+    if option:
+        shard, origin = parse_shard(option, f"--bert-shard={option}"), "--bert-shard"
+    elif ini:
+        shard, origin = parse_shard(ini, f"ini bert_shard={ini}"), "ini bert_shard"
+    elif has_models and all(os.environ.get(name) for name in CI_SHARD_VARIABLES):
+        text = "/".join(os.environ[name] for name in CI_SHARD_VARIABLES)
+        shard, origin = parse_shard(text, "CI_NODE_INDEX/CI_NODE_TOTAL=" + text), "CI_NODE_INDEX/CI_NODE_TOTAL"
+    else:
+        shard, origin = None, ""
+    if shard is not None and not has_models:
+        raise pytest.UsageError(f"{origin} needs the zoo to shard: pass --bert-model or --bert-models-from")
+    if durations is not None and not Path(durations).is_file():
+        raise pytest.UsageError(f"--bert-shard-durations={durations}: no such file; give a JSON report of an earlier run")
+    return {"shard": shard, "shard_origin": origin, "shard_durations": durations}

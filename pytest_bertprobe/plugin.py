@@ -10,7 +10,7 @@ import pytest
 from pytest_bertprobe import fixtures, options, tolerances
 from pytest_bertprobe.artefacts import onnx_export
 from pytest_bertprobe.audit import selection
-from pytest_bertprobe.checkpoint import preflight, source
+from pytest_bertprobe.checkpoint import preflight, shard, source, workers
 from pytest_bertprobe.checkpoint.load_failure import LoadFailureGuard
 from pytest_bertprobe.checks.tokenizer import coverage
 from pytest_bertprobe.errors import CheckpointError
@@ -41,9 +41,8 @@ def pytest_configure(config: pytest.Config) -> None:
     """Validate every `--bert-model` (one usage line if wrong) and queue the built-in audit."""
     config.addinivalue_line("markers", "bertprobe_audit(check): a check of the built-in checkpoint audit")
     config.addinivalue_line("markers", "xdist_group(name): pytest-xdist loadgroup (set per checkpoint by bertprobe)")
-    if getattr(config.option, "dist", None) == "load":
-        config.option.dist = "loadgroup"  # same as load for ungrouped tests; keeps each checkpoint on one worker
     settings = options.read_settings(config)
+    workers.schedule_by_checkpoint(config, bool(settings.models))
     if not hasattr(config, "workerinput"):  # the controller writes every output; workers need not race it
         paths.check_output_paths(config, settings)
     if settings.report_html:
@@ -52,7 +51,12 @@ def pytest_configure(config: pytest.Config) -> None:
         cache.wait_passively()  # before anything imports torch
     try:
         coverage.validate_languages(settings.languages)
-        sources = source.distinct_sources([source.resolve_source(spec, settings.revision) for spec in settings.models])
+        plan = None
+        if settings.shard is not None:
+            sources, ids, plan = shard.select(settings, workers.handed_plan(config))
+        else:
+            sources = source.distinct_sources([source.resolve_source(spec, settings.revision) for spec in settings.models])
+            ids = source.checkpoint_ids(sources)
         reference = source.resolve_source(settings.reference, settings.revision, "--bert-reference") if settings.reference else None
         for checked in [*sources, *([reference] if reference else [])]:
             preflight.check_source(checked, trust_remote_code=settings.trust_remote_code, allow_pickle=settings.allow_pickle)
@@ -60,15 +64,16 @@ def pytest_configure(config: pytest.Config) -> None:
             preflight.check_device(settings.device)
     except (CheckpointError, ValueError) as error:
         raise pytest.UsageError(str(error)) from None
-    if reference is not None and not sources:
+    if reference is not None and not sources and plan is None:
         raise pytest.UsageError("--bert-reference needs a checkpoint to compare: pass --bert-model=PATH_OR_HUB_ID")
-    if settings.onnx and not sources:
+    if settings.onnx and not sources and plan is None:
         raise pytest.UsageError("--bert-onnx needs the checkpoint it was exported from: pass --bert-model=PATH_OR_HUB_ID")
-    session = ProbeSession(settings, sources, source.checkpoint_ids(sources), reference=reference)
+    session = ProbeSession(settings, sources, ids, reference=reference, shard=plan)
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(properties.Collector(session), "bertprobe-collector")
+    config.pluginmanager.register(workers.CheckpointScheduling(plan.as_json() if plan else None), "bertprobe-workers")
     config.pluginmanager.register(LoadFailureGuard(), "bertprobe-load-failure")
-    if settings.audit_only and not sources:
+    if settings.audit_only and not sources and plan is None:
         raise pytest.UsageError("--bert-audit-only needs a checkpoint: pass --bert-model=PATH_OR_HUB_ID")
     if settings.audit_only:
         config.args[:] = [str(AUDIT_DIR)]
@@ -94,7 +99,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Run every test that uses a bert fixture once per `--bert-model`."""
     session = probe_session(metafunc.config)
     if "bert_checkpoint" in metafunc.fixturenames and session.sources:
-        metafunc.parametrize("bert_checkpoint", session.sources, ids=session.ids, indirect=True, scope="session")
+        # The xdist group rides on the parameter, so every item carries it from birth, before any hook reads marks.
+        params = [pytest.param(source, id=name, marks=workers.group_mark(name)) for source, name in zip(session.sources, session.ids)]
+        metafunc.parametrize("bert_checkpoint", params, indirect=True, scope="session")
         if "bert_onnx_export" in metafunc.fixturenames:
             # Function-scoped, unlike the checkpoint: tests stay grouped by checkpoint; pairs that do not belong are deselected.
             exports, labels = onnx_export.export_params(session.sources, session.settings.onnx)
@@ -135,18 +142,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Deselect the checks --bert-checks leaves out; group tests by checkpoint for pytest-xdist's loadgroup, so each
-    worker loads only its own."""
+    """Deselect the checks --bert-checks leaves out, ONNX tests that pair a checkpoint with another checkpoint's
+    export, and the audit of a shard the plan left empty."""
     session = probe_session(config)
     unselected = set(selection.unselected(items, session.settings))  # --bert-checks, --bert-skip-checks
     foreign = [item for item in items if item in unselected or not _export_belongs(item, session)]
+    if session.shard is not None and not session.sources:  # a shard the plan left empty audits nothing
+        foreign += [item for item in items if item.path.parent == AUDIT_DIR]
     if foreign:
         config.hook.pytest_deselected(items=foreign)
         items[:] = [item for item in items if item not in foreign]
-    for item in items:
-        callspec = getattr(item, "callspec", None)
-        if callspec is not None and "bert_checkpoint" in callspec.params:
-            item.add_marker(pytest.mark.xdist_group(name=f"bertprobe-{session.id_of(callspec.params['bert_checkpoint'])}"))
 
 
 def _export_belongs(item: pytest.Item, session: ProbeSession) -> bool:
@@ -162,6 +167,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if hasattr(session.config, "workerinput"):
         return
     probe = probe_session(session.config)
+    if probe.shard is not None and not probe.sources and session.exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
+        session.exitstatus = pytest.ExitCode.OK  # a shard the plan left empty (more shards than checkpoints) is not a failure
     if probe.settings.report_json:
         files.write_json(probe, Path(probe.settings.report_json))
     if probe.settings.report_markdown:
@@ -172,7 +179,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     """Name the checkpoints under audit and how they run."""
-    return terminal.header_lines(probe_session(config))
+    distributed = bool(getattr(config.option, "tx", None))  # xdist's workers, not only a --dist word
+    return terminal.header_lines(probe_session(config), str(getattr(config.option, "dist", "no")) if distributed else "no")
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from pytest_bertprobe.checkpoint.shard import ShardPlan
 from pytest_bertprobe.checkpoint.source import Source
 from pytest_bertprobe.options import Settings
 
@@ -35,8 +36,11 @@ class ModelRecord:
     device: str = ""  # where it ran (`--bert-device=auto` resolved)
     architecture_note: str | None = None  # why the class loaded is not the one config.architectures names
     untrained_modules: list[str] = field(default_factory=list)  # besides the pooler: modules that look freshly initialised
-    loads: int = 0
+    loads: int = 0  # in every process: the sum over `processes`
     load_seconds: float = 0.0
+    seconds: float = 0.0  # every phase of its tests, loads included (`audit_seconds` less the imports)
+    import_seconds: float = 0.0  # torch's and transformers' imports, paid by the first load in a process
+    processes: dict[str, dict[str, Any]] = field(default_factory=dict)  # xdist worker (or `main`) -> pid, loads, tests
     forward_passes: int = 0
     head: str = ""  # what head_relation found, e.g. "SequenceClassification(27 labels) ← pooler_output"
     pooler_kind: str = ""
@@ -52,6 +56,11 @@ class ModelRecord:
     def loaded_class(self) -> str:
         """The class loaded from the checkpoint: the head model's when it has heads, else the encoder's."""
         return self.head_class or self.model_class
+
+    @property
+    def audit_seconds(self) -> float:
+        """What auditing it took, its loads included, the process' one-time imports not: what `--bert-shard-durations` prices."""
+        return max(self.seconds - self.import_seconds, 0.0)
 
     @property
     def outcome(self) -> str:
@@ -82,12 +91,15 @@ class ProbeSession:
     reference: Source | None = None  # `--bert-reference`: the original every checkpoint must agree with
     no_model_skips: int = 0  # tests that skipped because no checkpoint was given
     written: list[tuple[str, str]] = field(default_factory=list)  # (what, path) of each report file written
+    shard: ShardPlan | None = None  # `--bert-shard`: this run's part of the zoo, and the whole plan
 
     def record(self, checkpoint_id: str) -> ModelRecord:
-        """The record for `checkpoint_id`, created on first use."""
+        """The record for `checkpoint_id`, created on first use; `records` stays in the order of `ids`."""
         if checkpoint_id not in self.records:
             source = self.sources[self.ids.index(checkpoint_id)]
             self.records[checkpoint_id] = ModelRecord(checkpoint_id, source)
+            # In `--bert-model` order, whichever xdist worker reported first: the reports list checkpoints alike.
+            self.records = dict(sorted(self.records.items(), key=lambda item: self.ids.index(item[0])))
         return self.records[checkpoint_id]
 
     def id_of(self, source: Source) -> str:

@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+for _variable in ("CI_NODE_INDEX", "CI_NODE_TOTAL"):  # a CI's job matrix would shard the suite's own audits (--bert-shard)
+    os.environ.pop(_variable, None)
 
 
 # Third-party packages an in-process audit imports that cannot be imported twice in one process (torch's C

@@ -25,6 +25,22 @@ def assert_usage_error(result: pytest.RunResult, pattern: str) -> None:
     assert not any("Traceback" in line for line in output), "\n".join(output)
 
 
+def headless_chromium(profile: Path) -> list[str]:
+    """Debian's chromium, headless and offline, with its profile in `profile`; fails where CI is set and it is missing."""
+    import os
+    import shutil
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed: CI must render the HTML report (apt-get install chromium)")
+        pytest.skip("chromium is not installed (Debian: apt-get install chromium)")
+    return [
+        chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}",
+    ]  # fmt: skip
+
+
 def edit_json(path: Path, **changes: object) -> None:
     """Update the JSON object in `path` (a config.json, a tokenizer_config.json) with `changes`, in place."""
     data = json.loads(path.read_text(encoding="utf-8"))

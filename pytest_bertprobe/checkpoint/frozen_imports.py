@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import gc
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 _T = TypeVar("_T")
+_FIRST_CALL_SECONDS: list[float] = []  # the one call that imported torch and transformers, timed
+
+
+def import_seconds() -> float:
+    """How long this process' first `imported_and_frozen` took (its imports): 0 until it ran."""
+    return sum(_FIRST_CALL_SECONDS)
 
 
 def imported_and_frozen(step: Callable[..., _T], *args: Any) -> _T:
@@ -29,6 +36,7 @@ def imported_and_frozen(step: Callable[..., _T], *args: Any) -> _T:
         except BaseException as error:  # noqa: BLE001 - re-raised in the caller's thread
             outcome.append(error)
 
+    started = time.perf_counter()
     collecting = gc.isenabled()
     gc.disable()
     try:
@@ -39,6 +47,8 @@ def imported_and_frozen(step: Callable[..., _T], *args: Any) -> _T:
         if collecting:
             gc.enable()
     (result,) = outcome
+    if not _FIRST_CALL_SECONDS:
+        _FIRST_CALL_SECONDS.append(time.perf_counter() - started)
     if isinstance(result, BaseException):
         raise result
     if gc.get_freeze_count() == 0:

@@ -72,6 +72,17 @@ def resolve_source(spec: str, revision: str | None = None, option: str = "--bert
     return Source(spec, None, spec, revision, config_file, option, cached_only=unreachable is not None)
 
 
+def locate_source(spec: str, revision: str | None = None) -> Source:
+    """Where `spec` points without reaching the hub or judging the folder: enough for ids and a shard plan.
+
+    Only the checkpoints of this run's shard are resolved (`resolve_source`) and checked; the rest of the zoo is named.
+    """
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return Source(spec, path.resolve(), None, revision, path.resolve() / "config.json")
+    return Source(spec, None, spec, revision)
+
+
 def _fetch_hub_config(hub_id: str, revision: str | None, option: str, unreachable: str | None) -> Path:
     """Reach the hub (or only the cache, when the hub is `unreachable`) for `config.json`, so a bad id fails before any test runs."""
     from huggingface_hub import constants, hf_hub_download

@@ -6,12 +6,15 @@ only when the caller allows them (`--bert-allow-pickle`), loaded with `weights_o
 
 from __future__ import annotations
 
+import json
+import math
+import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pytest_bertprobe.checkpoint.json_file import read_json
+from pytest_bertprobe.checkpoint.json_file import MAX_JSON_DEPTH, json_depth, read_json
 
 if TYPE_CHECKING:
     import torch
@@ -19,6 +22,7 @@ if TYPE_CHECKING:
 SAFETENSORS = "model.safetensors"
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 PICKLE = "pytorch_model.bin"
+_MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,38 @@ def _header_keys(path: Path) -> list[str]:
 
     with safe_open(str(path), framework="pt") as handle:
         return list(handle.keys())
+
+
+def stored_parameters(folder: Path) -> int | None:
+    """How many numbers the stored weights hold, from the safetensors headers alone; None when no header can be read.
+
+    Pickle weights count as float32 (their size in bytes / 4): they are never opened for a count.
+    """
+    try:
+        if (folder / SAFETENSORS).is_file():
+            names = [SAFETENSORS]
+        elif (folder / SAFETENSORS_INDEX).is_file():
+            names = sorted(set(_weight_map(folder).values()))
+        elif (folder / PICKLE).is_file():
+            return (folder / PICKLE).stat().st_size // 4
+        else:
+            return None
+        return sum(_header_parameters(folder / str(name)) for name in names)
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
+        return None  # unreadable: the preflight of the run that audits it says why
+
+
+def _header_parameters(path: Path) -> int:
+    """The element count of every tensor a safetensors header describes (raises on a header that is not one)."""
+    with path.open("rb") as handle:
+        (length,) = struct.unpack("<Q", handle.read(8))
+        if length > _MAX_HEADER_BYTES:
+            raise ValueError(f"{path.name}: header of {length} bytes")
+        text = handle.read(length).decode("utf-8")
+    if json_depth(text) > MAX_JSON_DEPTH:
+        raise ValueError(f"{path.name}: header nests too deep")
+    header = json.loads(text)
+    return sum(math.prod(entry["shape"]) for name, entry in header.items() if name != "__metadata__")
 
 
 def index_problem(folder: Path) -> str:

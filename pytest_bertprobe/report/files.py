@@ -40,6 +40,7 @@ def build_json(session: ProbeSession) -> dict[str, Any]:
             "device": ", ".join(sorted({record.device for record in session.records.values() if record.device})) or settings.device,
             "dtype": settings.dtype,
         },
+        "shard": session.shard.as_json() if session.shard is not None else None,  # `--bert-shard`: K/N and the zoo's plan
         "models": [
             {
                 "id": record.id,
@@ -61,6 +62,8 @@ def build_json(session: ProbeSession) -> dict[str, Any]:
                 "loads": record.loads,
                 "load_seconds": round(record.load_seconds, 3),
                 "forward_passes": record.forward_passes,
+                "seconds": round(record.audit_seconds, 3),  # its tests' phases, loads included, the one-time imports not
+                "processes": list(record.processes.values()),
                 "budget": record.budget or None,
             }
             for record in session.records.values()
@@ -68,7 +71,7 @@ def build_json(session: ProbeSession) -> dict[str, Any]:
         "checks": [
             {
                 "nodeid": check.nodeid, "model": record.id, "check": check.check, "outcome": check.outcome,
-                "detail": detail(check), "metrics": check.metrics,
+                "detail": detail(check), "metrics": check.metrics, "text": check.text,
             }  # fmt: skip
             for record in session.records.values()
             for check in record.checks

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from html import escape
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +33,21 @@ th{background:#eef2f7}.passed{color:#18794e;font-weight:600}.failed,.error{color
 pre{background:#f6f8fa;border-left:4px solid #c22;padding:.6em;white-space:pre-wrap;font-size:.85em}
 figure{margin:1.2em 0;padding:.6em;border:1px solid #e3e7ed;border-radius:6px}figure svg{max-width:100%;height:auto}
 figcaption{font-size:.9em;color:#333}figcaption b{display:block;font-size:1.05em;margin-bottom:.2em}
-.muted{color:#666;font-size:.9em}.overview{width:100%;font-size:.85em}.plots{display:grid;grid-template-columns:repeat(auto-fit,minmax(480px,1fr));gap:0 1em}
+.muted{color:#666;font-size:.9em}.overview{width:100%;font-size:.85em}.overview th{cursor:pointer}.plots{display:grid;grid-template-columns:repeat(auto-fit,minmax(480px,1fr));gap:0 1em}
 """
 _PLOT_ORDER = ("pooler", "cosine", "unk", "layers", "padding")  # the issue's order: the pooler first, padding last
+# A click on an overview column sorts by it (again: the other way); numbers as numbers. Inline: the page fetches nothing.
+_SORT_SCRIPT = """for (const table of document.querySelectorAll("table.overview")) {
+  const heads = table.rows[0].cells;
+  for (let column = 0; column < heads.length; column++) heads[column].addEventListener("click", () => {
+    const up = heads[column].dataset.order !== "up", rows = [...table.rows].slice(1);
+    const key = row => { const text = row.cells[column].textContent.trim(), number = Number(text); return text !== "" && !isNaN(number) ? number : text.toLowerCase(); };
+    rows.sort((a, b) => { const x = key(a), y = key(b); const order = typeof x !== typeof y ? (typeof x === "number" ? -1 : 1) : x < y ? -1 : x > y ? 1 : 0; return up ? order : -order; });
+    for (const head of heads) delete head.dataset.order;
+    heads[column].dataset.order = up ? "up" : "down";
+    for (const row of rows) row.parentNode.appendChild(row);
+  });
+}"""
 
 
 def require_matplotlib() -> None:
@@ -46,27 +58,36 @@ def require_matplotlib() -> None:
         raise pytest.UsageError(MISSING_MATPLOTLIB) from None
 
 
-def build_html(session: ProbeSession) -> str:
-    """The page: a verdict table per model, its failed checks and plots, then the environment and options."""
+def build_html(session: ProbeSession, shards: list[dict[str, Any]] | None = None, mismatches: Sequence[str] = ()) -> str:
+    """The page: the zoo overview, a verdict table per model, its failed checks and plots, then the environment and options.
+
+    `shards` (a merged report's): each shard's label, file, environment and checkpoints, shown in place of the options.
+    """
     from pytest_bertprobe.report.files import build_json  # the environment block, as the JSON report has it
 
     environment = build_json(session)["environment"]
     records = [session.records[checkpoint_id] for checkpoint_id in session.ids if checkpoint_id in session.records]
-    body = [
-        "<h1>bertprobe audit report</h1>",
-        f'<p class="muted">pytest-bertprobe {escape(__version__)}: {len(records)} checkpoint(s)'
-        + (f", against the reference {escape(session.reference.location)}" if session.reference else "")
-        + "</p>",
-        _overview(records),
-        *(_model_section(record) for record in records),
-        "<h2>Environment</h2>",
-        _key_values(environment),
+    shard_of = {name: shard["shard"] or shard["file"] for shard in shards or [] for name in shard["models"]}
+    tail = ["<h2>Shards</h2>", _shards(shards, mismatches)] if shards is not None else [
         "<h2>Options</h2>",
         _key_values({field.name: option_text(getattr(session.settings, field.name)) for field in dataclasses.fields(session.settings)}),
     ]
+    body = [
+        "<h1>bertprobe audit report</h1>",
+        f'<p class="muted">pytest-bertprobe {escape(__version__)}: {len(records)} checkpoint(s)'
+        + (f" from {len(shards)} shard report(s)" if shards is not None else "")
+        + (f", shard {session.shard.label} of the zoo" if session.shard is not None else "")
+        + (f", against the reference {escape(session.reference.location)}" if session.reference else "")
+        + "</p>",
+        _overview(records, shard_of),
+        *(_model_section(record) for record in records),
+        "<h2>Environment</h2>",
+        _key_values(environment),
+        *tail,
+    ]
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>bertprobe audit report</title>'
-        f"<style>{_CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+        f"<style>{_CSS}</style></head><body>\n" + "\n".join(body) + f"\n<script>\n{_SORT_SCRIPT}\n</script>\n</body></html>\n"
     )
 
 
@@ -76,22 +97,44 @@ def write_html(session: ProbeSession, path: Path) -> None:
     session.written.append(("HTML report", str(path.resolve())))
 
 
-def _overview(records: list[ModelRecord]) -> str:
-    """One row per model: the terminal table's verdicts."""
-    header = ["model", "type", "class audited", "pooler", "provenance", "head", "passed", "failed", "skipped", "forward passes", "closest to its tolerance"]
+def _overview(records: list[ModelRecord], shard_of: dict[str, str]) -> str:
+    """The zoo overview: one row per model, failures first, the terminal table's verdicts; a click on a column sorts by it."""
+    header = ["model", "type", "class audited", "pooler", "provenance", "head", "passed", "failed", "skipped", "forward passes",
+              "seconds", "closest to its tolerance", *(["shard"] if shard_of else [])]  # fmt: skip
     rows = []
-    for record in records:
+    for record in sorted(records, key=lambda record: record.outcome != "failed"):
         counts = _counts(record)
         rows.append(
             f'<tr class="verdict-{record.outcome}"><td><a href="#model-{escape(record.id)}">{escape(record.id)}</a></td>'
             + "".join(f"<td>{escape(str(cell))}</td>" for cell in (
                 record.model_type or "-", record.loaded_class or "-", _pooler(record), record.pooler_verdict or "-",
                 record.head or record.head_class or "none", counts["passed"], counts["failed"], counts["skipped"], record.forward_passes,
-                worst_metric(record),
+                f"{record.audit_seconds:.1f}", worst_metric(record), *([shard_of.get(record.id, "-")] if shard_of else []),
             ))  # fmt: skip
             + "</tr>"
         )
-    return '<table class="overview"><tr>' + "".join(f"<th>{escape(cell)}</th>" for cell in header) + "</tr>" + "".join(rows) + "</table>"
+    return (
+        '<table class="overview"><tr>' + "".join(f'<th title="sort by {escape(cell)}">{escape(cell)}</th>' for cell in header)
+        + "</tr>" + "".join(rows) + "</table>"
+    )
+
+
+def _shards(shards: list[dict[str, Any]], mismatches: Sequence[str]) -> str:
+    """A merged report's shards: which, from which file, when, on what, with how many checkpoints; then their differences."""
+    keys = list(dict.fromkeys(key for shard in shards for key in shard["environment"]))
+    header = ["shard", "report", "created", "plugin", *keys, "checkpoints"]
+    rows = [
+        "<tr>" + "".join(f"<td>{escape(str(cell))}</td>" for cell in (
+            shard["shard"] or "whole run", shard["file"], shard["created"], shard["plugin"],
+            *(shard["environment"].get(key) for key in keys), len(shard["models"]),
+        )) + "</tr>"
+        for shard in shards
+    ]  # fmt: skip
+    differences = "".join(f"<li>{escape(mismatch)}</li>" for mismatch in mismatches)
+    return (
+        "<table><tr>" + "".join(f"<th>{escape(cell)}</th>" for cell in header) + "</tr>" + "".join(rows) + "</table>"
+        + (f'<p class="muted">The shards ran in different environments:</p><ul>{differences}</ul>' if differences else "")
+    )
 
 
 def _model_section(record: ModelRecord) -> str:

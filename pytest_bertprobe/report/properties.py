@@ -7,25 +7,29 @@ pytest-xdist and lands on JUnit testcases as properties.
 from __future__ import annotations
 
 import json
+import os
 import re
 from typing import Any
 
 import pytest
 
 from pytest_bertprobe.audit.record import failing_batch, kept_plot, kept_result
+from pytest_bertprobe.checkpoint.workers import process_label, without_group
 from pytest_bertprobe.compare import quote
 from pytest_bertprobe.errors import CheckFailure
 from pytest_bertprobe.forward import cache
-from pytest_bertprobe.session import NO_MODEL_REASON, CheckResult, ProbeSession
+from pytest_bertprobe.session import NO_MODEL_REASON, CheckResult, ModelRecord, ProbeSession
 
 MODEL_PROPERTY = "bertprobe.model"
 CHECK_PROPERTY = "bertprobe.check"
 METRICS_PROPERTY = "bertprobe.metrics"
 STATE_PROPERTY = "bertprobe.state"
+PROCESS_PROPERTY = "bertprobe.process"  # `worker:pid`: where the test ran, so loads are counted in every process
 _STATE_FIELDS = (
-    "model_type", "model_class", "head_class", "device", "pooler_kind", "pooler_activation", "loads", "load_seconds", "forward_passes", "budget",
-    "overrides",
+    "model_type", "model_class", "head_class", "device", "pooler_kind", "pooler_activation", "loads", "load_seconds", "import_seconds",
+    "forward_passes", "budget", "overrides",
 )  # fmt: skip
+_PER_PROCESS = ("loads", "load_seconds", "import_seconds", "forward_passes")  # counted in each process, summed over them
 
 
 _PASSES_BEFORE = pytest.StashKey[int]()
@@ -46,6 +50,7 @@ def annotate(item: pytest.Item, call: pytest.CallInfo[None], session: ProbeSessi
         item.user_properties.append((MODEL_PROPERTY, checkpoint_id))
         if marker is not None:
             item.user_properties.append((CHECK_PROPERTY, marker.kwargs.get("check", item.originalname)))
+        item.user_properties.append((PROCESS_PROPERTY, f"{process_label()}:{os.getpid()}"))
         item.stash[_PASSES_BEFORE] = cache.passes_run()
     if call.when == "call" and marker is not None:
         passes = cache.passes_run() - item.stash.get(_PASSES_BEFORE, cache.passes_run())
@@ -132,13 +137,14 @@ def collect(report: pytest.TestReport, session: ProbeSession) -> None:
     properties = dict(report.user_properties)
     if report.skipped and NO_MODEL_REASON in str(report.longrepr):
         session.no_model_skips += 1
-    if MODEL_PROPERTY not in properties or not (report.when == "call" or report.outcome != "passed"):
+    if MODEL_PROPERTY not in properties:
         return
-    record = session.record(str(properties[MODEL_PROPERTY]))
-    if STATE_PROPERTY in properties:
-        for name, value in json.loads(properties[STATE_PROPERTY]).items():
-            if value not in (None, "", 0, []):
-                setattr(record, name, value)
+    checkpoint_id = str(properties[MODEL_PROPERTY])
+    record = session.record(checkpoint_id)
+    record.seconds += report.duration  # every phase: the first test's setup holds the load
+    if not (report.when == "call" or report.outcome != "passed"):
+        return
+    _count_process(record, properties)
     outcome = "error" if report.failed and report.when != "call" else report.outcome
     if CHECK_PROPERTY not in properties:  # the user's own test, run on this checkpoint
         record.tests[outcome] = record.tests.get(outcome, 0) + 1
@@ -150,13 +156,29 @@ def collect(report: pytest.TestReport, session: ProbeSession) -> None:
         metrics["message"] = _first_lines(report)
     check = str(properties[CHECK_PROPERTY])
     text = str(report.longrepr) if report.failed and report.longrepr is not None else ""
-    record.checks.append(CheckResult(report.nodeid, check, outcome, metrics, text))
+    record.checks.append(CheckResult(without_group(report.nodeid), check, outcome, metrics, text))
     if "head" in metrics and check == "head_relation":
         record.head = str(metrics["head"])
     if "verdict" in metrics and check == "pooler_provenance":
         record.pooler_verdict, record.pooler_evidence = str(metrics["verdict"]), dict(metrics.get("evidence", {}))
     if check == "weights_loaded" and "look_untrained" in metrics:
         record.architecture_note, record.untrained_modules = metrics.get("architecture"), list(metrics["look_untrained"])
+
+
+def _count_process(record: ModelRecord, properties: dict[str, Any]) -> None:
+    """One more test of `record` in the process that ran it; its state (loads there included) folded into the record."""
+    worker, _, pid = str(properties.get(PROCESS_PROPERTY, f"{process_label()}:{os.getpid()}")).rpartition(":")
+    process = record.processes.setdefault(f"{worker}:{pid}", {"worker": worker, "pid": int(pid), "tests": 0})
+    process["tests"] += 1
+    if STATE_PROPERTY not in properties:
+        return
+    state = json.loads(properties[STATE_PROPERTY])
+    process.update({name: state[name] for name in _PER_PROCESS})
+    for name, value in state.items():
+        if value not in (None, "", 0, []) and name not in _PER_PROCESS:
+            setattr(record, name, value)
+    for name in _PER_PROCESS:
+        setattr(record, name, sum(counted.get(name, 0) for counted in record.processes.values()))
 
 
 def _first_lines(report: pytest.TestReport, count: int = 3) -> str:

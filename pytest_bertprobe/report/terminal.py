@@ -9,12 +9,16 @@ from pytest_bertprobe.report.details import detail, notable
 from pytest_bertprobe.session import ModelRecord, ProbeSession
 
 
-def header_lines(session: ProbeSession) -> list[str]:
-    """One line naming the checkpoints and how they run."""
+def header_lines(session: ProbeSession, dist: str = "no") -> list[str]:
+    """One line naming the checkpoints and how they run; one more for `--bert-shard`, and for xdist's scheduling."""
+    lines = [f"bertprobe: {session.shard.describe()}"] if session.shard is not None else []
     if not session.sources:
-        return []
+        return lines
     models = ", ".join(f"{checkpoint_id}={source.location}" for checkpoint_id, source in zip(session.ids, session.sources))
-    return [f"bertprobe: device={session.settings.device} dtype={session.settings.dtype} models: {models}"]
+    lines.insert(0, f"bertprobe: device={session.settings.device} dtype={session.settings.dtype} models: {models}")
+    if dist == "loadgroup":
+        lines.append("bertprobe: --dist loadgroup: each checkpoint's tests run on one worker, which alone loads it")
+    return lines
 
 
 def worst_metric(record: ModelRecord) -> str:
