@@ -80,15 +80,17 @@ def _initialised_at_load(source: Checkpoint | PreTrainedModel, model: PreTrained
 
 def _message(model_class: str, evidence: dict[str, dict[str, Any]], untrained: list[str], spreads: list[float] | None, initializer_range: float | None) -> str:
     judged = len(evidence)
+    named = ", ".join(untrained[:3]) + (f" and {len(untrained) - 3} more" if len(untrained) > 3 else "")
     lines = [f"{len(untrained)} of the {judged} Linear, LayerNorm and Embedding modules of {model_class} besides the pooler look untrained "
-             "(freshly initialised, re-initialised or shuffled):"]  # fmt: skip
+             f"(freshly initialised, re-initialised or shuffled): {named}"]  # fmt: skip
     lines += [f"  {name} {_describe(evidence[name], initializer_range)}" for name in untrained[:_SHOWN]]
     if len(untrained) > _SHOWN:
         lines.append(f"  ... and {len(untrained) - _SHOWN} more: {_layers(untrained[_SHOWN:])} (all in the report)")
-    reference = f"this model's trained matrices {spreads[0]:.1f}–{spreads[1]:.0f}×" if spreads else "no matrix of this model looks trained"
-    lines.append(f"energy spread: how unevenly a matrix's rows and columns carry weight, against independent entries (1×; {reference}); "
-                 f"a matrix looks random under {SPREAD_RANDOM:g}× with no eigenvalue of WᵀW/n past {EDGE_RANDOM:g}× the "
-                 "Marchenko–Pastur edge of a random matrix of its shape")  # fmt: skip
+    if any("matrix" in evidence[name] for name in untrained):
+        reference = f"this model's trained matrices {spreads[0]:.1f}–{spreads[1]:.0f}×" if spreads else "no matrix of this model looks trained"
+        lines.append(f"energy spread: how unevenly a matrix's rows and columns carry weight, against independent entries (1×; {reference}); "
+                     f"a matrix looks random under {SPREAD_RANDOM:g}× with no eigenvalue of WᵀW/n past {EDGE_RANDOM:g}× the "
+                     "Marchenko–Pastur edge of a random matrix of its shape")  # fmt: skip
     return "\n".join(lines) + f"\nHint: {_HINT}"
 
 

@@ -82,6 +82,7 @@ def assert_weights_loaded(
     """
     __tracebackhide__ = True
     ledger = inspect_weights(source, model=model, checkpoint_path=checkpoint_path, allow_pickle=allow_pickle, scan=False)
+    audited, _, _ = audited_model(source, model, checkpoint_path, allow_pickle)
     skipped = source.skipped_head if isinstance(source, Checkpoint) else None
     metrics = {**ledger.metrics(), "architecture": skipped.describe() if skipped else None}
     lines = []
