@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from pytest_bertprobe.checkpoint import loading
+from pytest_bertprobe.checkpoint.fresh_init import SPECTRA_PER_MODEL
 from pytest_bertprobe.checkpoint.spectrum import MIN_SIDE, SPREAD_RANDOM, measure_matrix
 from pytest_bertprobe.checks.trained import assert_weights_trained
 from pytest_bertprobe.checks.vocabulary import OUT_OF_PLACE_SHARE, assert_vocabulary_matches_rows
@@ -162,6 +163,14 @@ def test_a_layer_re_initialised_or_shuffled_fails_naming_its_modules(minilm: loa
     with pytest.raises(CheckFailure, match=expected) as failure:
         assert_weights_trained(_planted(minilm, replant))
     assert all(name.startswith("encoder.layer.3.") for name in failure.value.metrics["untrained"])
+
+
+def test_a_random_model_fails_every_module_reading_eight_spectra_at_most(minilm: loading.Checkpoint) -> None:
+    with pytest.raises(CheckFailure, match=r"52 of the 52 .*: embeddings\.word_embeddings, ") as failure:
+        assert_weights_trained(_planted(minilm, lambda model: _fresh(model, _generator())))
+    matrices = [signs["matrix"] for signs in failure.value.metrics["modules"].values() if "matrix" in signs]
+    assert len(matrices) == 38 and sum(matrix["edge"] is not None for matrix in matrices) == SPECTRA_PER_MODEL
+    assert failure.value.metrics["trained_spread"] is None
 
 
 def test_weights_initialised_at_load_are_left_to_weights_loaded(minilm_path: Path, tmp_path: Path) -> None:

@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     import torch
 
 _STD_WINDOW = 0.05  # an untouched N(0, r) weight has std r within sampling noise; trained ones drift well past 5%
+# Spectra read per model: each costs 16 power steps, where the spread costs one pass. Past this many matrices that
+# look random on both counts the model has failed; the rest are named by their spread (a random bge-large: 4.3 s -> 0.4 s).
+SPECTRA_PER_MODEL = 8
 
 
 def linear_fingerprint(linear: torch.nn.Linear, initializer_range: float | None) -> dict[str, Any]:
@@ -52,7 +55,8 @@ def module_evidence(
     A Linear or Embedding whose weight has both sides of at least `spectrum.MIN_SIDE` looks untrained when its matrix
     looks random (`MatrixStats.looks_random`); a smaller one when its bias is zero in every unit (or, without a bias,
     its weight std is within 5% of `initializer_range`); a LayerNorm when its weight is 1 and its bias 0 everywhere.
-    A weight shared by several modules (tied embeddings) is measured once.
+    A weight shared by several modules (tied embeddings) is measured once; spectra are read for the first
+    `SPECTRA_PER_MODEL` matrices whose spread looks random, the others judged by their spread.
     """
     import torch
 
@@ -65,7 +69,8 @@ def module_evidence(
             if isinstance(module, (torch.nn.Linear, torch.nn.Embedding)) and module.weight.is_floating_point():
                 weight = module.weight
                 if id(weight) not in measured:
-                    measured[id(weight)] = measure_matrix(weight)
+                    spectra = sum(1 for stats in measured.values() if stats is not None and stats.edge is not None)
+                    measured[id(weight)] = measure_matrix(weight, spectrum=spectra < SPECTRA_PER_MODEL)
                 linear = isinstance(module, torch.nn.Linear)
                 found[name] = _matrix_evidence("linear" if linear else "embedding", weight, module.bias if linear else None,
                                                measured[id(weight)], initializer_range)  # fmt: skip
