@@ -24,6 +24,9 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "pytest_bertprobe.checks.provenance": ("PoolerProvenance", "inspect_pooler_provenance", "assert_pooler_trained"),
     "pytest_bertprobe.checks.finiteness": ("assert_outputs_finite",),
     "pytest_bertprobe.checks.weights": ("assert_weights_loaded", "assert_weights_finite", "inspect_weights"),
+    "pytest_bertprobe.checks.trained": ("assert_weights_trained",),
+    "pytest_bertprobe.checks.vocabulary": ("assert_vocabulary_matches_rows",),
+    "pytest_bertprobe.checkpoint.spectrum": ("MatrixStats", "measure_matrix"),
     "pytest_bertprobe.checks.invariances": (
         "assert_hidden_states_consistent", "assert_padding_invariant", "assert_masked_content_invariant",
         "assert_permutation_equivariant",

@@ -35,7 +35,7 @@ class ModelRecord:
     head_class: str = ""  # the saved architecture with heads, when it has them
     device: str = ""  # where it ran (`--bert-device=auto` resolved)
     architecture_note: str | None = None  # why the class loaded is not the one config.architectures names
-    untrained_modules: list[str] = field(default_factory=list)  # besides the pooler: modules that look freshly initialised
+    untrained_modules: list[str] = field(default_factory=list)  # weights_trained's: modules besides the pooler that look untrained
     loads: int = 0  # in every process: the sum over `processes`
     load_seconds: float = 0.0
     seconds: float = 0.0  # every phase of its tests, loads included (`audit_seconds` less the imports)

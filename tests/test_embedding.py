@@ -263,6 +263,7 @@ def test_audit_resolves_sentence_transformers_mean_under_auto(
     assert (cls["embedding"], cls["source"]) == ("cls", ASSUMED_CLS)
 
 
+@pytest.mark.real_weights
 def test_audit_resolves_the_real_minilm_to_mean_and_passes(pytester: pytest.Pytester, minilm_path: Path) -> None:
     result = pytester.runpytest(f"--bert-model={minilm_path}", "-p", "no:cacheprovider", "-rs", "--junitxml=out.xml",
                                 "-k", "sentence_embedding or heads_read")  # fmt: skip

@@ -97,6 +97,7 @@ def test_a_traced_export_agrees_on_the_shape_it_was_traced_with(tiny_with_export
     assert metrics["max_abs"] < 1e-5 and metrics["worst_batch_shape"] == [2, 5]
 
 
+@pytest.mark.real_weights
 def test_real_minilm_dynamo_and_int8_pass_with_behaviour_in_the_report_the_traced_export_fails(
     pytester: pytest.Pytester, minilm_with_exports: Path
 ) -> None:

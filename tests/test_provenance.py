@@ -226,6 +226,7 @@ def test_model_built_without_its_pooler_skips_as_disabled(pytester: pytest.Pytes
     assert metrics["pooler_provenance"]["verdict"] == "disabled"
 
 
+@pytest.mark.real_weights
 def test_real_minilm_pooler_is_reported_untrained_and_fails_when_declared_the_embedding(
     pytester: pytest.Pytester, minilm_path: Path
 ) -> None:

@@ -30,6 +30,7 @@ def _metrics(pytester: pytest.Pytester) -> dict[str, Any]:
     return metrics
 
 
+@pytest.mark.real_weights
 def test_real_minilm_passes_computed_by_sentence_transformers(pytester: pytest.Pytester, minilm_path: Path) -> None:
     result = pytester.runpytest(f"--bert-model={minilm_path}", *AUDIT)
     result.assert_outcomes(passed=1)

@@ -166,7 +166,7 @@ def assert_pipeline_contract(
     if "Normalize" in loaded:
         norms = declared.norm(dim=-1)
         compare.assert_close(
-            norms, torch.ones_like(norms), tolerance_for("embedding_contract", "float32"),
+            norms, torch.ones_like(norms), tolerance_for("embedding_contract", model_dtype(pipeline)),  # at the precision it ran in
             claim="a Normalize module gives unit-length sentence embeddings", sentences=sentences,
             hint="vectors leave the pipeline unnormalized: a module after Normalize rescales them",
         )  # fmt: skip

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_bertprobe.checkpoint.anatomy import locate_pooler
-from pytest_bertprobe.checkpoint.fresh_init import looks_untrained, module_evidence
 from pytest_bertprobe.checkpoint.ledger import Ledger, NonFinite, build_ledger
 from pytest_bertprobe.checkpoint.loading import Checkpoint
 from pytest_bertprobe.checkpoint.weight_files import read_weight_files
@@ -33,7 +32,7 @@ def inspect_weights(
     scan: bool = True,
 ) -> Ledger:
     """Where each weight of the loaded model came from, against the checkpoint folder's files; see `build_ledger`."""
-    audited, folder, allow = _parts(source, model, checkpoint_path, allow_pickle)
+    audited, folder, allow = audited_model(source, model, checkpoint_path, allow_pickle)
     try:
         files = read_weight_files(folder, allow_pickle=allow)
     except FileNotFoundError as error:
@@ -41,11 +40,11 @@ def inspect_weights(
             raise
         raise NotApplicable(f"the weight files are not in {folder}: {error}") from None  # a hub cache without them
     reported = source.loading_info.missing_keys if isinstance(source, Checkpoint) and checkpoint_path is None else None
-    return build_ledger(audited, files, pooler=_pooler_parameters(audited), compare=compare, scan=scan, reported_missing=reported)
+    return build_ledger(audited, files, pooler=pooler_parameters(audited), compare=compare, scan=scan, reported_missing=reported)
 
 
-def _parts(
-    source: Checkpoint | PreTrainedModel, model: PreTrainedModel | None, path: str | os.PathLike[str] | None, allow_pickle: bool
+def audited_model(
+    source: Checkpoint | PreTrainedModel, model: PreTrainedModel | None, path: str | os.PathLike[str] | None, allow_pickle: bool = False
 ) -> tuple[PreTrainedModel, Path, bool]:
     """The model to account for, the folder holding its files, and whether pickle may be read."""
     if not isinstance(source, Checkpoint):
@@ -61,7 +60,8 @@ def _parts(
     return own, Path(folder), True  # the checkpoint loaded, so its pickle (if any) was allowed
 
 
-def _pooler_parameters(model: PreTrainedModel) -> set[str]:
+def pooler_parameters(model: PreTrainedModel) -> set[str]:
+    """The names of the pooler's parameters in `model` (pooler_provenance judges them)."""
     pooler = locate_pooler(model).module
     own = {id(parameter) for parameter in pooler.parameters()} if pooler is not None else set()
     return {name for name, parameter in model.named_parameters(remove_duplicate=False) if id(parameter) in own}
@@ -77,21 +77,14 @@ def assert_weights_loaded(
     """Assert every parameter and persistent buffer is the checkpoint's: loaded from the file with equal values,
     tied to one that is, or a computed buffer (position ids, token type ids) equal to what it computes.
 
-    Returns the ledger's metrics with the fresh-initialisation evidence of every Linear / LayerNorm / Embedding.
-    A `Checkpoint` whose `config.architectures` names a classifier absent from the file fails too.
+    Returns the ledger's metrics. A `Checkpoint` whose `config.architectures` names a classifier absent from the file
+    fails too. Whether the weights the file holds were ever trained is `assert_weights_trained`'s question.
     """
     __tracebackhide__ = True
     ledger = inspect_weights(source, model=model, checkpoint_path=checkpoint_path, allow_pickle=allow_pickle, scan=False)
-    audited, _, _ = _parts(source, model, checkpoint_path, allow_pickle)
+    audited, _, _ = audited_model(source, model, checkpoint_path, allow_pickle)
     skipped = source.skipped_head if isinstance(source, Checkpoint) else None
-    evidence = module_evidence(audited, getattr(audited.config, "initializer_range", None))
-    pooler = {name.rpartition(".")[0] for name in _pooler_parameters(audited)}
-    metrics = {
-        **ledger.metrics(),
-        "architecture": skipped.describe() if skipped else None,
-        "look_untrained": looks_untrained(evidence, besides=pooler),
-        "modules": evidence,
-    }
+    metrics = {**ledger.metrics(), "architecture": skipped.describe() if skipped else None}
     lines = []
     if skipped is not None and skipped.task_head:
         lines.append(f"{skipped.describe()}, and its use depends on that head; audited as {ledger.model_class}")

@@ -36,6 +36,10 @@ def figures_for(check: str, metrics: dict[str, Any]) -> list[Plot]:
         drawn.append(_DRAWERS[plot["kind"]](check, plot))
     if check == "token_coverage" and metrics.get("scripts"):
         drawn.append(unk_rates(metrics))
+    if check == "weights_trained" and metrics.get("modules"):
+        drawn.append(energy_spreads(metrics))
+    if check == "vocabulary_rows" and metrics.get("classes"):
+        drawn.append(class_cohesion(metrics))
     return [figure for figure in drawn if figure is not None]
 
 
@@ -168,6 +172,56 @@ def _integer_ticks(axes: Any) -> None:
     from matplotlib.ticker import MaxNLocator
 
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def energy_spreads(metrics: dict[str, Any]) -> Plot | None:
+    """Each weight matrix's energy spread in model order, log scale, the random band and the threshold drawn."""
+    points = [(name, signs["matrix"]["spread"], signs["looks_untrained"]) for name, signs in metrics["modules"].items() if signs.get("matrix")]
+    if not points:
+        return None
+    threshold = float(metrics.get("thresholds", {}).get("spread", 2.0))
+
+    def draw(axes: Any) -> None:
+        axes.scatter(range(len(points)), [max(value, _FLOOR) for _, value, _ in points],
+                     color=[_BAD if untrained else _OK for _, _, untrained in points], zorder=3, s=14)  # fmt: skip
+        axes.axhline(threshold, color=_LINE, linestyle="--", linewidth=1, label=f"threshold {threshold:g}× (random below)")
+        axes.axhline(1.0, color=_LINE, linestyle=":", linewidth=1, label="independent entries (1×)")
+        axes.set_yscale("log")
+        axes.set_xlabel("weight matrix, in the model's order (embeddings, then each layer)")
+        axes.set_ylabel("row/column energy spread (×)")
+        _legend(axes)
+
+    untrained = [name for name, _, flagged in points if flagged]
+    caption = (
+        "Each dot is one Linear or Embedding matrix (both sides 64 or more): how unevenly its rows and columns carry weight, "
+        "against a matrix of independent entries (1×). Training spreads it (MiniLM and MPNet: 5× and up); a random draw by any "
+        f"scheme, or shuffled entries, stays near 1×. Red: looks random ({len(untrained)} of {len(points)})."
+    )
+    return Plot("weights_trained-spread", "Weight matrices: energy spread against a random draw", caption, _svg(draw))
+
+
+def class_cohesion(metrics: dict[str, Any]) -> Plot:
+    """Per word class: how close its tokens' rows lie (mean cosine), against random tokens' 99th percentile."""
+    classes = metrics["classes"]
+    threshold = float(metrics.get("threshold", 0.15))
+
+    def draw(axes: Any) -> None:
+        names = list(classes)
+        share = [len(found["out_of_place"]) / len(found["ids"]) for found in classes.values()]
+        axes.bar(range(len(names)), [found["cohesion"] for found in classes.values()], color=[_BAD if value >= threshold else _OK for value in share])
+        axes.scatter(range(len(names)), [found["random_bound"] for found in classes.values()], color=_LINE, marker="_", s=400, zorder=3,
+                     label="random tokens, 99th percentile")  # fmt: skip
+        axes.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+        axes.set_xlabel("word class (single tokens of this vocabulary)")
+        axes.set_ylabel("mean cosine between its tokens' rows")
+        _legend(axes)
+
+    caption = (
+        f"Bars: how close the rows of a class's tokens lie (centred cosine); dashes: how close random tokens' rows lie to the class. "
+        f"A trained vocabulary keeps each class well above its dash; renumbered ids put tokens on other tokens' rows (red: "
+        f"{threshold:.0%} or more of a class's tokens out of place)."
+    )
+    return Plot("vocabulary_rows-classes", "Word classes: rows of related tokens lie together", caption, _svg(draw))
 
 
 def _legend(axes: Any) -> None:

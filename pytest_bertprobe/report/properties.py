@@ -161,8 +161,10 @@ def collect(report: pytest.TestReport, session: ProbeSession) -> None:
         record.head = str(metrics["head"])
     if "verdict" in metrics and check == "pooler_provenance":
         record.pooler_verdict, record.pooler_evidence = str(metrics["verdict"]), dict(metrics.get("evidence", {}))
-    if check == "weights_loaded" and "look_untrained" in metrics:
-        record.architecture_note, record.untrained_modules = metrics.get("architecture"), list(metrics["look_untrained"])
+    if check == "weights_loaded" and "architecture" in metrics:
+        record.architecture_note = metrics["architecture"]
+    if check == "weights_trained" and "untrained" in metrics:
+        record.untrained_modules = list(metrics["untrained"])
 
 
 def _count_process(record: ModelRecord, properties: dict[str, Any]) -> None:

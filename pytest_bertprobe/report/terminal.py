@@ -97,13 +97,6 @@ def _write_findings(terminal: pytest.TerminalReporter, session: ProbeSession) ->
             )
         if record.architecture_note:
             terminal.write_line(f"{record.id}: {record.architecture_note}; audited as {record.loaded_class}")
-        if record.untrained_modules:
-            names = record.untrained_modules
-            shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
-            terminal.write_line(
-                f"{record.id}: {shown} look{'s' if len(names) == 1 else ''} freshly initialised "
-                "(besides the pooler; reported, not failed: see weights_loaded in the JSON report)"
-            )
         for override in record.overrides:
             terminal.write_line(f"{record.id}: {override}")
         for check in record.checks:
