@@ -33,7 +33,7 @@ figure{margin:1.2em 0;padding:.6em;border:1px solid #e3e7ed;border-radius:6px}fi
 figcaption{font-size:.9em;color:#333}figcaption b{display:block;font-size:1.05em;margin-bottom:.2em}
 .muted{color:#666;font-size:.9em}.overview{width:100%;font-size:.85em}.plots{display:grid;grid-template-columns:repeat(auto-fit,minmax(480px,1fr));gap:0 1em}
 """
-_PLOT_ORDER = ("pooler", "cosine", "unk", "layers", "padding")  # the issue's order: the pooler first, padding last
+_PLOT_ORDER = ("pooler", "cosine", "unk", "margins", "pppl", "layers", "padding")  # the pooler first, padding last
 
 
 def require_matplotlib() -> None:
