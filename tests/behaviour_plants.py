@@ -1,5 +1,5 @@
-"""Checkpoints for the behavioural checks' tests: copies of the real all-MiniLM-L6-v2 with a fault planted, the healthy
-controls this repository trained (`tests/data/make_*.py`), and the small masked-LM committed in `tests/data/small-mlm`.
+"""Checkpoints for the behavioural checks' tests: copies of the real all-MiniLM-L6-v2 with a fault planted, and the
+healthy controls this repository trained on it (`tests/data/make_*.py`): a CLS-pooled encoder, a classifier, a masked-LM.
 
 Each builder writes a folder and returns its path; `tests/test_behaviour.py` builds them once per session.
 """
@@ -14,7 +14,7 @@ from typing import Any
 from tests.helpers import plant_copy
 
 DATA = Path(__file__).resolve().parent / "data"
-SMALL_MLM = DATA / "small-mlm"
+MLM_HEAD = DATA / "minilm-mlm-head.safetensors"
 CLS_LAYER = DATA / "cls-minilm-layer5.safetensors"
 CLASSIFIER_HEAD = DATA / "minilm-classifier-head.safetensors"
 CLASSIFIER_LABELS = ("numbers", "text", "errors", "control flow")
@@ -158,15 +158,33 @@ def classifier_plants(minilm: Path, folder: Path) -> dict[str, Path]:
     }
 
 
-def mlm_plants(folder: Path) -> dict[str, Path]:
-    """The committed small masked-LM, and copies whose encoder is not the one its head was trained with."""
+def minilm_masked_lm(minilm: Path, target: Path) -> Path:
+    """A BertForMaskedLM: MiniLM's encoder and the masked-LM head trained on it by make_minilm_mlm_head.py."""
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer, BertForMaskedLM
+
+    model = BertForMaskedLM.from_pretrained(minilm)
+    model.load_state_dict({key: tensor.float() for key, tensor in load_file(MLM_HEAD).items()}, strict=False)
+    model.save_pretrained(target)
+    AutoTokenizer.from_pretrained(minilm).save_pretrained(target)
+    return target
+
+
+def mlm_plants(minilm: Path, folder: Path) -> dict[str, Path]:
+    """The MiniLM masked-LM, and copies whose encoder is not the one its head was trained with."""
+    healthy = minilm_masked_lm(minilm, folder / "minilm-mlm")
 
     def copy(name: str, **edits: Any) -> Path:
-        return plant_copy(SMALL_MLM, folder / name, **edits)
+        return plant_copy(healthy, folder / name, **edits)
+
+    def encoder_reinitialised(tensors: Tensors) -> None:
+        fresh: Tensors = {key.removeprefix("bert."): tensor for key, tensor in tensors.items() if key.startswith("bert.encoder.")}
+        freshly_initialised(minilm)(fresh)
+        tensors.update({f"bert.{key}": tensor for key, tensor in fresh.items()})
 
     return {
-        "small-mlm": copy("small-mlm"),
-        "small-mlm-random": copy("small-mlm-random", weights=freshly_initialised(SMALL_MLM, "BertForMaskedLM")),
-        "small-mlm-layers-0-2": copy("small-mlm-layers-0-2", weights=swapped("bert.encoder.layer.0.", "bert.encoder.layer.2.")),
-        "small-mlm-relu": copy("small-mlm-relu", config={"hidden_act": "relu"}),
+        "minilm-mlm": healthy,
+        "minilm-mlm-encoder-random": copy("minilm-mlm-encoder-random", weights=encoder_reinitialised),
+        "minilm-mlm-layers-1-4": copy("minilm-mlm-layers-1-4", weights=swapped("bert.encoder.layer.1.", "bert.encoder.layer.4.")),
+        "minilm-mlm-relu": copy("minilm-mlm-relu", config={"hidden_act": "relu"}),
     }

@@ -1,8 +1,7 @@
 """Behavioural checks (#27): the checkpoint behaves like the trained model it claims to be.
 
-Real weights throughout: copies of all-MiniLM-L6-v2 with one fault planted each, the CLS-pooled encoder and the
-classifier this repository distilled from it, and the small masked-LM trained on Python's own manual
-(`tests/behaviour_plants.py`, `tests/data/`). One pytester run audits them all and reads each check's outcome from
+Real weights throughout: copies of all-MiniLM-L6-v2 with one fault planted each, and the CLS-pooled encoder, the
+classifier and the masked-LM this repository trained on it (`tests/behaviour_plants.py`, `tests/data/`). One pytester run audits them all and reads each check's outcome from
 the JSON report.
 """
 
@@ -105,16 +104,18 @@ def test_a_bag_of_words_embedding_fails_with_the_evidence(minilm: tuple[Any, Any
     assert "Worst triplet (" in str(failure.value)
 
 
-def test_the_small_masked_lm_recovers_english_tokens_far_better_than_chance() -> None:
-    from transformers import AutoModelForMaskedLM, AutoTokenizer
+def test_the_minilm_masked_lm_recovers_english_tokens_far_better_than_chance(minilm_path: Path) -> None:
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer, BertForMaskedLM
 
     from pytest_bertprobe import assert_masked_tokens_recovered
 
-    model = AutoModelForMaskedLM.from_pretrained(plants.SMALL_MLM).eval()
-    metrics = assert_masked_tokens_recovered(model, AutoTokenizer.from_pretrained(plants.SMALL_MLM))
-    assert metrics["language"] == "en" and metrics["vocabulary"] == 4096
+    model = BertForMaskedLM.from_pretrained(minilm_path).eval()
+    model.load_state_dict({key: tensor.float() for key, tensor in load_file(plants.MLM_HEAD).items()}, strict=False)
+    metrics = assert_masked_tokens_recovered(model, AutoTokenizer.from_pretrained(minilm_path))
+    assert (metrics["language"], metrics["vocabulary"]) == ("en", 30522)
     assert metrics["pseudo_perplexity"] < metrics["max_pseudo_perplexity"] / 2
-    assert {language for language, data in metrics["languages"].items() if data.get("read") is False} >= {"zh", "ru", "ja", "ar"}
+    assert [language for language, data in metrics["languages"].items() if data.get("read") is False] == ["zh", "ru", "ja", "ar"]
 
 
 @pytest.fixture(scope="session")
@@ -125,7 +126,7 @@ def behaviour_models(tmp_path_factory: pytest.TempPathFactory, minilm_path: Path
         "minilm": minilm_path,
         **plants.minilm_plants(minilm_path, folder),
         **plants.classifier_plants(minilm_path, folder),
-        **plants.mlm_plants(folder),
+        **plants.mlm_plants(minilm_path, folder),
     }
 
 
@@ -146,10 +147,10 @@ EXPECTED: dict[str, tuple[str, str, str]] = {
     "classifier-zeroed": ("skipped", "skipped", "failed"),
     "classifier-shrunk": ("skipped", "skipped", "failed"),
     "classifier-biased": ("skipped", "skipped", "failed"),
-    "small-mlm": ("skipped", "passed", "skipped"),
-    "small-mlm-random": ("skipped", "failed", "skipped"),
-    "small-mlm-layers-0-2": ("skipped", "failed", "skipped"),
-    "small-mlm-relu": ("skipped", "failed", "skipped"),
+    "minilm-mlm": ("skipped", "passed", "skipped"),
+    "minilm-mlm-encoder-random": ("skipped", "failed", "skipped"),
+    "minilm-mlm-layers-1-4": ("skipped", "failed", "skipped"),
+    "minilm-mlm-relu": ("skipped", "failed", "skipped"),
 }
 
 
@@ -176,21 +177,24 @@ def test_planted_faults_fail_by_the_behaviour_checks_and_the_controls_pass(
         "minilm-layers-1-4": 0.11, "minilm-query-key-0": 0.06, "minilm-layernorm": -0.01, "minilm-relu": 0.03,
         "minilm-cls-declared": 0.16, "minilm-6-heads": 0.28,
     }  # fmt: skip
+    perplexities = {name: round(outcomes[ids[name]]["masked_lm_behaviour"]["metrics"]["pseudo_perplexity"]) for name in behaviour_models if "-mlm" in name}
+    assert perplexities == {"minilm-mlm": 455, "minilm-mlm-encoder-random": 19027, "minilm-mlm-layers-1-4": 7192, "minilm-mlm-relu": 7522}
     result.stdout.fnmatch_lines([
-        "*minilm-cls-declared*embedding_behaviour*declares cls pooling, but mean pooling separates paraphrases 2.1x better*",
-    ])  # fmt: skip
+        "*minilm-cls-declared: embedding_behaviour: failed: *declares cls pooling, but mean pooling separates paraphrases 2.1x better*",
+        "*minilm-mlm-relu: masked_lm_behaviour: failed: The masked-LM head does not recover masked tokens: pseudo-perplexity 7522*",
+    ], consecutive=False)  # fmt: skip
 
 
 @pytest.mark.real_weights
 def test_the_default_audit_passes_the_trained_controls_and_fails_a_fresh_initialisation(
     pytester: pytest.Pytester, behaviour_models: dict[str, Path]
 ) -> None:
-    names = ("minilm-cls-trained", "classifier", "small-mlm", "minilm-random")
+    names = ("minilm-cls-trained", "classifier", "minilm-mlm", "minilm-random")
     result = pytester.runpytest(*(f"--bert-model={behaviour_models[name]}" for name in names), "--bert-report-json=report.json")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     outcomes = dict(zip(names, _outcomes(pytester.path / "report.json").values()))
     failed = {name: sorted(check for check, data in checks.items() if data["outcome"] == "failed") for name, checks in outcomes.items()}
-    assert failed["minilm-cls-trained"] == failed["classifier"] == failed["small-mlm"] == []
+    assert failed["minilm-cls-trained"] == failed["classifier"] == failed["minilm-mlm"] == []
     assert "embedding_behaviour" in failed["minilm-random"]
     result.stdout.fnmatch_lines(["*minilm-random: embedding_behaviour: *does not rank paraphrases above look-alike distractors*"])
 

@@ -38,9 +38,7 @@ def test_masked_lm_head_recovers_masked_tokens(
     request: pytest.FixtureRequest, bert_checkpoint: Checkpoint, bert_head_model: Any, bert_tokenizer: Any
 ) -> None:
     """Each token of natural sentences masked alone: the masked-LM head recovers it far better than chance."""
-    if bert_head_model is None:
-        pytest.skip(f"checkpoint has no masked-LM head (saved as {type(bert_checkpoint.model).__name__})")
-    run_check(request, assert_masked_tokens_recovered, bert_head_model, bert_tokenizer)
+    _on_head(request, bert_checkpoint, bert_head_model, bert_tokenizer, assert_masked_tokens_recovered, "masked-LM")
 
 
 @pytest.mark.bertprobe_audit(check="classifier_behaviour")
@@ -48,6 +46,10 @@ def test_classifier_is_not_degenerate(
     request: pytest.FixtureRequest, bert_checkpoint: Checkpoint, bert_head_model: Any, bert_tokenizer: Any
 ) -> None:
     """Over the probe sentences, the classifier's logits move with the input and its prediction is not fixed by a bias."""
-    if bert_head_model is None:
-        pytest.skip(f"checkpoint has no classification head (saved as {type(bert_checkpoint.model).__name__})")
-    run_check(request, assert_classifier_not_degenerate, bert_head_model, bert_tokenizer)
+    _on_head(request, bert_checkpoint, bert_head_model, bert_tokenizer, assert_classifier_not_degenerate, "classification")
+
+
+def _on_head(request: pytest.FixtureRequest, checkpoint: Checkpoint, head_model: Any, tokenizer: Any, check: Any, kind: str) -> None:
+    if head_model is None:
+        pytest.skip(f"checkpoint has no {kind} head (saved as {type(checkpoint.model).__name__})")
+    run_check(request, check, head_model, tokenizer)

@@ -51,7 +51,7 @@ def read_languages(tokenizer: PreTrainedTokenizerBase, texts: Mapping[str, Seque
 
 
 def _reading(tokenizer: PreTrainedTokenizerBase, language: str, sentences: Sequence[str]) -> Reading:
-    coverage = measure_coverage(tokenizer, sentences)
+    coverage = measure_coverage(tokenizer, ["\n".join(sentences)])  # one tokenizer call: [UNK] does not cross a line
     letters = sum(count for script, count in coverage.characters.items() if script not in _NOT_LETTERS)
     lost = sum(count for script, count in coverage.unknown.items() if script not in _NOT_LETTERS)
     words = [word for word in (_letters_of(raw) for sentence in sentences for raw in sentence.split()) if len(word) >= 3]
