@@ -155,8 +155,12 @@ EXPECTED: dict[str, tuple[str, str, str]] = {
 
 
 def _outcomes(report: Path) -> dict[str, dict[str, dict[str, Any]]]:
+    """Each model's checks by name, models in `--bert-model` order."""
     data = json.loads(report.read_text(encoding="utf-8"))
-    return {model["id"]: {check["check"]: check for check in model["checks"]} for model in data["models"]}
+    found: dict[str, dict[str, dict[str, Any]]] = {model["id"]: {} for model in data["models"]}
+    for check in data["checks"]:
+        found[check["model"]][check["check"]] = check
+    return found
 
 
 @pytest.mark.real_weights
@@ -170,11 +174,11 @@ def test_planted_faults_fail_by_the_behaviour_checks_and_the_controls_pass(
     ids = dict(zip(behaviour_models, outcomes))  # the report lists models in --bert-model order
     found = {name: tuple(outcomes[ids[name]][check]["outcome"] for check in BEHAVIOUR) for name in behaviour_models}
     assert found == EXPECTED
-    metrics = {name: outcomes[ids[name]]["embedding_behaviour"]["metrics"] for name in behaviour_models if name.startswith("minilm")}
+    metrics = {name: outcomes[ids[name]]["embedding_behaviour"]["metrics"] for name in behaviour_models if name.startswith("minilm") and "-mlm" not in name}
     margins = {name: round(data["margin"], 2) for name, data in metrics.items()}
     assert margins == {
         "minilm": 0.35, "minilm-float16": 0.35, "minilm-perturbed": 0.34, "minilm-cls-trained": 0.37, "minilm-random": -0.03,
-        "minilm-layers-1-4": 0.11, "minilm-query-key-0": 0.06, "minilm-layernorm": -0.01, "minilm-relu": 0.03,
+        "minilm-layers-1-4": 0.11, "minilm-query-key-0": 0.06, "minilm-layernorm": 0.0, "minilm-relu": 0.03,
         "minilm-cls-declared": 0.16, "minilm-6-heads": 0.28,
     }  # fmt: skip
     perplexities = {name: round(outcomes[ids[name]]["masked_lm_behaviour"]["metrics"]["pseudo_perplexity"]) for name in behaviour_models if "-mlm" in name}
