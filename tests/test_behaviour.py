@@ -218,8 +218,10 @@ def tiny_readers(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
 
 
 def test_allow_untrained_reports_the_behaviour_verdicts_on_a_tiny_random_checkpoint(pytester: pytest.Pytester, tiny_readers: list[str]) -> None:
-    result = pytester.runpytest(*tiny_readers, "--bert-embedding=mean", "-k", "bertprobe_audit_behaviour")
+    result = pytester.runpytest(*tiny_readers, "--bert-embedding=mean", "-k", "bertprobe_audit_behaviour", "--bert-report-html=out.html")
     assert result.ret == pytest.ExitCode.OK
+    page = (pytester.path / "out.html").read_text(encoding="utf-8")
+    assert "Paraphrase vs look-alike distractor, per language" in page and "Masked-token recovery (pseudo-perplexity), per language" in page
     result.stdout.fnmatch_lines([
         "*: embedding_behaviour: reported, not failed (--bert-allow-untrained): The declared mean sentence embedding does not rank*",
         "*: masked_lm_behaviour: reported, not failed (--bert-allow-untrained): The masked-LM head does not recover masked tokens*",

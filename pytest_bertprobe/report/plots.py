@@ -204,6 +204,7 @@ def pseudo_perplexities(metrics: dict[str, Any]) -> Plot:
         axes.axhline(ceiling, color=_LINE, linestyle="--", linewidth=1, label=f"most allowed {ceiling:.4g}")
         axes.axhline(vocabulary, color=_BAD, linestyle=":", linewidth=1, label=f"uniform guess {vocabulary}")
         axes.set_yscale("log")
+        axes.set_ylim(1, max([vocabulary, *values]) * 2)  # from a perfect guess (1) up: bars and lines in scale
         axes.set_xticks(range(len(read)), list(read))
         axes.set_xlabel("probe language (read by the tokenizer)")
         axes.set_ylabel("pseudo-perplexity (log)")
