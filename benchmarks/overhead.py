@@ -6,7 +6,9 @@ the whole audit (`pytest --bert-model=MINILM` from an empty folder, no recorder)
 (import torch and transformers, load the checkpoint, replay the recorded passes in a plain loop), under the
 OpenMP wait policy the plugin gives its own passes (PASSIVE unless the environment sets one). The ratio of
 their median wall times is what the audit costs beyond its forward passes; the bound is 1.15.
-Usage: `python benchmarks/overhead.py [--repeats N] [CHECKPOINT]`.
+`--without=MODULE` (e.g. `bertprobe_audit_behaviour`) alternates a third side, the audit less that audit module's
+checks (`-k "not MODULE"`), and prints what those checks add to the whole audit.
+Usage: `python benchmarks/overhead.py [--repeats N] [--without MODULE] [CHECKPOINT]`.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", nargs="?", default=None, help="default: the real all-MiniLM-L6-v2")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--without", default=None, help="also time the audit less this audit module's checks")
     common.add_bytecode_option(parser)
     args = parser.parse_args()
     common.use_bytecode_cache(args)
@@ -49,18 +52,23 @@ def main() -> None:
         common.print_checks(report)
         bare = [common.PYTHON, str(HERE / "bare_passes.py"), checkpoint, str(record)]
         bare_env = {**common.ENV, "OMP_WAIT_POLICY": common.ENV.get("OMP_WAIT_POLICY", "PASSIVE")}
-        results = common.alternate(
-            {
-                "audit": lambda: common.run_audit([checkpoint]),
-                "bare": lambda: common.checked(common.run(bare, env=bare_env), "the bare loop"),
-            },
-            args.repeats,
-        )
+        sides = {
+            "audit": lambda: common.run_audit([checkpoint]),
+            "bare": lambda: common.checked(common.run(bare, env=bare_env), "the bare loop"),
+        }
+        if args.without:
+            sides["without"] = lambda: common.run_audit([checkpoint], "-k", f"not {args.without}")
+        results = common.alternate(sides, args.repeats)
     print(f"bare loop: {results['bare'][-1].tail(1)}")
     print(common.describe("whole audit", results["audit"]))
     print(common.describe("load + same passes", results["bare"]))
     pairs = common.paired_ratios(results["audit"], results["bare"])
     print("round ratios: " + ", ".join(f"{ratio:.2f}" for ratio in pairs))
+    if args.without:
+        print(common.describe(f"audit less {args.without}", results["without"]))
+        added = common.paired_ratios(results["audit"], results["without"])
+        print(f"{args.without} adds: round ratios " + ", ".join(f"{ratio:.3f}" for ratio in added) + ", medians "
+              f"{common.median_wall(results['audit']) / common.median_wall(results['without']):.3f}")
     print(f"machine after: {common.machine()}")
     print(common.verdict("overhead (audit / bare, medians)", common.median_wall(results["audit"]) / common.median_wall(results["bare"]), BOUND))
 

@@ -44,6 +44,10 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     ),
     "pytest_bertprobe.checks.heads.labels": ("assert_label_map", "LabelMap"),
     "pytest_bertprobe.checks.embedding": ("assert_embedding_contract", "resolve_embedding", "sentence_embedding"),
+    "pytest_bertprobe.checks.behaviour.embedding": ("assert_embedding_ranks_paraphrases", "probe_scores"),
+    "pytest_bertprobe.checks.behaviour.masked_lm": ("assert_masked_tokens_recovered",),
+    "pytest_bertprobe.checks.behaviour.classifier": ("assert_classifier_not_degenerate",),
+    "pytest_bertprobe.checks.behaviour.probe_set": ("TRIPLETS", "Triplet", "MASKED_SENTENCES"),
     "pytest_bertprobe.checks.reference": (
         "assert_checkpoints_agree", "assert_tokenizers_agree", "assert_agrees_with_reference", "config_differences",
     ),

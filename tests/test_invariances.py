@@ -351,6 +351,18 @@ def test_round_trip_of_a_head_models_encoder_leaves_the_shared_config_alone(tiny
     assert gap.mismatched == 0 and full.config.to_dict() == before
 
 
+def test_round_trip_of_a_masked_lm_encoder_built_without_a_pooler_reloads_it_without_one(tiny_checkpoint: Callable[..., Path]) -> None:
+    """BertForMaskedLM builds its BertModel with add_pooling_layer=False; reloaded as a plain BertModel it would grow a
+    random pooler, and every healthy masked-LM would fail the round trip (found on the MiniLM masked-LM control)."""
+    from transformers import AutoTokenizer, BertForMaskedLM
+
+    path = tiny_checkpoint("bert", model_class="BertForMaskedLM")
+    encoder = BertForMaskedLM.from_pretrained(path).eval().base_model
+    assert encoder.pooler is None
+    gap = assert_save_load_round_trip(encoder, _probe_inputs(AutoTokenizer.from_pretrained(path)))
+    assert gap.mismatched == 0
+
+
 # --- passes shared where nothing is padded ----------------------------------------------------------
 
 # Token lengths with the tiny vocabulary: 4, 4, 3, 6 ("hello world" and "the weather" share one).

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 
-@pytest.mark.real_weights
+@pytest.mark.real_weights  # the default audit a user gets: the verdicts on training fail, not report
 def test_audit_of_real_weights_from_an_empty_folder_checks_the_pooler_relation(
     pytester: pytest.Pytester, minilm_path: Path
 ) -> None:

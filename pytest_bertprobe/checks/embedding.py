@@ -50,6 +50,11 @@ class EmbeddingSpec:
     kind: str
     source: str
 
+    @property
+    def declared(self) -> bool:
+        """Chosen by the checkpoint's files or the user, not assumed for want of them."""
+        return not self.source.startswith("assumed")
+
 
 def resolve_embedding(kind: str, checkpoint_path: str | os.PathLike[str] | None) -> EmbeddingSpec:
     """Turn `--bert-embedding` into an `EmbeddingSpec`; `auto` reads sentence-transformers' pooling config."""

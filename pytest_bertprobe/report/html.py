@@ -35,7 +35,7 @@ figure{margin:1.2em 0;padding:.6em;border:1px solid #e3e7ed;border-radius:6px}fi
 figcaption{font-size:.9em;color:#333}figcaption b{display:block;font-size:1.05em;margin-bottom:.2em}
 .muted{color:#666;font-size:.9em}.overview{width:100%;font-size:.85em}.overview th{cursor:pointer}.plots{display:grid;grid-template-columns:repeat(auto-fit,minmax(480px,1fr));gap:0 1em}
 """
-_PLOT_ORDER = ("spread", "classes", "pooler", "cosine", "unk", "layers", "padding")  # the weights first; the pooler, then padding last
+_PLOT_ORDER = ("spread", "classes", "pooler", "cosine", "unk", "margins", "pppl", "layers", "padding")  # the weights first; padding last
 # A click on an overview column sorts by it (again: the other way); numbers as numbers. Inline: the page fetches nothing.
 _SORT_SCRIPT = """for (const table of document.querySelectorAll("table.overview")) {
   const heads = table.rows[0].cells;

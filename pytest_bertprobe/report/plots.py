@@ -40,6 +40,10 @@ def figures_for(check: str, metrics: dict[str, Any]) -> list[Plot]:
         drawn.append(energy_spreads(metrics))
     if check == "vocabulary_rows" and metrics.get("classes"):
         drawn.append(class_cohesion(metrics))
+    if check == "embedding_behaviour" and metrics.get("poolings"):
+        drawn.append(paraphrase_margins(metrics))
+    if check == "masked_lm_behaviour" and metrics.get("vocabulary"):
+        drawn.append(pseudo_perplexities(metrics))
     return [figure for figure in drawn if figure is not None]
 
 
@@ -222,6 +226,62 @@ def class_cohesion(metrics: dict[str, Any]) -> Plot:
         f"{threshold:.0%} or more of a class's tokens out of place)."
     )
     return Plot("vocabulary_rows-classes", "Word classes: rows of related tokens lie together", caption, _svg(draw))
+
+
+def paraphrase_margins(metrics: dict[str, Any]) -> Plot:
+    """Per read language, each pooling's mean margin cos(anchor, paraphrase) - cos(anchor, distractor); the threshold drawn."""
+    read = {language: data for language, data in metrics["languages"].items() if data.get("read")}
+    poolings = list(metrics["poolings"])
+    declared = metrics.get("embedding")
+    threshold = float(metrics.get("min_margin", 0.0))
+
+    def draw(axes: Any) -> None:
+        width = 0.8 / max(len(poolings), 1)
+        others = iter(("#f0a35e", "#7fbf7b", "#b39ddb", "#9aa7b8"))
+        for offset, pooling in enumerate(poolings):
+            values = [data["margin"].get(pooling, 0.0) for data in read.values()]
+            xs = [index + (offset - (len(poolings) - 1) / 2) * width for index in range(len(read))]
+            axes.bar(xs, values, width=width, label=pooling + (" (declared)" if pooling == declared else ""),
+                     color=_OK if pooling == declared else next(others))  # fmt: skip
+        axes.axhline(threshold, color=_LINE, linestyle="--", linewidth=1, label=f"least margin {threshold:g}")
+        axes.axhline(0.0, color="#999999", linewidth=0.8)
+        axes.set_xticks(range(len(read)), list(read))
+        axes.set_xlabel("probe language (read by the tokenizer)")
+        axes.set_ylabel("cos(anchor, paraphrase) - cos(anchor, distractor)")
+        _legend(axes)
+
+    skipped = ", ".join(f"{language}: {data['reason']}" for language, data in metrics["languages"].items() if not data.get("read"))
+    caption = (
+        f"Mean margin per language and pooling of the same hidden states; the declared {declared} embedding in blue must reach "
+        f"the dashed line in some language, and no other pooling may score {metrics.get('pooling_ratio', 1.5):g} times as much. "
+        "At or below 0 the embedding matches words, not meaning." + (f" Not read: {skipped}." if skipped else "")
+    )
+    return Plot("embedding_behaviour-margins", "Paraphrase vs look-alike distractor, per language", caption, _svg(draw))
+
+
+def pseudo_perplexities(metrics: dict[str, Any]) -> Plot:
+    """Per read language, the masked-LM pseudo-perplexity on a log axis, against the threshold and a uniform guess."""
+    read = {language: data for language, data in metrics["languages"].items() if "pseudo_perplexity" in data}
+    ceiling, vocabulary = float(metrics["max_pseudo_perplexity"]), int(metrics["vocabulary"])
+
+    def draw(axes: Any) -> None:
+        values = [max(float(data["pseudo_perplexity"]), 1.0) for data in read.values()]
+        axes.bar(range(len(values)), values, color=[_BAD if value > ceiling else _OK for value in values])
+        axes.axhline(ceiling, color=_LINE, linestyle="--", linewidth=1, label=f"most allowed {ceiling:.4g}")
+        axes.axhline(vocabulary, color=_BAD, linestyle=":", linewidth=1, label=f"uniform guess {vocabulary}")
+        axes.set_yscale("log")
+        axes.set_ylim(1, max([vocabulary, *values]) * 2)  # from a perfect guess (1) up: bars and lines in scale
+        axes.set_xticks(range(len(read)), list(read))
+        axes.set_xlabel("probe language (read by the tokenizer)")
+        axes.set_ylabel("pseudo-perplexity (log)")
+        _legend(axes)
+
+    caption = (
+        "Each token of the probe sentences masked alone: exp of the mean negative log-likelihood of the true token. "
+        f"A uniform guess scores the vocabulary size ({vocabulary}), bert-base about 4 on clean English; the best language "
+        "must lie under the dashed line."
+    )
+    return Plot("masked_lm_behaviour-pppl", "Masked-token recovery (pseudo-perplexity), per language", caption, _svg(draw))
 
 
 def _legend(axes: Any) -> None:
