@@ -179,5 +179,9 @@ def test_broken_but_loadable_checkpoint_is_not_a_usage_error(pytester: pytest.Py
 def test_weights_that_do_not_fit_the_config_stop_the_run_with_one_line(pytester: pytest.Pytester, bert_copy: Path) -> None:
     edit_json(bert_copy / "config.json", intermediate_size=40)
     result = pytester.runpytest(f"--bert-model={bert_copy}")
-    assert_usage_error(result, f"--bert-model '{bert_copy}': the model (BertModel *) could not be loaded (RuntimeError: *")
+    assert_usage_error(
+        result,
+        f"--bert-model '{bert_copy}': config.json's sizes disagree with the weights: encoder.layer.0.intermediate.dense.weight "
+        "is [[]40, 32] by the config (intermediate_size: 40), [[]37, 32] in the file (and 5 more tensors); nothing was loaded. *",
+    )
     result.assert_outcomes()
