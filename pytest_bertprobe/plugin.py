@@ -24,7 +24,7 @@ from pytest_bertprobe.fixtures import (  # noqa: F401 - fixtures are found by th
     bert_tokenizer,
 )
 from pytest_bertprobe.forward import cache
-from pytest_bertprobe.report import files, html, paths, properties, terminal
+from pytest_bertprobe.report import html, paths, properties, terminal
 from pytest_bertprobe.session import SESSION_KEY, ProbeSession, probe_session
 
 AUDIT_DIR = Path(__file__).parent / "audit"
@@ -135,16 +135,12 @@ def _export_belongs(item: pytest.Item, session: ProbeSession) -> bool:
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Write the report files once, on the controller."""
+    """Write the report files once, on the controller; one that cannot be written makes the exit status 4."""
     if hasattr(session.config, "workerinput"):
         return
-    probe = probe_session(session.config)
-    if probe.settings.report_json:
-        files.write_json(probe, Path(probe.settings.report_json))
-    if probe.settings.report_markdown:
-        files.write_markdown(probe, Path(probe.settings.report_markdown))
-    if probe.settings.report_html:
-        html.write_html(probe, Path(probe.settings.report_html))
+    unwritten = paths.write_reports(session.config, probe_session(session.config))
+    if unwritten and session.exitstatus not in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR):
+        session.exitstatus = pytest.ExitCode.USAGE_ERROR  # as for an output path found unwritable before the run
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -153,5 +149,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
-    """Add the `bertprobe` section: one row per checkpoint."""
+    """Add the `bertprobe` section: one row per checkpoint; then a line per report that could not be written."""
     terminal.write_summary(terminalreporter, probe_session(config))
+    for line in config.stash.get(paths.UNWRITTEN, []):
+        terminalreporter.write_line(f"ERROR: {line}", red=True, bold=True)

@@ -73,8 +73,12 @@ def take_snapshot(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, se
 
 
 def write_snapshot(path: Path, snapshot: dict[str, Any]) -> None:
-    """Write `snapshot` as JSON with one line per entry, so a diff of two snapshots reads well."""
-    write_text_atomic(path, _one_line_per_entry(snapshot) + "\n")
+    """Write `snapshot` as JSON with one line per entry, so a diff of two snapshots reads well; `SnapshotError` (one
+    line naming the file and the error) when it cannot be written (a full disk, permissions)."""
+    try:
+        write_text_atomic(path, _one_line_per_entry(snapshot) + "\n")
+    except OSError as error:
+        raise SnapshotError(f"Snapshot {path} cannot be written ({type(error).__name__}: {error.strerror or error})") from None
 
 
 def _one_line_per_entry(value: Any, indent: str = "") -> str:
