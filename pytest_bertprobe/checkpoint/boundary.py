@@ -85,9 +85,8 @@ class Boundary:
         )
 
     def shown(self, path: Path) -> str:
-        """`path` as a message names it: relative to the folder where it lies there."""
-        absolute = Path(os.path.abspath(path))
-        return absolute.relative_to(self.root).as_posix() if absolute.is_relative_to(self.root) else str(path)
+        """`path` as a message names it: relative to the folder, as spelled (`../outside_pool`), where it is spelled from there."""
+        return Path(path).relative_to(self.root).as_posix() if Path(path).is_relative_to(self.root) else str(path)
 
     def check(self, paths: Iterable[Path], label: str) -> None:
         """Every one of `paths` inside the boundary, and a readable regular file unless it is a folder not named like a file."""
