@@ -262,7 +262,12 @@ def _weights_explain(request: pytest.FixtureRequest) -> str:
         model = request.getfixturevalue("bert_model")
     except pytest.FixtureLookupError:
         return ""
-    if model not in _nonfinite_weights:  # the session's model, scanned once
+    return nonfinite_weights(model)
+
+
+def nonfinite_weights(model: Any) -> str:
+    """'' when `model`'s parameters are finite; else the skip reason of a check their NaN/inf explains (scanned once per model)."""
+    if model not in _nonfinite_weights:
         _nonfinite_weights[model] = nonfinite_parameters(model)
     bad = _nonfinite_weights[model]
     if not bad:
