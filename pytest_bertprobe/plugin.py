@@ -55,6 +55,7 @@ def pytest_configure(config: pytest.Config) -> None:
         reference = source.resolve_source(settings.reference, settings.revision, "--bert-reference") if settings.reference else None
         for checked in [*sources, *([reference] if reference else [])]:
             preflight.check_source(checked, trust_remote_code=settings.trust_remote_code, allow_pickle=settings.allow_pickle)
+        preflight.check_exports([Path(path) for path in settings.onnx], "--bert-onnx")
         if sources:
             preflight.check_device(settings.device)
     except (CheckpointError, ValueError) as error:

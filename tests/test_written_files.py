@@ -51,6 +51,17 @@ def test_a_snapshot_dir_that_is_a_file_is_a_usage_error_when_comparing_too(pytes
     assert_usage_error(result, f"--bert-snapshot-dir={pytester.path / 'snaps'}: is a file, not a folder of snapshots; give a folder")
 
 
+def test_a_snapshot_that_is_a_named_pipe_is_never_opened(tmp_path: Path) -> None:
+    import os
+
+    from pytest_bertprobe.checks.snapshot import read_snapshot
+    from pytest_bertprobe.errors import SnapshotError
+
+    os.mkfifo(tmp_path / "tiny.json")  # an open() for reading would block here forever
+    with pytest.raises(SnapshotError, match=r"is a named pipe \(FIFO\), not a regular file"):
+        read_snapshot(tmp_path / "tiny.json")
+
+
 # A write that fails at the end (a full disk, permissions): one line naming the path and the error, the summary kept.
 
 

@@ -102,14 +102,13 @@ def check_exports(paths: list[Path], label: str, boundary: Boundary | None = Non
 
     Read with the onnx package, which the audit needs to run an export at all; without it nothing is opened.
     """
-    if importlib.util.find_spec("onnx") is None:
+    paths = [path for path in paths if path.is_file()]
+    if not paths or importlib.util.find_spec("onnx") is None:
         return
     import onnx
     from onnx import external_data_helper
 
     for path in paths:
-        if not path.is_file():
-            continue
         fence = boundary or Boundary.of(path.parent, "the export's folder")
         try:
             model = onnx.load(str(path), load_external_data=False)

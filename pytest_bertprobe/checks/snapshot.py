@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_bertprobe import tolerances
 from pytest_bertprobe.atomic import write_text_atomic
+from pytest_bertprobe.checkpoint.boundary import file_problem
 from pytest_bertprobe.checkpoint.config import config_values, differing_settings
 from pytest_bertprobe.compare import Gap, Tolerance, assert_close, measure
 from pytest_bertprobe.errors import CheckFailure, SnapshotError
@@ -97,7 +98,10 @@ def _one_line_per_entry(value: Any, indent: str = "") -> str:
 
 
 def read_snapshot(path: Path) -> dict[str, Any]:
-    """Load a snapshot written by `write_snapshot`, or fail naming the file."""
+    """Load a snapshot written by `write_snapshot`, or fail naming the file (what is not a regular file is never opened)."""
+    problem = file_problem(path)
+    if problem:
+        raise SnapshotError(f"Snapshot {path} {problem}", hint=UPDATE_HINT)
     try:
         snapshot = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
