@@ -85,8 +85,8 @@ def test_two_million_added_tokens_are_refused_before_the_tokenizer_loads(bert_co
 
 def test_a_tokenizer_file_past_the_size_limit_is_not_read(bert_copy: Path, tmp_path: Path) -> None:
     with (bert_copy / "vocab.txt").open("wb") as handle:
-        handle.truncate(sizes.MAX_TOKENIZER_FILE_BYTES + 1)  # sparse
-    _refused(_audit(bert_copy, tmp_path), "vocab.txt is 256.0 MiB, past the limit of 256.0 MiB for a tokenizer file")
+        handle.truncate(sizes.MAX_FILE_BYTES + 1)  # sparse
+    _refused(_audit(bert_copy, tmp_path), "vocab.txt is 256.0 MiB, past the limit of 256.0 MiB for a config or tokenizer file")
 
 
 def test_layers_the_weights_do_not_hold_are_refused_before_torch(bert_copy: Path, tmp_path: Path) -> None:

@@ -32,6 +32,7 @@ def check_source(source: Source, *, trust_remote_code: bool, allow_pickle: bool)
     folder = source.local_path
     if folder is not None:
         check_files(folder, label)  # before anything is read: every file inside the folder, and a regular file
+        sizes.check_file_sizes(folder, label)  # before any is parsed
     else:
         Boundary.of(source.config_file.parent).check([source.config_file], label)  # the hub cache's snapshot
     config = _read_json(source.config_file, label)
@@ -58,7 +59,6 @@ def check_source(source: Source, *, trust_remote_code: bool, allow_pickle: bool)
             f"{label}: folder has no tokenizer (none of {', '.join(TOKENIZER_FILES[:3])}, ...); "
             "save the tokenizer beside the weights (tokenizer.save_pretrained)"
         )
-    sizes.check_tokenizer_files(folder, label)
     _check_shard_index(folder, label)
     _check_tokenizer_class(folder, config, label)
     safetensors = sorted(folder.glob("*.safetensors"))

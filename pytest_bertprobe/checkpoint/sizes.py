@@ -1,6 +1,6 @@
 """Sizes before allocation: what a checkpoint asks for is measured against what its files hold, before it loads.
 
-From the files alone (preflight, no torch): tokenizer files and their added tokens within limits, and the
+From the files alone (preflight, no torch): config and tokenizer files and their added tokens within limits, and the
 config's layer count near the layers the weights hold. Before any weight loads (`check_load`): the model built
 on PyTorch's meta device (no memory), each of its tensors against the file's by name and shape, and the memory
 the load takes against what there is (`--bert-max-memory`). docs/DESIGN.md §1 states the limits.
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 # The largest real tokenizer files take tens of MB (gemma-3's tokenizer.json: 33 MB); real checkpoints add tens
 # to a few thousand tokens. A tokenizer.json of 2 million added tokens keeps transformers busy for minutes.
-MAX_TOKENIZER_FILE_BYTES = 256 << 20
+MAX_FILE_BYTES = 256 << 20
 MAX_ADDED_TOKENS = 100_000
 # Layers a config may ask for beyond the deepest index the weights hold: ALBERT shares one stored group across
 # 12 or 24 layers. Past that, building the model (even on the meta device, ~6 ms a BERT layer) is the bomb.
@@ -33,22 +33,24 @@ LAYER_SLACK = 64
 MISSING_FLOOR = 16 << 20
 # The audit holds the model and, for the save/load round trip, a second copy of it.
 COPIES = 2
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "added_tokens.json", "special_tokens_map.json", "vocab.txt",
-                    "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model", "spm.model", "tokenizer.model")  # fmt: skip
+# Files read whole (parsed, or converted by a tokenizer class): config and tokenizer files.
+_READ_WHOLE = ("config.json", "tokenizer.json", "tokenizer_config.json", "added_tokens.json", "special_tokens_map.json",
+               "vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model", "spm.model", "tokenizer.model")  # fmt: skip
 _INDEX = re.compile(r"\.(\d+)(?=\.)")
 _CHUNK = 16 << 20
 
 
-def check_tokenizer_files(folder: Path, label: str) -> None:
-    """Refuse tokenizer files past the size limit, and more added tokens than any tokenizer has, before they are parsed."""
-    for name in _TOKENIZER_FILES:
+def check_file_sizes(folder: Path, label: str) -> None:
+    """Refuse config and tokenizer files past the size limit, and more added tokens than any tokenizer has, before
+    any of them is parsed."""
+    for name in _READ_WHOLE:
         path = folder / name
         if not path.is_file():
             continue
         size = path.stat().st_size
-        if size > MAX_TOKENIZER_FILE_BYTES:
+        if size > MAX_FILE_BYTES:
             raise CheckpointError(
-                f"{label}: {name} is {_size(size)}, past the limit of {_size(MAX_TOKENIZER_FILE_BYTES)} for a tokenizer file "
+                f"{label}: {name} is {_size(size)}, past the limit of {_size(MAX_FILE_BYTES)} for a config or tokenizer file "
                 "(the largest real ones take tens of MB); it was not read"
             )
         if name in ("tokenizer.json", "tokenizer_config.json", "added_tokens.json"):
