@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pytest_bertprobe.checkpoint.ledger import COMPUTED_BUFFERS
 from pytest_bertprobe.checkpoint.weight_files import candidate_keys, stored_tensors
 from pytest_bertprobe.errors import CheckpointError
 
@@ -125,10 +126,12 @@ def _compare(model: Any, config: Any, stored: dict[str, tuple[list[int], int]], 
     mismatched: list[tuple[str, list[int], list[int]]] = []
     missing: list[tuple[str, int]] = []
     for name, tensor in _persistent(model):
+        if name.rpartition(".")[2] in COMPUTED_BUFFERS:
+            continue  # the model computes them; loading ignores a stored copy, whatever its shape
         key = next((key for key in candidate_keys(name, prefix) if key in stored), None)
-        if key is None and name.rpartition(".")[2] not in ("position_ids", "token_type_ids"):  # buffers the model computes
+        if key is None:
             missing.append((name, tensor.numel()))
-        elif key is not None and list(tensor.shape) != stored[key][0]:
+        elif list(tensor.shape) != stored[key][0]:
             mismatched.append((name, list(tensor.shape), stored[key][0]))
     values = dict(_config_ints(config.to_dict()))
     if mismatched:
