@@ -60,23 +60,31 @@ def measure(actual: torch.Tensor, expected: torch.Tensor, tolerance: Tolerance) 
     )
 
 
+CHUNK_ELEMENTS = 1 << 22  # values per step of a scan: a float64 sum of one step takes 32 MB, whatever the tensor's size
+
+
 def all_finite(tensor: torch.Tensor) -> bool:
     """Whether `tensor` holds no NaN or inf.
 
-    One sum decides in the common case, ten times faster than testing each element: a NaN or an inf makes the
-    sum non-finite, and a sum of float32 or narrower values cannot overflow float64. A non-finite sum (a float64
-    tensor's may overflow; MPS sums in float32) or another dtype gets the elementwise test.
+    One sum per chunk of `CHUNK_ELEMENTS` decides in the common case, ten times faster than testing each element:
+    a NaN or an inf makes the sum non-finite, and a sum of float32 or narrower values cannot overflow float64. A
+    non-finite sum (a float64 tensor's may overflow; MPS sums in float32) or another dtype gets the elementwise
+    test. Memory stays one chunk's, however large the tensor (a memory-mapped file's is read, not copied).
     """
     import torch
 
     if not (tensor.is_floating_point() or tensor.is_complex()):
         return True
-    tensor = tensor.detach()
-    if tensor.dtype in (torch.float64, torch.float32, torch.float16, torch.bfloat16):
-        accumulate = torch.float32 if tensor.device.type == "mps" else torch.float64  # MPS has no float64
-        if bool(torch.isfinite(tensor.sum(dtype=accumulate))):
-            return True
-    return bool(torch.isfinite(tensor).all())
+    flat = tensor.detach().reshape(-1)
+    summed = flat.dtype in (torch.float64, torch.float32, torch.float16, torch.bfloat16)
+    accumulate = torch.float32 if flat.device.type == "mps" else torch.float64  # MPS has no float64
+    for start in range(0, flat.numel(), CHUNK_ELEMENTS):
+        chunk = flat[start : start + CHUNK_ELEMENTS]
+        if summed and bool(torch.isfinite(chunk.sum(dtype=accumulate))):
+            continue
+        if not bool(torch.isfinite(chunk).all()):
+            return False
+    return True
 
 
 def _unravel(flat: int, shape: Sequence[int]) -> tuple[int, ...]:

@@ -51,6 +51,7 @@ class Settings:
     budget: float | None = None
     onnx: tuple[str, ...] = ()  # `--bert-onnx`: exports outside the checkpoint folders, audited against every checkpoint
     hypothesis_profile: str | None = None  # `--hypothesis-profile`: replaces the audit's own profile
+    max_memory: int | None = None  # `--bert-max-memory` in bytes; None: what the machine has available
     tolerances: Mapping[str, Tolerance] = field(default_factory=dict)  # ini `bert_tolerances`: check -> its overridden row
     shard: tuple[int, int] | None = None  # `--bert-shard=K/N`: audit only the checkpoints of shard K of N
     shard_origin: str = ""  # what set `shard`: --bert-shard, ini bert_shard, or CI_NODE_INDEX/CI_NODE_TOTAL
@@ -224,6 +225,13 @@ def add_options(parser: pytest.Parser) -> None:
         help="price each checkpoint for --bert-shard by its duration in a previous --bert-report-json "
         "(default: by its stored parameter count, read from the weight headers)",
     )
+    group.addoption(
+        "--bert-max-memory",
+        default=None,
+        metavar="SIZE",
+        help="memory a checkpoint's load may take, e.g. 8G or 512M (powers of 1024); a checkpoint estimated to need more "
+        "is refused before it loads (default: ini bert_max_memory, else the memory this machine has available)",
+    )
     parser.addini("bert_models", type="linelist", default=[], help="checkpoints to audit, one per line")
     parser.addini("bert_shard", default="", help="default for --bert-shard (K/N)")
     parser.addini("bert_onnx", type="linelist", default=[], help="ONNX exports to audit, one per line (relative to the rootdir)")
@@ -233,6 +241,7 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("bert_snapshot_dir", default=SNAPSHOT_DIR, help="default for --bert-snapshot-dir")
     parser.addini("bert_report_html", default="", help="default for --bert-report-html")
     parser.addini("bert_budget", default="", help="default for --bert-budget (seconds)")
+    parser.addini("bert_max_memory", default="", help="default for --bert-max-memory")
     parser.addini("bert_allow_untrained", type="bool", default=False, help="default for --bert-allow-untrained")
     parser.addini("bert_require_model", type="bool", default=False, help="default for --bert-require-model")
     parser.addini("bert_checks", default="", help="default for --bert-checks (comma-separated check names)")
@@ -292,7 +301,30 @@ def read_settings(config: pytest.Config) -> Settings:
         hypothesis_profile=config.getoption("hypothesis_profile", None),
         tolerances=tolerances,
         **_read_shard(config, bool(models)),
+        max_memory=_read_memory(config.getoption("bert_max_memory") or config.getini("bert_max_memory")),
     )
+
+
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """`512M`, `8G`, `1.5GiB`, `1000000` (bytes; units are powers of 1024) -> bytes; ValueError when not a size."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*", text.lower())
+    value = float(match.group(1)) * _UNITS[match.group(2)] if match else 0.0
+    if not 1 <= value < 1 << 62:
+        raise ValueError(f"{text!r} is not a size")
+    return int(value)
+
+
+def _read_memory(text: str) -> int | None:
+    """`--bert-max-memory` in bytes; None when not given."""
+    if not text:
+        return None
+    try:
+        return parse_size(text)
+    except ValueError:
+        raise pytest.UsageError(f"--bert-max-memory={text}: give a size such as 8G, 512M or 1.5GiB (powers of 1024)") from None
 
 
 def _read_budget(text: str) -> float | None:

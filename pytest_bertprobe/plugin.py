@@ -25,7 +25,7 @@ from pytest_bertprobe.fixtures import (  # noqa: F401 - fixtures are found by th
     bert_tokenizer,
 )
 from pytest_bertprobe.forward import cache
-from pytest_bertprobe.report import files, html, paths, properties, terminal
+from pytest_bertprobe.report import html, paths, properties, terminal
 from pytest_bertprobe.session import SESSION_KEY, ProbeSession, probe_session
 
 AUDIT_DIR = Path(__file__).parent / "audit"
@@ -60,6 +60,7 @@ def pytest_configure(config: pytest.Config) -> None:
         reference = source.resolve_source(settings.reference, settings.revision, "--bert-reference") if settings.reference else None
         for checked in [*sources, *([reference] if reference else [])]:
             preflight.check_source(checked, trust_remote_code=settings.trust_remote_code, allow_pickle=settings.allow_pickle)
+        preflight.check_exports([Path(path) for path in settings.onnx], "--bert-onnx")
         if sources:
             preflight.check_device(settings.device)
     except (CheckpointError, ValueError) as error:
@@ -163,18 +164,15 @@ def _export_belongs(item: pytest.Item, session: ProbeSession) -> bool:
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Write the report files once, on the controller."""
+    """Write the report files once, on the controller; one that cannot be written makes the exit status 4."""
     if hasattr(session.config, "workerinput"):
         return
     probe = probe_session(session.config)
     if probe.shard is not None and not probe.sources and session.exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
         session.exitstatus = pytest.ExitCode.OK  # a shard the plan left empty (more shards than checkpoints) is not a failure
-    if probe.settings.report_json:
-        files.write_json(probe, Path(probe.settings.report_json))
-    if probe.settings.report_markdown:
-        files.write_markdown(probe, Path(probe.settings.report_markdown))
-    if probe.settings.report_html:
-        html.write_html(probe, Path(probe.settings.report_html))
+    unwritten = paths.write_reports(session.config, probe)
+    if unwritten and session.exitstatus not in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR):
+        session.exitstatus = pytest.ExitCode.USAGE_ERROR  # as for an output path found unwritable before the run
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -184,5 +182,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
-    """Add the `bertprobe` section: one row per checkpoint."""
+    """Add the `bertprobe` section: one row per checkpoint; then a line per report that could not be written."""
     terminal.write_summary(terminalreporter, probe_session(config))
+    for line in config.stash.get(paths.UNWRITTEN, []):
+        terminalreporter.write_line(f"ERROR: {line}", red=True, bold=True)

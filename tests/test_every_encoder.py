@@ -39,7 +39,7 @@ MUST_RUN = {
     "flaubert": {"tokenizer_padding_side", "tokenizer_max_length", "tokenizer_token_types"},
     "luke": {"hidden_states"},
     "longformer": {"tokenizer_padding_side", "tokenizer_ids_in_embeddings"},
-    "xlnet": {"tokenizer_ids_in_embeddings"},
+    "xlnet": {"tokenizer_ids_in_embeddings", "tokenizer_padding_side"},  # left padding: it reads its summary token last
     "gte": {"weights_loaded"}, "nomic_bert": {"weights_loaded"}, "jina_embeddings_v3": {"weights_loaded"},
     # Absolute positions without a table fed position ids: an axial table, a parameter sliced or interpolated.
     "reformer": {"tokenizer_padding_side"}, "tipsv2_text_model": {"tokenizer_padding_side"},

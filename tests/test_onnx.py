@@ -45,11 +45,8 @@ def tiny_with_exports(tiny_checkpoint: TinyFactory, tmp_path_factory: pytest.Tem
 
 @pytest.fixture(scope="session")
 def minilm_with_exports(minilm_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The real all-MiniLM-L6-v2 (weights linked, not copied) with dynamo, int8 and traced exports."""
-    folder = tmp_path_factory.mktemp("minilm") / "all-MiniLM-L6-v2"
-    folder.mkdir()
-    for item in minilm_path.iterdir():
-        (folder / item.name).symlink_to(item)
+    """The real all-MiniLM-L6-v2 (a copy: a link to files outside the folder is refused) with dynamo, int8 and traced exports."""
+    folder = Path(shutil.copytree(minilm_path, tmp_path_factory.mktemp("minilm") / "all-MiniLM-L6-v2"))
     return _exports_of(folder, changed=False)
 
 

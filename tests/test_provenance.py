@@ -124,8 +124,8 @@ def test_nan_weight_fails_outputs_finite_naming_tensor_position_sentence_and_par
     # In the audit, the stored NaN is weights_finite's to report (one failure for one cause); the helper still says it all.
     result.assert_outcomes(passed=1, skipped=3)
     result.stdout.fnmatch_lines_random([
-        f"*SKIPPED [[]1[]]*weights hold NaN/inf ({QUERY_WEIGHT} (1 of 1024 values)): weights_finite reports them*",
-        "*SKIPPED [[]2[]]*pooler_output holds NaN/inf: outputs_finite reports it",
+        f"*SKIPPED [[]1[]]*finiteness.py: weights hold NaN/inf ({QUERY_WEIGHT} (1 of 1024 values)): weights_finite reports them*",
+        f"*SKIPPED [[]2[]]*pooler.py: weights hold NaN/inf ({QUERY_WEIGHT} (1 of 1024 values)): weights_finite reports them*",
     ])  # fmt: skip
     checkpoint = _load(planted)
     sentences = ["hello world", "today"]

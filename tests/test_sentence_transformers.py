@@ -107,3 +107,51 @@ def test_an_explicit_embedding_is_computed_by_the_plugin(pytester: pytest.Pytest
     result = pytester.runpytest(f"--bert-model={st_folder}", "--bert-embedding=cls", *AUDIT)
     result.assert_outcomes(passed=1)
     assert _metrics(pytester)["computed_by"] == "the plugin"
+
+
+@pytest.mark.real_weights
+def test_half_precision_copies_of_the_real_minilm_pass_at_their_own_dtype(pytester: pytest.Pytester, minilm_path: Path, tmp_path: Path) -> None:
+    """sentence-transformers 6.3 computes in the stored dtype: its Normalize output is unit length to float16/bfloat16
+    precision (0.000199 and 0.0016 off), which the check must not hold to float32's 1e-6."""
+    import shutil
+
+    import torch
+    from transformers import AutoModel
+
+    copies = []
+    for dtype in ("float16", "bfloat16"):
+        copy = Path(shutil.copytree(minilm_path, tmp_path / f"minilm-{dtype}"))
+        AutoModel.from_pretrained(minilm_path, dtype=torch.float32).to(getattr(torch, dtype)).save_pretrained(copy)
+        copies.append(f"--bert-model={copy}")
+    result = pytester.runpytest(*copies, *AUDIT)
+    result.assert_outcomes(passed=2)
+    for metrics in junit_metrics(pytester.path / "out.xml").values():
+        assert metrics["computed_by"] == f"sentence-transformers {st_pipeline.library_version()}" and metrics["norm_max_abs"] < 1e-2
+
+
+def test_the_unit_length_check_follows_the_dtype_the_library_computed_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pipeline computing in float16 normalizes to float16 precision: judged at float16 tolerance, not float32's."""
+    import torch
+
+    class HalfPipeline(torch.nn.Module):
+        """Stands for SentenceTransformer: Transformer, Pooling, Normalize modules; encode() in float16."""
+
+        def __init__(self, vectors: torch.Tensor) -> None:
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.zeros(1, dtype=torch.float16))
+            self.vectors = vectors
+            self.max_seq_length = 0
+
+        def __iter__(self) -> Any:
+            return iter([type(name, (), {})() for name in ("Transformer", "Pooling", "Normalize")])
+
+        def encode(self, sentences: Any, **kwargs: Any) -> torch.Tensor:
+            return torch.nn.functional.normalize(self.vectors, dim=-1).half()
+
+    vectors = torch.randn(5, 384)
+    pipeline = HalfPipeline(vectors)
+    modules = [{"type": f"sentence_transformers.models.{name}"} for name in ("Transformer", "Pooling", "Normalize")]
+    model = torch.nn.Linear(1, 1)  # a float32 "model": the comparison runs at the lower precision of the two
+    monkeypatch.setattr(st_pipeline, "usable_positions", lambda model: None)
+    metrics = st_pipeline.assert_pipeline_contract(pipeline, model, None, modules, vectors, ["a"] * 5)
+    assert 1e-6 < metrics["norm_max_abs"] < 1e-3  # off by float16 rounding, within float16's tolerance

@@ -382,3 +382,84 @@ def test_a_model_in_training_mode_tells_nothing_about_left_padding(tiny_checkpoi
 
     model = AutoModel.from_pretrained(tiny_checkpoint("roformer")).train()  # dropout on: require_eval_mode reports it
     assert tables(model).moved_by_left_padding is None
+
+
+# Tokenizers that add no special token, only one, or add them at the end: every check's failure is a message.
+
+_TEMPLATES: dict[str, tuple[list[Any], list[Any]] | None] = {
+    "no-specials": None,  # an ESM-C-like tokenizer: the empty sentence is no token at all
+    "cls-only": ([{"SpecialToken": {"id": "[CLS]", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+                 [{"SpecialToken": {"id": "[CLS]", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}]),
+    "at-the-end": ([{"Sequence": {"id": "A", "type_id": 0}}, {"SpecialToken": {"id": "[SEP]", "type_id": 0}}, {"SpecialToken": {"id": "[CLS]", "type_id": 0}}],
+                   [{"Sequence": {"id": "A", "type_id": 0}}, {"SpecialToken": {"id": "[SEP]", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}},
+                    {"SpecialToken": {"id": "[SEP]", "type_id": 1}}, {"SpecialToken": {"id": "[CLS]", "type_id": 0}}]),
+}  # fmt: skip
+
+
+def _with_template(source: Path, target: Path, template: tuple[list[Any], list[Any]] | None) -> Path:
+    """A copy whose tokenizer.json post-processor is `template` (None: none), kept as written (a plain fast tokenizer)."""
+    folder = Path(shutil.copytree(source, target))
+    data = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+    ids = {entry["content"]: entry["id"] for entry in data["added_tokens"]}
+    if template is None:
+        data["post_processor"] = None
+    else:
+        single, pair = template
+        used = {piece["SpecialToken"]["id"] for piece in single + pair if "SpecialToken" in piece}
+        specials = {token: {"id": token, "ids": [ids[token]], "tokens": [token]} for token in used}
+        data["post_processor"] = {"type": "TemplateProcessing", "single": single, "pair": pair, "special_tokens": specials}
+    (folder / "tokenizer.json").write_text(json.dumps(data), encoding="utf-8")
+    settings = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+    (folder / "tokenizer_config.json").write_text(json.dumps({**settings, "tokenizer_class": "PreTrainedTokenizerFast"}), encoding="utf-8")
+    return folder
+
+
+def test_every_check_fails_by_a_message_on_tokenizers_without_the_usual_specials(
+    pytester: pytest.Pytester, tiny_checkpoint: TinyFactory, tmp_path: Path
+) -> None:
+    """Before: the ESM-C-like tokenizer failed tokenizer_special_tokens with a bare IndexError, and its empty input
+    crashed outputs_finite as well."""
+    folders = [_with_template(tiny_checkpoint("bert"), tmp_path / name, template) for name, template in _TEMPLATES.items()]
+    result = pytester.runpytest(*(f"--bert-model={folder}" for folder in folders), "--bert-report-json=report.json")
+    report = json.loads((pytester.path / "report.json").read_text(encoding="utf-8"))
+    failed: dict[str, set[str]] = {name: set() for name in _TEMPLATES}
+    for check in report["checks"]:
+        assert check["outcome"] != "error", check
+        if check["outcome"] == "failed":
+            failed[check["model"]].add(check["check"])
+    assert failed == {name: {"tokenizer_special_tokens"} for name in _TEMPLATES}, result.stdout.str()[-3000:]
+    output = result.stdout.str()
+    for bare in ("IndexError", "KeyError", "TypeError", "Traceback", "INTERNALERROR"):
+        assert bare not in output
+    result.stdout.fnmatch_lines_random([
+        "no-specials: tokenizer_special_tokens: failed: [[]CLS] is not at position 0: the input has 0 tokens, so there is no such position.",
+        "cls-only: tokenizer_special_tokens: failed: [[]SEP] is not at the last position (0): found '[[]CLS]' (id 2) there.",
+        "at-the-end: tokenizer_special_tokens: failed: [[]CLS] is not at position 0: found '[[]SEP]' (id 3) there.",
+    ])  # fmt: skip
+
+
+# XLNet reads its summary token last: specials at the end, padding on the left (decided from config.summary_type).
+
+
+def test_a_model_that_reads_its_summary_token_last_gets_its_own_convention(tiny_checkpoint: TinyFactory) -> None:
+    model, tokenizer = _load(tiny_checkpoint("xlnet"))
+    assert contract.reads_summary_last(model) and not contract.reads_summary_last(_load(tiny_checkpoint("bert"))[0])
+    assert contract.assert_special_tokens_in_place(model, tokenizer)["convention"] == "summary token last"
+    assert contract.assert_pads_on_the_right(model, tokenizer)["right_padded_rows"] == 0
+    tokenizer.padding_side = "right"
+    with pytest.raises(contract.ContractViolation, match="Padding is on the right for a model that reads its summary token last"):
+        contract.assert_pads_on_the_right(model, tokenizer)
+
+
+def test_a_bert_style_template_on_a_summary_last_model_fails(tiny_checkpoint: TinyFactory) -> None:
+    from tokenizers import processors
+
+    model, tokenizer = _load(tiny_checkpoint("xlnet"))
+    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+    tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single="<cls>:0 $A:0 <sep>:0", pair="<cls>:0 $A:0 <sep>:0 $B:1 <sep>:1", special_tokens=[("<cls>", cls), ("<sep>", sep)]
+    )
+    with pytest.raises(contract.ContractViolation) as failure:
+        contract.assert_special_tokens_in_place(model, tokenizer)
+    assert str(failure.value).startswith("<sep> is not at the second-to-last position")
+    assert "XLNetModel reads the sentence summary at the last position (config.summary_type 'last'" in str(failure.value)

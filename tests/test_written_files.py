@@ -45,6 +45,67 @@ def test_missing_report_folders_are_created(pytester: pytest.Pytester, tiny_chec
     assert json.loads((pytester.path / "deep" / "er" / "report.json").read_text(encoding="utf-8"))["version"] == 1
 
 
+def test_a_snapshot_dir_that_is_a_file_is_a_usage_error_when_comparing_too(pytester: pytest.Pytester, tiny_checkpoint: Factory) -> None:
+    (pytester.path / "snaps").write_text("not a folder", encoding="utf-8")
+    result = pytester.runpytest(f"--bert-model={tiny_checkpoint('bert')}", "--bert-snapshot-dir=snaps")
+    assert_usage_error(result, f"--bert-snapshot-dir={pytester.path / 'snaps'}: is a file, not a folder of snapshots; give a folder")
+
+
+def test_a_snapshot_that_is_a_named_pipe_is_never_opened(tmp_path: Path) -> None:
+    import os
+
+    from pytest_bertprobe.checks.snapshot import read_snapshot
+    from pytest_bertprobe.errors import SnapshotError
+
+    os.mkfifo(tmp_path / "tiny.json")  # an open() for reading would block here forever
+    with pytest.raises(SnapshotError, match=r"is a named pipe \(FIFO\), not a regular file"):
+        read_snapshot(tmp_path / "tiny.json")
+
+
+# A write that fails at the end (a full disk, permissions): one line naming the path and the error, the summary kept.
+
+
+def _disk_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every atomic write fails as a full file system fails it (root may write anywhere, so no permission can be denied)."""
+    import errno
+    import os
+
+    def no_space(descriptor: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", no_space)
+
+
+def test_reports_on_a_full_disk_are_one_line_each_and_exit_4(
+    pytester: pytest.Pytester, tiny_checkpoint: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _disk_full(monkeypatch)
+    result = pytester.runpytest(
+        f"--bert-model={tiny_checkpoint('bert')}", "-k", "pooler_is_dense", "--bert-report-json=out/report.json",
+        "--bert-report-markdown=out/summary.md",
+    )  # fmt: skip
+    assert result.ret == pytest.ExitCode.USAGE_ERROR  # every check passed, but a report asked for is missing
+    result.stdout.fnmatch_lines([
+        "*= bertprobe =*",
+        "bert*bert*BertModel*",
+        "ERROR: --bert-report-json=out/report.json: cannot be written (OSError: No space left on device); no report there",
+        "ERROR: --bert-report-markdown=out/summary.md: cannot be written (OSError: No space left on device); no report there",
+        "*1 passed*",
+    ])  # fmt: skip
+    assert "Traceback" not in result.stdout.str() + result.stderr.str() and "INTERNALERROR" not in result.stdout.str()
+    assert not list((pytester.path / "out").iterdir())  # no temporary file left behind
+
+
+def test_a_snapshot_on_a_full_disk_fails_golden_snapshot_in_one_line(
+    pytester: pytest.Pytester, tiny_checkpoint: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _disk_full(monkeypatch)
+    result = pytester.runpytest(f"--bert-model={tiny_checkpoint('bert')}", "-k", "golden_snapshot", "--bert-snapshot-update")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["E   SnapshotError: Snapshot *bert*.json cannot be written (OSError: No space left on device)"])
+    assert "Traceback" not in result.stdout.str()
+
+
 # Atomic writes: a kill at the write leaves the previous complete file.
 
 KILL_AT_REPLACE = """

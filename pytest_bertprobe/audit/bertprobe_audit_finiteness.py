@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from pytest_bertprobe.audit.harness import encode_batch, given_batches, run_check
+from pytest_bertprobe.audit.harness import encode_batch, given_batches, nonfinite_weights, run_check
 from pytest_bertprobe.checkpoint import loading
-from pytest_bertprobe.checks.finiteness import assert_outputs_finite, nonfinite_parameters
+from pytest_bertprobe.checks.finiteness import assert_outputs_finite
 from pytest_bertprobe.errors import NotApplicable
 from pytest_bertprobe.strategies import Sentence
 
@@ -19,11 +19,9 @@ def _unless_weights_report_it(model: Any, inputs: Any, **kwargs: Any) -> dict[st
     try:
         return assert_outputs_finite(model, inputs, **kwargs)
     except AssertionError:
-        bad = nonfinite_parameters(model)
-        if bad:
-            raise NotApplicable(
-                f"weights hold NaN/inf ({', '.join(bad[:3])}): weights_finite reports them (weights_loaded, if the file is finite)"
-            ) from None
+        explained = nonfinite_weights(model)
+        if explained:
+            raise NotApplicable(explained) from None
         raise
 
 

@@ -14,6 +14,7 @@ from pytest_bertprobe.audit import plot_data
 from pytest_bertprobe.audit.harness import (
     encode_batch,
     given_batches,
+    nonfinite_weights,
     record_plot_data,
     run_check,
     run_on_batch,
@@ -60,7 +61,7 @@ def _on_finite_pooler(check: Callable[..., Gap]) -> Callable[..., Gap]:
         # The audited model's own anatomy: an overridden bert_model may differ from the checkpoint's load.
         require_checkable_pooler(model, outputs)
         if not all_finite(outputs.pooler_output):
-            raise NotApplicable("pooler_output holds NaN/inf: outputs_finite reports it")
+            raise NotApplicable(nonfinite_weights(model) or "pooler_output holds NaN/inf: outputs_finite reports it")
         return check(model, inputs, **kwargs)
 
     return guarded

@@ -7,6 +7,7 @@ batches reach every invariant and `cache.forward` serves each batch's forward pa
 from __future__ import annotations
 
 import functools
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -24,6 +25,7 @@ from pytest_bertprobe.audit.record import (
 )
 from pytest_bertprobe.catalogue import BY_NAME, EXPLICIT_BATCHES, KERNEL_BATCHES
 from pytest_bertprobe.checkpoint.limits import input_limit
+from pytest_bertprobe.checks.finiteness import nonfinite_parameters
 from pytest_bertprobe.errors import CheckFailure, ForwardError, NotApplicable
 from pytest_bertprobe.forward import cache
 from pytest_bertprobe.sentences import PROBE_SENTENCES, SEED_SENTENCES
@@ -225,6 +227,7 @@ def run_on_batch(request: pytest.FixtureRequest, check: Callable[..., Any], mode
 def run_check(request: pytest.FixtureRequest, check: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Run one check: skip (with its reason) where it does not apply; keep its numbers for the report."""
     __tracebackhide__ = True
+    served = cache.nonfinite_served()
     try:
         result = check(*args, **kwargs)
     except NotApplicable as reason:
@@ -236,10 +239,40 @@ def run_check(request: pytest.FixtureRequest, check: Callable[..., Any], *args: 
     except AssertionError as failure:
         if _reported_instead(request, failure):
             return None
+        if cache.nonfinite_served() > served:
+            explained = _weights_explain(request)
+            if explained:
+                pytest.skip(explained)
         _keep_failure(request, failure, kwargs.get("sentences"))
         raise
     record_result(request.node, result)
     return result
+
+
+_WEIGHTS_CHECKS = ("weights_finite", "weights_loaded")
+_nonfinite_weights: weakref.WeakKeyDictionary[Any, list[str]] = weakref.WeakKeyDictionary()  # model -> its NaN/inf parameters
+
+
+def _weights_explain(request: pytest.FixtureRequest) -> str:
+    """Why a check that read a pass with NaN/inf outputs skips: the model's weights hold NaN/inf, which the weights
+    checks report (one failure for one cause); '' when its weights are finite, or it is one of those checks."""
+    if _check_name(request) in _WEIGHTS_CHECKS:
+        return ""
+    try:
+        model = request.getfixturevalue("bert_model")
+    except pytest.FixtureLookupError:
+        return ""
+    return nonfinite_weights(model)
+
+
+def nonfinite_weights(model: Any) -> str:
+    """'' when `model`'s parameters are finite; else the skip reason of a check their NaN/inf explains (scanned once per model)."""
+    if model not in _nonfinite_weights:
+        _nonfinite_weights[model] = nonfinite_parameters(model)
+    bad = _nonfinite_weights[model]
+    if not bad:
+        return ""
+    return f"weights hold NaN/inf ({', '.join(bad[:3])}): weights_finite reports them (weights_loaded, if the file is finite)"
 
 
 def _reported_instead(request: pytest.FixtureRequest, failure: AssertionError) -> bool:

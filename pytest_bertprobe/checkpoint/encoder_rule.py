@@ -65,6 +65,13 @@ def before_weights(config: Any, architecture: type[PreTrainedModel] | None) -> s
     needs = [parameter for parameter in parameters if parameter in NON_TEXT_INPUTS]
     if needs:
         return f"{kind}: {name} reads non-text inputs ({', '.join(needs)}), so it is no text encoder; {_AUDITS}"
+    if "use_cache" in parameters and "attention_mask" not in parameters:
+        # A generation cache and no way to mask padding: it extends one sequence, it does not encode padded batches
+        # (CPM-Ant, xLSTM, whose passes the causal probe cannot tell from an encoder's). FNet takes no mask but no cache.
+        return (
+            f"{kind} is a decoder: {name}.forward keeps a generation cache (use_cache) and takes no attention_mask, "
+            f"so it cannot encode a padded batch; {_AUDITS}"
+        )
     if isinstance(getattr(config, "type_vocab_sizes", None), (list, tuple)):
         return f"{kind}: {name} reads table inputs (token_type_ids per table row and column: type_vocab_sizes); {_AUDITS}"
     base = _meta_base_model(config, architecture)
@@ -110,13 +117,35 @@ def after_load(model: PreTrainedModel) -> str | None:
 
 
 def _meta_base_model(config: Any, architecture: type[PreTrainedModel]) -> Any:
+    model = meta_model(architecture, config)
+    return model.base_model if model is not None else None
+
+
+_last_meta: list[tuple[Any, Any, Any]] = []  # (class, config, model): the one build the load's checks share
+
+
+def meta_model(architecture: type[PreTrainedModel], config: Any) -> Any:
+    """`architecture` built from `config` on the meta device (no memory, no weights), or None where it cannot be built.
+
+    The last build is kept: the encoder rule, the head lookup and the size checks of one load share it.
+    """
     import torch
 
+    if _last_meta and _last_meta[0][0] is architecture and _last_meta[0][1] is config:
+        return _last_meta[0][2]
+    _last_meta.clear()
     try:
         with torch.device("meta"):
-            return architecture._from_config(config).base_model
+            model = architecture._from_config(config)
     except Exception:  # noqa: BLE001 - custom or unusual classes: judged after loading instead
-        return None
+        model = None
+    _last_meta.append((architecture, config, model))
+    return model
+
+
+def forget_meta_model() -> None:
+    """Release the kept build once the load no longer needs it."""
+    _last_meta.clear()
 
 
 def _token_states(model: PreTrainedModel, ids: Any) -> Any:

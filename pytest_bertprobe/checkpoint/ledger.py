@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_bertprobe.checkpoint.renames import Rename, find_renames
 from pytest_bertprobe.checkpoint.weight_files import WeightFiles, candidate_keys
-from pytest_bertprobe.compare import all_finite
+from pytest_bertprobe.compare import CHUNK_ELEMENTS, all_finite
 
 if TYPE_CHECKING:
     import torch
@@ -193,32 +193,47 @@ def _computed_problem(buffer: torch.Tensor, rule: str) -> str:
 
 
 def _compare(ledger: Ledger, name: str, stored: torch.Tensor, loaded: torch.Tensor) -> None:
-    """Exact after casting the file to the loaded dtype (as loading does); NaN equals NaN."""
+    """Exact after casting the file to the loaded dtype (as loading does); NaN equals NaN. Chunk by chunk, so a
+    tensor of any size costs one chunk's memory over the mapped file."""
     import torch
 
     here = loaded.detach()
     if stored.shape != here.shape:
         ledger.differing[name] = f"shape {list(here.shape)} loaded, {list(stored.shape)} in the file"
         return
-    stored = stored.to(device=here.device, dtype=here.dtype)
-    if torch.equal(stored, here) or bool(((stored == here) | (stored.isnan() & here.isnan())).all()):
+    file_values, model_values = stored.reshape(-1), here.reshape(-1)
+    worst, where = 0.0, None
+    for start in range(0, file_values.numel(), CHUNK_ELEMENTS):
+        ours = model_values[start : start + CHUNK_ELEMENTS]
+        theirs = file_values[start : start + CHUNK_ELEMENTS].to(device=here.device, dtype=here.dtype)
+        if torch.equal(theirs, ours) or bool(((theirs == ours) | (theirs.isnan() & ours.isnan())).all()):
+            continue
+        difference = (theirs.double() - ours.double()).abs().nan_to_num(nan=float("inf"))
+        if where is None or float(difference.max()) > worst:
+            worst, where = float(difference.max()), start + int(difference.argmax())
+    if where is None:
         ledger.loaded.append(name)
         return
-    difference = (stored.double() - here.double()).abs().nan_to_num(nan=float("inf"))
-    where = tuple(int(i) for i in torch.nonzero(difference == difference.max())[0])
-    ledger.differing[name] = f"max |diff| {float(difference.max()):.3g} at {list(where)}"
+    index = [int(i) for i in torch.unravel_index(torch.tensor(where), here.shape)]
+    ledger.differing[name] = f"max |diff| {worst:.3g} at {index}"
 
 
 def _scan(ledger: Ledger, key: str, tensor: torch.Tensor, embedding: str | None) -> None:
+    """Count the NaN/inf of one stored tensor and find the first, a chunk at a time (see `compare.all_finite`)."""
     import torch
 
     if all_finite(tensor):
         return
-    finite = torch.isfinite(tensor)
-    first = tuple(int(i) for i in (~finite).nonzero()[0])
-    ledger.nonfinite.append(
-        NonFinite(key, int((~finite).sum()), tensor.numel(), first, float(tensor[first].item()), embedding)
-    )
+    flat = tensor.reshape(-1)
+    count, first = 0, -1
+    for start in range(0, flat.numel(), CHUNK_ELEMENTS):
+        bad = ~torch.isfinite(flat[start : start + CHUNK_ELEMENTS])
+        found = int(bad.sum())
+        if found and first < 0:
+            first = start + int(bad.nonzero()[0, 0])
+        count += found
+    index = tuple(int(i) for i in torch.unravel_index(torch.tensor(first), tensor.shape))
+    ledger.nonfinite.append(NonFinite(key, count, tensor.numel(), index, float(flat[first].item()), embedding))
 
 
 def _embedding_tables(model: PreTrainedModel) -> dict[str, str]:

@@ -6,13 +6,14 @@ weights the file holds, and a model that is no bidirectional text encoder is ref
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pytest_bertprobe.checkpoint import compat, encoder_rule
+from pytest_bertprobe.checkpoint import compat, encoder_rule, sizes
 from pytest_bertprobe.checkpoint.frozen_imports import imported_and_frozen
 from pytest_bertprobe.checkpoint.source import Source, resolve_device, resolve_source
 from pytest_bertprobe.errors import CheckpointError, first_line
@@ -94,9 +95,13 @@ def _failing_as(source: Source, what: str, hint: str, note: Callable[[], str] | 
     except CheckpointError:
         raise
     except Exception as error:  # noqa: BLE001 - any exception here means the checkpoint cannot be audited
-        raise CheckpointError(
-            f"{source.option} {source.spec!r}: {what} could not be loaded ({first_line(error)}){note() if note else ''}; {hint}"
-        ) from None
+        said = first_line(error)
+        if "above report" in said:  # transformers' loading report is a log line nobody sees here
+            said = "the weights do not fit the model the config builds" if "mismatched_sizes" in said else _ABOVE_REPORT.sub("", said).rstrip(". ")
+        raise CheckpointError(f"{source.option} {source.spec!r}: {what} could not be loaded ({said}){note() if note else ''}; {hint}") from None
+
+
+_ABOVE_REPORT = re.compile(r"[^.]*\babove report!?")
 
 
 @contextmanager
@@ -117,15 +122,20 @@ def quiet_progress_bars() -> Iterator[None]:
 def load_options(settings: Settings) -> dict[str, Any]:
     """The keywords of `load_checkpoint` a run's settings choose."""
     return {"device": settings.device, "dtype": settings.dtype, "trust_remote_code": settings.trust_remote_code,
-            "allow_pickle": settings.allow_pickle}  # fmt: skip
+            "allow_pickle": settings.allow_pickle, "max_memory": settings.max_memory}  # fmt: skip
 
 
 def load_checkpoint(
-    source: Source, checkpoint_id: str, *, device: str, dtype: str, trust_remote_code: bool = False, allow_pickle: bool = False
+    source: Source, checkpoint_id: str, *, device: str, dtype: str, trust_remote_code: bool = False, allow_pickle: bool = False,
+    max_memory: int | None = None,
 ) -> Checkpoint:
-    """Load model and tokenizer with the requested dtype (a name: float32, ...) and device, in eval mode."""
+    """Load model and tokenizer with the requested dtype (a name: float32, ...) and device, in eval mode.
+
+    Before any weight is read, the model built on the meta device is measured against the stored tensors and
+    `max_memory` (default: what the machine has available); see `sizes.check_load`.
+    """
     fix = "fix the file or re-save the checkpoint"
-    config, architecture, skipped, kwargs = imported_and_frozen(_configured, source, trust_remote_code, allow_pickle, fix)
+    config, architecture, skipped, kwargs = imported_and_frozen(_configured, source, trust_remote_code, allow_pickle, fix, dtype, max_memory)
     import torch
     from transformers import AutoTokenizer
 
@@ -164,9 +174,12 @@ def load_checkpoint(
     )
 
 
-def _configured(source: Source, trust_remote_code: bool, allow_pickle: bool, fix: str) -> tuple[Any, Any, SkippedHead | None, dict[str, Any]]:
+def _configured(
+    source: Source, trust_remote_code: bool, allow_pickle: bool, fix: str, dtype: str = "float32", max_memory: int | None = None
+) -> tuple[Any, Any, SkippedHead | None, dict[str, Any]]:
     """The config, the model class it names (importing its module), the head left out, and the loading keywords;
-    a config that is not an encoder's is refused here, before any weight is read."""
+    a config that is not an encoder's, or whose sizes the weights or the memory cannot hold, is refused here,
+    before any weight is read."""
     import torch  # noqa: F401 - imported here, as the tokenizer classes are, to be frozen with the rest
     from transformers import AutoConfig, AutoTokenizer  # noqa: F401
 
@@ -176,7 +189,14 @@ def _configured(source: Source, trust_remote_code: bool, allow_pickle: bool, fix
     with _failing_as(source, "config.json", fix):
         config = AutoConfig.from_pretrained(source.location, **kwargs)
         architecture, skipped = _saved_architecture(config, source, allow_pickle)  # imports the model's module
-    _refuse_non_encoder(source, encoder_rule.before_weights(config, encoder_rule.model_class(architecture, config)))
+    built = encoder_rule.model_class(architecture, config)
+    try:
+        _refuse_non_encoder(source, encoder_rule.before_weights(config, built))
+        model = encoder_rule.meta_model(built, config) if built is not None else None
+        if model is not None:
+            sizes.check_load(source, config, model, dtype=dtype, max_memory=max_memory)
+    finally:
+        encoder_rule.forget_meta_model()
     return config, architecture, skipped, kwargs
 
 
@@ -202,12 +222,8 @@ def _saved_architecture(config: Any, source: Source, allow_pickle: bool) -> tupl
 
 def _head_keys(architecture: Any, config: Any) -> tuple[str, ...]:
     """The weights `architecture` holds outside its base model (tied copies aside), from a build on the meta device."""
-    import torch
-
-    try:
-        with torch.device("meta"):
-            model = architecture._from_config(config)
-    except Exception:  # noqa: BLE001 - a class that cannot be built here: let loading decide, as before
+    model = encoder_rule.meta_model(architecture, config)
+    if model is None:  # a class that cannot be built here: let loading decide, as before
         return ()
     in_base = {id(parameter) for parameter in model.base_model.parameters()}
     return tuple(name for name, parameter in model.named_parameters() if id(parameter) not in in_base)

@@ -7,26 +7,21 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import json
-import math
 import os
 import re
-import stat
-import struct
 from pathlib import Path
 from typing import Any
 
-from pytest_bertprobe.checkpoint.json_file import MAX_JSON_DEPTH, json_depth, read_json
+from pytest_bertprobe.checkpoint import sizes
+from pytest_bertprobe.checkpoint.boundary import Boundary, entries, require_regular_file
+from pytest_bertprobe.checkpoint.json_file import read_json
 from pytest_bertprobe.checkpoint.source import Source
+from pytest_bertprobe.checkpoint.weight_files import Header, read_header
 from pytest_bertprobe.errors import CheckpointError, UnreadableJson
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model",
                    "sentencepiece.bpe.model", "spm.model")  # fmt: skip
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
-# What transformers and tokenizers may open in a checkpoint folder: each must be a regular file.
-READ_SUFFIXES = (".json", ".safetensors", ".txt", ".model", ".onnx", *PICKLE_SUFFIXES)
-_DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
-                "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}  # fmt: skip
 _DEFINITION = re.compile(r"^class (\w+)|^(\w+) = \w+$", re.MULTILINE)  # a class, or an alias (5.x: BertTokenizerFast = BertTokenizer)
 
 
@@ -34,14 +29,13 @@ def check_source(source: Source, *, trust_remote_code: bool, allow_pickle: bool)
     """Refuse a checkpoint that cannot be audited safely, before transformers touches it."""
     label = f"{source.option} {source.spec!r}"
     assert source.config_file is not None
-    config = _read_json(source.config_file, label)
     folder = source.local_path
     if folder is not None:
-        # Top-level files, and one level down what the audit may open there: sentence-transformers' modules
-        # (1_Pooling/config.json, 2_Dense/model.safetensors) and ONNX exports (onnx/model.onnx).
-        for entry in sorted([*folder.iterdir(), *folder.glob("*/*")]):
-            if entry.suffix in READ_SUFFIXES:
-                _require_regular_file(entry, label, entry.relative_to(folder).as_posix())
+        check_files(folder, label)  # before anything is read: every file inside the folder, and a regular file
+        sizes.check_file_sizes(folder, label)  # before any is parsed
+    else:
+        Boundary.of(source.config_file.parent).check([source.config_file], label)  # the hub cache's snapshot
+    config = _read_json(source.config_file, label)
     for path in (source.config_file, folder / "tokenizer_config.json" if folder else None):
         if path is not None and not trust_remote_code and "auto_map" in _read_json(path, label, missing_ok=True):
             name = path.name
@@ -52,6 +46,12 @@ def check_source(source: Source, *, trust_remote_code: bool, allow_pickle: bool)
     if not isinstance(config.get("model_type"), str) or not config["model_type"]:
         raise CheckpointError(f"{label}: config.json names no model_type, so transformers cannot tell which model it is; "
                               "re-save the checkpoint with save_pretrained")
+    if "configuration_files" in config:
+        raise CheckpointError(
+            f"{label}: config.json sets configuration_files ({config['configuration_files']!r}), which makes transformers read "
+            "the model's config from another file than config.json, one this audit does not check; merge it into config.json "
+            "and remove the key"
+        )
     if folder is None:
         return  # hub ids: transformers refuses pickle itself (use_safetensors=True)
     if not any((folder / name).is_file() for name in TOKENIZER_FILES):
@@ -76,8 +76,69 @@ def check_source(source: Source, *, trust_remote_code: bool, allow_pickle: bool)
             f"{label}: weights are pickle only ({pickles[0].name}), which can run code when loaded; "
             "it was not opened. Convert to safetensors, or pass --bert-allow-pickle if you trust it"
         )
+    stored: list[str] = []
     for path in safetensors:
-        _check_safetensors_header(path, label)
+        stored += _checked_header(path, label).tensors
+    sizes.check_layers(config, stored, label)
+
+
+def check_files(folder: Path, label: str) -> None:
+    """Every file a run may open for `folder` lies inside it and is a regular file; nothing is read but modules.json.
+
+    The folder's files and, one level down, its folders' (sentence-transformers modules, `onnx/`); the module folders
+    `modules.json` names, wherever it names them; and the external data of its ONNX exports.
+    """
+    boundary = Boundary.of(_pipeline_root(folder, label))
+    boundary.check(entries(boundary.root), label)
+    modules = boundary.root / "modules.json"
+    try:
+        listed = read_json(modules) if modules.is_file() else []
+    except UnreadableJson:
+        listed = []  # embedding_contract fails on it, naming the file: nothing is read through it
+    for module in listed if isinstance(listed, list) else []:
+        path = module.get("path") if isinstance(module, dict) else None
+        if isinstance(path, str) and path and os.path.lexists(boundary.root / path):
+            boundary.require_inside(boundary.root / path, label)
+            boundary.check(entries(boundary.root / path), label)
+    check_exports([*sorted((boundary.root / "onnx").glob("*.onnx")), boundary.root / "model.onnx"], label, boundary)
+
+
+def check_exports(paths: list[Path], label: str, boundary: Boundary | None = None) -> None:
+    """The external data an ONNX export names lies inside the export's folder (`boundary`) and is a regular file.
+
+    Read with the onnx package, which the audit needs to run an export at all; without it nothing is opened.
+    """
+    paths = [path for path in paths if path.is_file()]
+    if not paths or importlib.util.find_spec("onnx") is None:
+        return
+    import onnx
+    from onnx import external_data_helper
+
+    for path in paths:
+        fence = boundary or Boundary.of(path.parent, "the export's folder")
+        try:
+            model = onnx.load(str(path), load_external_data=False)
+        except Exception:  # noqa: BLE001 - onnx_agreement fails on an export that cannot be opened
+            continue
+        for tensor in external_data_helper._get_all_tensors(model):
+            if external_data_helper.uses_external_data(tensor):
+                data = path.parent / external_data_helper.ExternalDataInfo(tensor).location
+                fence.require_inside(data, label)
+                require_regular_file(data, label, fence.shown(data))
+
+
+def _pipeline_root(folder: Path, label: str) -> Path:
+    """The folder, or its parent when that is a sentence-transformers model listing the folder as a module (`0_Transformer`)."""
+    parent = folder.parent / "modules.json"
+    if os.path.lexists(folder / "modules.json") or not os.path.lexists(parent):
+        return folder
+    Boundary.of(folder.parent).check([parent], label)
+    try:
+        listed = read_json(parent)
+    except UnreadableJson:
+        return folder
+    names = [m.get("path") for m in listed if isinstance(m, dict)] if isinstance(listed, list) else []
+    return folder.parent if folder.name in names else folder
 
 
 # config.json keys of models that read pixels or sound (ViT, CLIP's vision tower, wav2vec2, Whisper, ...).
@@ -153,38 +214,10 @@ def check_device(requested: str) -> None:
         resolve_device(requested)
 
 
-def _require_regular_file(path: Path, label: str, shown: str | None = None) -> None:
-    """Refuse, before any open, what is not a readable regular file: an open of a named pipe blocks forever."""
-    problem = _file_type_problem(path)
-    if problem:
-        raise CheckpointError(
-            f"{label}: {shown or path.name} {problem}; a checkpoint's files must be readable regular files (re-download or re-save it)"
-        )
-
-
-def _file_type_problem(path: Path) -> str:
-    try:
-        mode = os.stat(path).st_mode  # follows symlinks: the hub cache links every file to a blob
-    except OSError as error:
-        if path.is_symlink():
-            return f"is a symlink that leads nowhere ({error.strerror or error})"
-        return f"cannot be read ({error.strerror or error})"
-    if stat.S_ISDIR(mode):
-        return "is a folder, not a file"
-    if not stat.S_ISREG(mode):
-        kind = "a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
-        return f"is {kind}, not a regular file"
-    try:
-        os.close(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)))
-    except OSError as error:
-        return f"cannot be read ({error.strerror or error})"
-    return ""
-
-
 def _read_json(path: Path, label: str, *, missing_ok: bool = False) -> dict[str, Any]:
     if missing_ok and not os.path.lexists(path):
         return {}
-    _require_regular_file(path, label)
+    require_regular_file(path, label)
     try:
         value = read_json(path)
     except UnreadableJson as error:
@@ -203,58 +236,14 @@ def _check_shard_index(folder: Path, label: str) -> None:
         raise CheckpointError(f"{label}: {problem}; re-save the checkpoint (save_pretrained writes shards and index together)")
 
 
-def _check_safetensors_header(path: Path, label: str) -> None:
-    """Validate the header and that the file holds every byte the header promises."""
-    problem = _safetensors_problem(path)
-    if problem:
+def _checked_header(path: Path, label: str) -> Header:
+    """The file's header, validated against its bytes and the limits on its size and tensor count."""
+    header = read_header(path)
+    if header.corrupt:
+        raise CheckpointError(f"{label}: {path.name} is corrupt ({header.corrupt}); re-download or re-save the checkpoint")
+    if header.too_large:
         raise CheckpointError(
-            f"{label}: {path.name} is corrupt ({problem}); re-download or re-save the checkpoint"
+            f"{label}: {path.name} declares {header.too_large}, which no encoder needs; it was not read further "
+            "(re-save the checkpoint with save_pretrained)"
         )
-
-
-def _safetensors_problem(path: Path) -> str:
-    size = path.stat().st_size
-    with path.open("rb") as handle:
-        prefix = handle.read(8)
-        if len(prefix) < 8:
-            return f"{size} bytes, shorter than a header"
-        (header_length,) = struct.unpack("<Q", prefix)
-        if header_length > size - 8:
-            return f"header claims {header_length} bytes, file has {size}"
-        try:
-            text = handle.read(header_length).decode("utf-8")
-            header = json.loads(text) if json_depth(text) <= MAX_JSON_DEPTH else None
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-            return "header is not JSON"
-    if not isinstance(header, dict):
-        return "header is not a JSON object of tensors"
-    ends = []
-    for name, entry in header.items():
-        problem = _entry_problem(name, entry)
-        if problem:
-            return problem
-        if name != "__metadata__":
-            ends.append(entry["data_offsets"][1])
-    needed = 8 + header_length + max(ends, default=0)
-    return f"truncated: {size} bytes of {needed}" if needed > size else ""
-
-
-def _entry_problem(name: str, entry: Any) -> str:
-    """What is wrong with one header entry: its shape, dtype and offsets must describe its bytes exactly."""
-    if name == "__metadata__":
-        valid = isinstance(entry, dict) and all(isinstance(value, str) for value in entry.values())
-        return "" if valid else "__metadata__ is not a map of strings"
-    if not isinstance(entry, dict):
-        return f"tensor {name!r} is not described by an object"
-    shape, offsets, dtype = entry.get("shape"), entry.get("data_offsets"), entry.get("dtype")
-    if not isinstance(dtype, str):
-        return f"tensor {name!r} has no dtype"
-    if not (isinstance(shape, list) and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape)):
-        return f"tensor {name!r} has no valid shape ({shape!r})"
-    if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(n, int) and not isinstance(n, bool) for n in offsets)
-            and 0 <= offsets[0] <= offsets[1]):  # fmt: skip
-        return f"tensor {name!r} has no valid data_offsets ({offsets!r})"
-    if dtype in _DTYPE_BYTES and offsets[1] - offsets[0] != math.prod(shape) * _DTYPE_BYTES[dtype]:
-        expected = math.prod(shape) * _DTYPE_BYTES[dtype]
-        return f"tensor {name!r}: data_offsets span {offsets[1] - offsets[0]} bytes, shape {shape} x {dtype} needs {expected}"
-    return ""
+    return header

@@ -12,7 +12,7 @@ import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pytest_bertprobe.checkpoint.json_file import MAX_JSON_DEPTH, json_depth, read_json
 
@@ -22,7 +22,12 @@ if TYPE_CHECKING:
 SAFETENSORS = "model.safetensors"
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 PICKLE = "pytorch_model.bin"
-_MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit
+# Real headers take kilobytes (bge-large's: 40 kB for 391 tensors); the safetensors library itself allows 100 MB,
+# whose JSON alone takes over a gigabyte to parse. Encoders store hundreds to a few thousand tensors.
+MAX_HEADER_BYTES = 16 << 20
+MAX_TENSORS = 100_000
+DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+               "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -105,36 +110,106 @@ def _header_keys(path: Path) -> list[str]:
         return list(handle.keys())
 
 
+@dataclass(frozen=True)
+class Header:
+    """A safetensors header as stored: each tensor's entry, or why it cannot be trusted (`corrupt`, `too_large`)."""
+
+    entries: dict[str, Any]
+    corrupt: str = ""  # what is wrong with it ("truncated: 10 bytes of 80"), '' when sound
+    too_large: str = ""  # which limit it passes, '' when within them
+
+    @property
+    def tensors(self) -> dict[str, Any]:
+        """The tensor entries (`__metadata__` left out)."""
+        return {name: entry for name, entry in self.entries.items() if name != "__metadata__"}
+
+
+def read_header(path: Path) -> Header:
+    """The header of the safetensors file at `path`, checked against its own bytes and the limits, before any tensor is read."""
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        prefix = handle.read(8)
+        if len(prefix) < 8:
+            return Header({}, corrupt=f"{size} bytes, shorter than a header")
+        (length,) = struct.unpack("<Q", prefix)
+        if length > size - 8:
+            return Header({}, corrupt=f"header claims {length} bytes, file has {size}")
+        if length > MAX_HEADER_BYTES:
+            return Header({}, too_large=f"a header of {length:,} bytes, past the limit of {MAX_HEADER_BYTES >> 20} MiB")
+        try:
+            text = handle.read(length).decode("utf-8")
+            entries = json.loads(text) if json_depth(text) <= MAX_JSON_DEPTH else None
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            return Header({}, corrupt="header is not JSON")
+    if not isinstance(entries, dict):
+        return Header({}, corrupt="header is not a JSON object of tensors")
+    if len(entries) > MAX_TENSORS:
+        return Header({}, too_large=f"{len(entries):,} tensors, past the limit of {MAX_TENSORS:,}")
+    ends = []
+    for name, entry in entries.items():
+        problem = _entry_problem(name, entry)
+        if problem:
+            return Header(entries, corrupt=problem)
+        if name != "__metadata__":
+            ends.append(entry["data_offsets"][1])
+    needed = 8 + length + max(ends, default=0)
+    return Header(entries, corrupt=f"truncated: {size} bytes of {needed}" if needed > size else "")
+
+
+def _entry_problem(name: str, entry: Any) -> str:
+    """What is wrong with one header entry: its shape, dtype and offsets must describe its bytes exactly."""
+    if name == "__metadata__":
+        valid = isinstance(entry, dict) and all(isinstance(value, str) for value in entry.values())
+        return "" if valid else "__metadata__ is not a map of strings"
+    if not isinstance(entry, dict):
+        return f"tensor {name!r} is not described by an object"
+    shape, offsets, dtype = entry.get("shape"), entry.get("data_offsets"), entry.get("dtype")
+    if not isinstance(dtype, str):
+        return f"tensor {name!r} has no dtype"
+    if not (isinstance(shape, list) and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape)):
+        return f"tensor {name!r} has no valid shape ({shape!r})"
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(n, int) and not isinstance(n, bool) for n in offsets)
+            and 0 <= offsets[0] <= offsets[1]):  # fmt: skip
+        return f"tensor {name!r} has no valid data_offsets ({offsets!r})"
+    if dtype in DTYPE_BYTES and offsets[1] - offsets[0] != math.prod(shape) * DTYPE_BYTES[dtype]:
+        expected = math.prod(shape) * DTYPE_BYTES[dtype]
+        return f"tensor {name!r}: data_offsets span {offsets[1] - offsets[0]} bytes, shape {shape} x {dtype} needs {expected}"
+    return ""
+
+
+def stored_tensors(folder: Path) -> dict[str, tuple[list[int], int]] | None:
+    """`{key: (shape, bytes)}` of what loading reads (one safetensors file, or the shards of an index), from the
+    headers alone; None when the weights are not safetensors or a header cannot be trusted."""
+    if (folder / SAFETENSORS).is_file():
+        files = [folder / SAFETENSORS]
+    elif (folder / SAFETENSORS_INDEX).is_file():
+        try:
+            files = [folder / shard for shard in sorted(set(_weight_map(folder).values()))]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None
+    else:
+        return None
+    found: dict[str, tuple[list[int], int]] = {}
+    for path in files:
+        header = read_header(path) if path.is_file() else Header({}, corrupt="absent")
+        if header.corrupt or header.too_large:
+            return None
+        found.update({key: (list(entry["shape"]), entry["data_offsets"][1] - entry["data_offsets"][0]) for key, entry in header.tensors.items()})
+    return found
+
+
 def stored_parameters(folder: Path) -> int | None:
     """How many numbers the stored weights hold, from the safetensors headers alone; None when no header can be read.
 
     Pickle weights count as float32 (their size in bytes / 4): they are never opened for a count.
     """
+    if not (folder / SAFETENSORS).is_file() and not (folder / SAFETENSORS_INDEX).is_file():
+        return (folder / PICKLE).stat().st_size // 4 if (folder / PICKLE).is_file() else None
     try:
-        if (folder / SAFETENSORS).is_file():
-            names = [SAFETENSORS]
-        elif (folder / SAFETENSORS_INDEX).is_file():
-            names = sorted(set(_weight_map(folder).values()))
-        elif (folder / PICKLE).is_file():
-            return (folder / PICKLE).stat().st_size // 4
-        else:
-            return None
-        return sum(_header_parameters(folder / str(name)) for name in names)
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
+        tensors = stored_tensors(folder)
+    except OSError:
         return None  # unreadable: the preflight of the run that audits it says why
-
-
-def _header_parameters(path: Path) -> int:
-    """The element count of every tensor a safetensors header describes (raises on a header that is not one)."""
-    with path.open("rb") as handle:
-        (length,) = struct.unpack("<Q", handle.read(8))
-        if length > _MAX_HEADER_BYTES:
-            raise ValueError(f"{path.name}: header of {length} bytes")
-        text = handle.read(length).decode("utf-8")
-    if json_depth(text) > MAX_JSON_DEPTH:
-        raise ValueError(f"{path.name}: header nests too deep")
-    header = json.loads(text)
-    return sum(math.prod(entry["shape"]) for name, entry in header.items() if name != "__metadata__")
+    return None if tensors is None else sum(math.prod(shape) for shape, _ in tensors.values())
 
 
 def index_problem(folder: Path) -> str:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_bertprobe import tolerances
 from pytest_bertprobe.atomic import write_text_atomic
+from pytest_bertprobe.checkpoint.boundary import file_problem
 from pytest_bertprobe.checkpoint.config import config_values, differing_settings
 from pytest_bertprobe.checkpoint.source import checkpoint_ids
 from pytest_bertprobe.compare import Gap, Tolerance, assert_close, measure
@@ -75,8 +76,12 @@ def take_snapshot(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, se
 
 
 def write_snapshot(path: Path, snapshot: dict[str, Any]) -> None:
-    """Write `snapshot` as JSON with one line per entry, so a diff of two snapshots reads well."""
-    write_text_atomic(path, _one_line_per_entry(snapshot) + "\n")
+    """Write `snapshot` as JSON with one line per entry, so a diff of two snapshots reads well; `SnapshotError` (one
+    line naming the file and the error) when it cannot be written (a full disk, permissions)."""
+    try:
+        write_text_atomic(path, _one_line_per_entry(snapshot) + "\n")
+    except OSError as error:
+        raise SnapshotError(f"Snapshot {path} cannot be written ({type(error).__name__}: {error.strerror or error})") from None
 
 
 def _one_line_per_entry(value: Any, indent: str = "") -> str:
@@ -95,7 +100,10 @@ def _one_line_per_entry(value: Any, indent: str = "") -> str:
 
 
 def read_snapshot(path: Path) -> dict[str, Any]:
-    """Load a snapshot written by `write_snapshot`, or fail naming the file."""
+    """Load a snapshot written by `write_snapshot`, or fail naming the file (what is not a regular file is never opened)."""
+    problem = file_problem(path)
+    if problem:
+        raise SnapshotError(f"Snapshot {path} {problem}", hint=UPDATE_HINT)
     try:
         snapshot = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from pytest_bertprobe.compare import all_finite
 from pytest_bertprobe.errors import CheckFailure, ForwardError
 from pytest_bertprobe.forward.failure import diagnose
 
@@ -38,6 +39,7 @@ class Forward:
     pooler_output: torch.Tensor | None
     hidden_states: tuple[torch.Tensor, ...]
     pooler_input: torch.Tensor | None
+    finite: bool = True  # last_hidden_state and pooler_output hold no NaN/inf
 
 
 class _Memo:
@@ -56,6 +58,7 @@ class _Memo:
 _memos: weakref.WeakKeyDictionary[Any, _Memo] = weakref.WeakKeyDictionary()
 _encodings: weakref.WeakKeyDictionary[Any, OrderedDict[tuple[Any, ...], Any]] = weakref.WeakKeyDictionary()
 _passes_run = 0
+_nonfinite_served = 0
 
 
 def wait_passively() -> None:
@@ -96,6 +99,19 @@ def forward_passes(model: PreTrainedModel) -> int:
 def passes_run() -> int:
     """How many forward passes `fresh_forward` has run in this process, on any model."""
     return _passes_run
+
+
+def nonfinite_served() -> int:
+    """How many passes with NaN/inf outputs `forward`, `fresh_forward` and `recall_alone` have handed out in this process:
+    a check that read one, of a model whose weights hold NaN/inf, fails by the weights' cause (audit.harness)."""
+    return _nonfinite_served
+
+
+def _served(outputs: Forward) -> Forward:
+    global _nonfinite_served
+    if not outputs.finite:
+        _nonfinite_served += 1
+    return outputs
 
 
 def pass_timings(model: PreTrainedModel) -> list[tuple[int, float]]:
@@ -192,7 +208,7 @@ def forward(model: PreTrainedModel, inputs: Mapping[str, torch.Tensor]) -> Forwa
     __tracebackhide__ = True
     memo = _memos.get(model)
     if memo is None:
-        return fresh_forward(model, inputs)
+        return _served(fresh_forward(model, inputs))
     # The attention implementation is part of the key: eager_matches_sdpa switches it in place.
     key = _key(model, inputs)
     if key in memo.failures:
@@ -211,7 +227,7 @@ def forward(model: PreTrainedModel, inputs: Mapping[str, torch.Tensor]) -> Forwa
         while memo.bytes > _CACHE_BYTES and len(memo.entries) > 1:
             memo.bytes -= memo.entries.popitem(last=False)[1][1]
     memo.entries.move_to_end(key)
-    return memo.entries[key][0]
+    return _served(memo.entries[key][0])
 
 
 def recall_alone(model: PreTrainedModel, single: Mapping[str, torch.Tensor]) -> Forward | None:
@@ -226,12 +242,12 @@ def recall_alone(model: PreTrainedModel, single: Mapping[str, torch.Tensor]) -> 
     key = _row_key(model, single, 0)
     if key in memo.entries:
         memo.entries.move_to_end(key)
-        return memo.entries[key][0]
+        return _served(memo.entries[key][0])
     batch_key, row = memo.rows.get(key, ("", 0))
     if batch_key not in memo.entries:
         return None
     memo.entries.move_to_end(batch_key)
-    return row_of(memo.entries[batch_key][0], row)
+    return _served(row_of(memo.entries[batch_key][0], row))
 
 
 def row_of(outputs: Forward, row: int) -> Forward:
@@ -243,6 +259,7 @@ def row_of(outputs: Forward, row: int) -> Forward:
         pooler_output=None if outputs.pooler_output is None else outputs.pooler_output[picked],
         hidden_states=tuple(state[picked] for state in outputs.hidden_states),
         pooler_input=None if outputs.pooler_input is None else outputs.pooler_input[picked],
+        finite=outputs.finite,
     )
 
 
@@ -311,10 +328,12 @@ def fresh_forward(model: PreTrainedModel, inputs: Mapping[str, torch.Tensor]) ->
         memo.passes += 1
         ids = on_device.get("input_ids")
         memo.timings.append((int(ids.numel()) if ids is not None else 0, time.perf_counter() - started))
+    pooled = getattr(output, "pooler_output", None)
     return Forward(
         inputs=on_device,
         last_hidden_state=output.last_hidden_state,
-        pooler_output=getattr(output, "pooler_output", None),
+        pooler_output=pooled,
         hidden_states=tuple(output.hidden_states or ()),
         pooler_input=captured[-1] if captured else None,
+        finite=all_finite(output.last_hidden_state) and (not isinstance(pooled, torch.Tensor) or all_finite(pooled)),
     )

@@ -3,7 +3,8 @@
 Many checks share one pass of a batch. The check whose clause explains the crash reports it once (an input
 past the position table: `tokenizer_max_length`; token ids past the embedding matrix:
 `tokenizer_ids_in_embeddings`; token types past their table: `tokenizer_token_types`; a crash at the
-tokenizer's maximum length: `tokenizer_max_length` again; any other crash:
+tokenizer's maximum length: `tokenizer_max_length` again; an input of no token at all (a tokenizer that adds no
+special token, on the empty sentence): `tokenizer_special_tokens`; any other crash:
 `outputs_finite`, the check that every output exists and is finite); the others skip, pointing at it.
 """
 
@@ -38,7 +39,11 @@ def diagnose(
     types = tables(model).types.rows if tables(model).types is not None else None
     top_id = int(ids.max()) if ids is not None and ids.numel() else None
     top_type = int(inputs["token_type_ids"].max()) if "token_type_ids" in inputs and inputs["token_type_ids"].numel() else None
-    if usable is not None and width > usable:
+    if shape and width == 0:
+        owner = "tokenizer_special_tokens"
+        diagnosis = "the tokenizer gives the input no token at all (it adds no special token), so there is nothing to encode"
+        hint = "make the tokenizer add the model's special tokens ([CLS] ... [SEP]), so even the empty sentence is an input"
+    elif usable is not None and width > usable:
         owner = "tokenizer_max_length"
         diagnosis = f"the input is {width} tokens wide, past the model's {usable} usable positions"
         hint = f"set \"model_max_length\": {max(usable, 0)} in tokenizer_config.json (or fix max_position_embeddings)"

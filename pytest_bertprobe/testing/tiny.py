@@ -59,6 +59,7 @@ class _Arch:
     lowercase: bool = True
     config: Mapping[str, Any] = field(default_factory=dict)
     bare_backend: bool = False  # save as a plain TokenizersBackend (tokenizer.json only), like ModernBERT's hub repos
+    padding_side: str = "right"
 
 
 _ARCHS: dict[str, _Arch] = {
@@ -105,6 +106,11 @@ _ARCHS: dict[str, _Arch] = {
     ),  # fmt: skip
     "ernie": _Arch("BertTokenizer", "wordpiece", _BERT_SPECIALS, config={"use_task_id": False}),
 }
+# XLNet reads its summary token last: its own tokenizer's `A <sep> <cls>`, padded on the left (xlnet-base-cased's ids).
+_XLNET = _Arch(
+    "XLNetTokenizer", "unigram", ("<unk>", "<s>", "</s>", "<cls>", "<sep>", "<pad>", "<mask>", "<eod>", "<eop>"), False,
+    {"d_model": 32, "n_layer": 2, "n_head": 4, "d_head": 8, "d_inner": 37}, padding_side="left",
+)  # fmt: skip
 
 ARCHITECTURES: tuple[str, ...] = tuple(_ARCHS)  # the healthy core of the family, each with its own tokenizer class
 
@@ -126,7 +132,6 @@ _BERT_STYLE: dict[str, Mapping[str, Any]] = {
     "xlm": {"emb_dim": 32, "n_layers": 2, "n_heads": 4, "unk_index": 1, "mask_index": 4},
     "flaubert": {"emb_dim": 32, "n_layers": 2, "n_heads": 4, "unk_index": 1, "mask_index": 4},
     "funnel": {"d_model": 32, "n_head": 4, "d_head": 8, "d_inner": 37, "block_sizes": [1, 1], "num_decoder_layers": 1},
-    "xlnet": {"d_model": 32, "n_layer": 2, "n_head": 4, "d_head": 8, "d_inner": 37},
     "reformer": {"attention_head_size": 8, "num_attention_heads": 4, "attn_layers": ["local", "local"],
                  "axial_pos_shape": [8, 8], "axial_pos_embds_dim": [16, 16], "feed_forward_size": 37,
                  "local_attn_chunk_length": 16},
@@ -143,6 +148,7 @@ MASK_IGNORING_ARCHITECTURES: tuple[str, ...] = ("yoso", "fnet")
 _ARCHS.update({arch: _ARCHS["bert"] for arch in MASK_IGNORING_ARCHITECTURES})
 _ARCHS.update(_ROBERTA_STYLE)
 _ARCHS.update({arch: replace(_ARCHS["bert"], config=extra) for arch, extra in _BERT_STYLE.items()})
+_ARCHS["xlnet"] = _XLNET
 # transformers' own defects that the audit must catch (docs/DESIGN.md §5); yoso and fnet above are two of them.
 DEFECTIVE_ARCHITECTURES: tuple[str, ...] = (
     *MASK_IGNORING_ARCHITECTURES, "mra", "convbert", "nystromformer", "funnel", "canine", "sam3_lite_text_text_model", "reformer",
@@ -250,7 +256,7 @@ def _set_input_names(tokenizer: PreTrainedTokenizerBase, names: list[str]) -> No
 
 def _build_backend(spec: _Arch, chars: list[str], words: list[str], legacy: bool) -> PreTrainedTokenizerBase:
     cls = getattr(transformers, spec.tokenizer_class + ("Fast" if legacy else ""))
-    kwargs: dict[str, Any] = {"model_max_length": _MAX_LENGTH, "padding_side": "right"}
+    kwargs: dict[str, Any] = {"model_max_length": _MAX_LENGTH, "padding_side": spec.padding_side}
     if "do_lower_case" in inspect.signature(cls.__init__).parameters:
         kwargs["do_lower_case"] = spec.lowercase
     if spec.vocab_kind == "wordpiece":

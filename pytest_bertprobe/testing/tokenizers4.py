@@ -138,6 +138,19 @@ def _big_bird(vocab: list[tuple[str, float]], _merges: Any, lowercase: bool) -> 
     return tokenizer
 
 
+def _xlnet(vocab: list[tuple[str, float]], _merges: Any, lowercase: bool) -> Tokenizer:
+    """XLNet's: ALBERT's normalisation, and the summary token last (`A <sep> <cls>`, <cls> of type 2)."""
+    tokenizer = _unigram(vocab, "<unk>")
+    steps = [normalizers.Replace("``", '"'), normalizers.Replace("''", '"'), normalizers.NFKD(), normalizers.StripAccents()]
+    tokenizer.normalizer = normalizers.Sequence([*steps, *([normalizers.Lowercase()] if lowercase else [])])
+    ids = _ids(vocab)
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="$A:0 <sep>:0 <cls>:2", pair="$A:0 <sep>:0 $B:1 <sep>:1 <cls>:2",
+        special_tokens=[("<sep>", ids["<sep>"]), ("<cls>", ids["<cls>"])],
+    )
+    return tokenizer
+
+
 _PIPELINES: dict[str, Callable[[Any, Any, bool], Tokenizer]] = {
     "BertTokenizer": _wordpiece,
     "ElectraTokenizer": _wordpiece,
@@ -149,4 +162,5 @@ _PIPELINES: dict[str, Callable[[Any, Any, bool], Tokenizer]] = {
     "AlbertTokenizer": _albert,
     "DebertaV2Tokenizer": _deberta_v2,
     "BigBirdTokenizer": _big_bird,
+    "XLNetTokenizer": _xlnet,
 }

@@ -62,6 +62,26 @@ def _boundary_tokens(tokenizer: PreTrainedTokenizerBase) -> tuple[str | None, st
     return first, last
 
 
+def reads_summary_last(model: PreTrainedModel) -> bool:
+    """Whether the model reads its summary token at the end of the input, as its own heads do (XLNet:
+    `config.summary_type == "last"`, `A <sep> <cls>` padded on the left); BERT's family reads it at position 0."""
+    return getattr(model.config, "summary_type", None) == "last"
+
+
+def _places(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[tuple[str, int]]:
+    """Each special token and where every input must hold it (negative: from the end), by the model's convention."""
+    first, last = _boundary_tokens(tokenizer)
+    wanted = [(last, -2), (first, -1)] if reads_summary_last(model) else [(first, 0), (last, -1)]
+    return [(token, position) for token, position in wanted if token is not None]
+
+
+def _position_name(position: int, length: int) -> str:
+    if position >= 0:
+        return f"position {position}"
+    return f"the {'last' if position == -1 else 'second-to-last'} position ({length + position})" if length + position >= 0 else (
+        f"the {'last' if position == -1 else 'second-to-last'} position")  # fmt: skip
+
+
 def assert_special_tokens_in_place(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -69,10 +89,11 @@ def assert_special_tokens_in_place(
     sentences: Sequence[str] = PROBE_SENTENCES,
     pairs: Sequence[tuple[str, str]] = PAIRS,
 ) -> dict[str, Any]:
-    """Assert [CLS]/BOS opens and [SEP]/EOS closes every single sentence and pair, truncated ones too."""
+    """Assert [CLS]/BOS opens and [SEP]/EOS closes every single sentence and pair, truncated ones too; for a model that
+    reads its summary token last (XLNet), [SEP] then [CLS] close every input instead."""
     __tracebackhide__ = True
-    first, last = _boundary_tokens(tokenizer)
-    if first is None and last is None:
+    places = _places(model, tokenizer)
+    if not places:
         raise NotApplicable(f"{type(tokenizer).__name__} defines neither [CLS]/BOS nor [SEP]/EOS")
     length = working_length(model, tokenizer)
     # Fast tokenizers truncate very long texts in time (and, for pairs, memory: a 20k-character pair exhausts
@@ -96,36 +117,50 @@ def assert_special_tokens_in_place(
     wrong: list[tuple[str, int, str | tuple[str, str], list[int]]] = []
     misplaced: set[int] = set()
     for index, (text, ids) in enumerate(zip(inputs, [*single_ids, *pair_ids, long_ids])):
-        for expected, position in ((first, 0), (last, len(ids) - 1)):
-            if expected is not None and ids[position] != tokenizer.convert_tokens_to_ids(expected):
+        for expected, position in places:
+            at = position if position >= 0 else len(ids) + position
+            if not 0 <= at < len(ids) or ids[at] != tokenizer.convert_tokens_to_ids(expected):
                 wrong.append((expected, position, text, ids))
                 misplaced.add(index)
-    metrics = {"first_token": first, "last_token": last, "inputs_checked": len(inputs), "misplaced": len(misplaced)}
+    metrics = {"first_token": next((token for token, at in places if at == 0), None),
+               "last_token": next((token for token, at in places if at == -1), None),
+               "convention": "summary token last" if reads_summary_last(model) else "summary token first",
+               "inputs_checked": len(inputs), "misplaced": len(misplaced)}  # fmt: skip
     if not wrong:
         return metrics
     expected, position, text, ids = wrong[0]
     expected_id = tokenizer.convert_tokens_to_ids(expected)
-    where = "position 0" if position == 0 else f"the last position ({position})"
+    at = position if position >= 0 else len(ids) + position
+    there = (f"found {tokenizer.convert_ids_to_tokens(ids[at])!r} (id {ids[at]}) there" if 0 <= at < len(ids)
+             else f"the input has {len(ids)} token{'s' if len(ids) != 1 else ''}, so there is no such position")  # fmt: skip
     found = [i for i, token_id in enumerate(ids) if token_id == expected_id]
+    if reads_summary_last(model):
+        hint = (f"{_name(model)} reads the sentence summary at the last position (config.summary_type 'last', as XLNet's heads "
+                f"read it): make the tokenizer's post-processor template '$A {places[0][0]} {places[-1][0]}' / "
+                f"'$A {places[0][0]} $B {places[0][0]} {places[-1][0]}', padded on the left, or load the model's own tokenizer class")
+    else:
+        hint = ("BERT-family models read the sentence summary at position 0 (the pooler and CLS embeddings read "
+                "last_hidden_state[:, 0]): make the tokenizer's post-processor template '[CLS] $A [SEP]' / "
+                "'[CLS] $A [SEP] $B [SEP]' (tokenizer.json post_processor), or load the model's own tokenizer class")
     raise ContractViolation(
-        f"{expected} is not at {where}: found {tokenizer.convert_ids_to_tokens(ids[position])!r} (id {ids[position]}) there.",
+        f"{expected} is not at {_position_name(position, len(ids))}: {there}.",
         metrics,
         details=[
             f"Misplaced in {len(misplaced)} of {len(inputs)} inputs; first: {_label(text)} -> {_show_tokens(tokenizer, ids)}",
             f"{expected} (id {expected_id}) is at position(s) {found or 'nowhere'} of {len(ids)}.",
         ],
-        hint="BERT-family models read the sentence summary at position 0 (the pooler and CLS embeddings read "
-        "last_hidden_state[:, 0]): make the tokenizer's post-processor template '[CLS] $A [SEP]' / "
-        "'[CLS] $A [SEP] $B [SEP]' (tokenizer.json post_processor), or load the model's own tokenizer class",
+        hint=hint,
     )
 
 
 def assert_pads_on_the_right(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, *, sentences: Sequence[str] = PROBE_SENTENCES
 ) -> dict[str, Any]:
-    """Assert batches pad on the right when the model has absolute positions (left padding shifts them)."""
+    """Assert batches pad on the right when the model has absolute positions (left padding shifts them); a model that
+    reads its summary token last (XLNet) must get left padding instead, so that token stays last in every row."""
     __tracebackhide__ = True
-    if not uses_absolute_positions(model):
+    summary_last = reads_summary_last(model)
+    if not summary_last and not uses_absolute_positions(model):
         raise NotApplicable(
             f"{_name(model)} reads no position table, and a masked pad in front leaves every real token's state as it was "
             "(positions are relative or rotary): padding on either side is allowed"
@@ -134,15 +169,26 @@ def assert_pads_on_the_right(
         raise NotApplicable(f"{type(tokenizer).__name__} has no pad token, so it does not pad batches")
     inputs = cache.encode(tokenizer, sentences, max_length=input_limit(model, tokenizer))
     mask = cache.attention_mask(inputs, tokenizer.pad_token_id)
-    # A right-padded row is 1...1 0...0: its mask never rises.
-    left = [row for row in range(mask.shape[0]) if bool((mask[row, 1:] > mask[row, :-1]).any())]
-    metrics = {"padding_side": tokenizer.padding_side, "rows": int(mask.shape[0]), "left_padded_rows": len(left)}
-    if not left:
+    # A right-padded row is 1...1 0...0 (its mask never rises); a left-padded one 0...0 1...1 (it never falls).
+    rises = [row for row in range(mask.shape[0]) if bool((mask[row, 1:] > mask[row, :-1]).any())]
+    falls = [row for row in range(mask.shape[0]) if bool((mask[row, 1:] < mask[row, :-1]).any())]
+    wrong = falls if summary_last else rises
+    metrics = {"padding_side": tokenizer.padding_side, "rows": int(mask.shape[0]),
+               "left_padded_rows": len(rises), "right_padded_rows": len(falls)}  # fmt: skip
+    if not wrong:
         return metrics
-    row = left[0]
+    row = wrong[0]
     pads = int((mask[row] == 0).sum())
+    if summary_last:
+        raise ContractViolation(
+            f"Padding is on the right for a model that reads its summary token last: {len(wrong)} of {mask.shape[0]} rows end with padding.",
+            metrics,
+            details=[f"Row {row} ({_label(sentences[row])}): its last {pads} positions are pad tokens, so the last position "
+                     f"{_name(model)} reads the summary from is a pad (padding_side={tokenizer.padding_side!r})."],
+            hint="set \"padding_side\": \"left\" in tokenizer_config.json, as the model's own tokenizer class does",
+        )
     raise ContractViolation(
-        f"Padding is on the left for an absolute-position model: {len(left)} of {mask.shape[0]} rows start with padding.",
+        f"Padding is on the left for an absolute-position model: {len(wrong)} of {mask.shape[0]} rows start with padding.",
         metrics,
         details=[
             f"Row {row} ({_label(sentences[row])}): {pads} pad tokens at positions 0..{pads - 1}, so its first real token "
