@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from pytest_bertprobe.audit.harness import encode_batch, given_batches, nonfinite_weights, run_check
+from pytest_bertprobe.audit.causes import nonfinite_weights
+from pytest_bertprobe.audit.harness import encode_batch, given_batches, run_check
 from pytest_bertprobe.checkpoint import loading
 from pytest_bertprobe.checks.finiteness import assert_outputs_finite
 from pytest_bertprobe.errors import NotApplicable

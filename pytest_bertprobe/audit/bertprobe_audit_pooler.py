@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from pytest_bertprobe.audit import plot_data
+from pytest_bertprobe.audit.causes import nonfinite_weights
 from pytest_bertprobe.audit.harness import (
     encode_batch,
     given_batches,
-    nonfinite_weights,
     record_plot_data,
     run_check,
     run_on_batch,

@@ -7,7 +7,6 @@ batches reach every invariant and `cache.forward` serves each batch's forward pa
 from __future__ import annotations
 
 import functools
-import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -16,6 +15,7 @@ from hypothesis import HealthCheck, Phase, Verbosity, given, seed, settings
 from hypothesis.errors import UnsatisfiedAssumption
 
 from pytest_bertprobe.audit.budget import Plan, plan_examples
+from pytest_bertprobe.audit.causes import explained_failure
 from pytest_bertprobe.audit.record import (
     FAILING_BATCH_ATTRIBUTE,
     examples_recorded,
@@ -25,7 +25,6 @@ from pytest_bertprobe.audit.record import (
 )
 from pytest_bertprobe.catalogue import BY_NAME, EXPLICIT_BATCHES, KERNEL_BATCHES
 from pytest_bertprobe.checkpoint.limits import input_limit
-from pytest_bertprobe.checks.finiteness import nonfinite_parameters
 from pytest_bertprobe.errors import CheckFailure, ForwardError, NotApplicable
 from pytest_bertprobe.forward import cache
 from pytest_bertprobe.sentences import PROBE_SENTENCES, SEED_SENTENCES
@@ -239,40 +238,13 @@ def run_check(request: pytest.FixtureRequest, check: Callable[..., Any], *args: 
     except AssertionError as failure:
         if _reported_instead(request, failure):
             return None
-        if cache.nonfinite_served() > served:
-            explained = _weights_explain(request)
-            if explained:
-                pytest.skip(explained)
+        explained = explained_failure(request, _check_name(request), read_nonfinite=cache.nonfinite_served() > served)
+        if explained:
+            pytest.skip(explained)
         _keep_failure(request, failure, kwargs.get("sentences"))
         raise
     record_result(request.node, result)
     return result
-
-
-_WEIGHTS_CHECKS = ("weights_finite", "weights_loaded")
-_nonfinite_weights: weakref.WeakKeyDictionary[Any, list[str]] = weakref.WeakKeyDictionary()  # model -> its NaN/inf parameters
-
-
-def _weights_explain(request: pytest.FixtureRequest) -> str:
-    """Why a check that read a pass with NaN/inf outputs skips: the model's weights hold NaN/inf, which the weights
-    checks report (one failure for one cause); '' when its weights are finite, or it is one of those checks."""
-    if _check_name(request) in _WEIGHTS_CHECKS:
-        return ""
-    try:
-        model = request.getfixturevalue("bert_model")
-    except pytest.FixtureLookupError:
-        return ""
-    return nonfinite_weights(model)
-
-
-def nonfinite_weights(model: Any) -> str:
-    """'' when `model`'s parameters are finite; else the skip reason of a check their NaN/inf explains (scanned once per model)."""
-    if model not in _nonfinite_weights:
-        _nonfinite_weights[model] = nonfinite_parameters(model)
-    bad = _nonfinite_weights[model]
-    if not bad:
-        return ""
-    return f"weights hold NaN/inf ({', '.join(bad[:3])}): weights_finite reports them (weights_loaded, if the file is finite)"
 
 
 def _reported_instead(request: pytest.FixtureRequest, failure: AssertionError) -> bool:
