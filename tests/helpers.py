@@ -25,6 +25,13 @@ def assert_usage_error(result: pytest.RunResult, pattern: str) -> None:
     assert not any("Traceback" in line for line in output), "\n".join(output)
 
 
+def assert_one_failure(result: pytest.RunResult, lines: list[str], **options: Any) -> None:
+    """Exactly one test failed (and nothing else but passes), and the output holds `lines` (fnmatch, in order)."""
+    __tracebackhide__ = True
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(lines, **options)
+
+
 def headless_chromium(profile: Path) -> list[str]:
     """Debian's chromium, headless and offline, with its profile in `profile`; fails where CI is set and it is missing."""
     import os

@@ -113,6 +113,9 @@ def test_not_a_text_encoder_is_refused_saying_which_and_why(
         ("--bert-dtype=float64", "--bert-dtype=float64: not a dtype; use one of float32, bfloat16, float16"),
         ("--bert-device=gpu", "--bert-device=gpu: not a device; use auto, cpu, cuda or cuda:N"),
         ("--bert-embedding=max", "--bert-embedding=max: use one of auto, cls, pooler, mean"),
+        ("--bert-checks=padding_invarience", "--bert-checks=padding_invarience: no check is named 'padding_invarience'; did you mean padding_invariance or *"),
+        ("--bert-skip-checks=pooler,speed", "--bert-skip-checks=pooler,speed: no check is named 'pooler'; did you mean pooler_range*"),
+        ("--bert-checks=xyzzy", "--bert-checks=xyzzy: no check is named 'xyzzy'; the checks are pooler_relation, *, golden_snapshot"),
     ],
 )
 def test_invalid_option_values(pytester: pytest.Pytester, argument: str, message: str) -> None:

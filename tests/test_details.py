@@ -37,26 +37,35 @@ def _check(name: str, metrics: dict[str, Any], outcome: str = "passed") -> Check
     return CheckResult(f"bertprobe_audit_x.py::test_x[m-{name}]", name, outcome, metrics)
 
 
-def test_the_pooler_verdict_carries_its_evidence() -> None:
-    said = detail(_check("pooler_provenance", UNTRAINED_POOLER))
-    assert said == (
-        "verdict untrained (reported, not failed: --bert-embedding=pooler fails it): pooler.dense.bias is zero in every unit; "
-        "biases start at zero and a layer that never received a gradient keeps it; weight std 0.0091 (0.45 × initializer_range)"
-    )
-    assert notable(_check("pooler_provenance", UNTRAINED_POOLER))
-    assert not notable(_check("pooler_provenance", {"verdict": "trained", "evidence": {}}))
+DECLARED = {**COVERAGE, "declared": ["zh"], "scripts": {name: rates for name, rates in COVERAGE["scripts"].items() if name != "Thai"}}
 
 
-def test_scripts_lost_to_unk_are_reported_unless_declared() -> None:
-    said = detail(_check("token_coverage", COVERAGE))
-    assert said == (
-        "[UNK] past 10%, reported, not failed: Thai 100% (43/43), Han 52% (23/44); --bert-languages=th,zh would fail them; "
-        "1 script at or under 10% [UNK]"
-    )
-    assert notable(_check("token_coverage", COVERAGE))
-    declared = {**COVERAGE, "declared": ["zh"], "scripts": {name: rates for name, rates in COVERAGE["scripts"].items() if name != "Thai"}}
-    assert detail(_check("token_coverage", declared)) == "1 script at or under 10% [UNK] (declared: Han)"  # Han fails instead
-    assert not notable(_check("token_coverage", declared))
+@pytest.mark.parametrize(
+    ("check", "finding", "said", "quiet", "quiet_said"),
+    [
+        pytest.param(
+            "pooler_provenance", UNTRAINED_POOLER,
+            "verdict untrained (reported, not failed: --bert-embedding=pooler fails it): pooler.dense.bias is zero in every unit; "
+            "biases start at zero and a layer that never received a gradient keeps it; weight std 0.0091 (0.45 × initializer_range)",
+            {"verdict": "trained", "evidence": {}}, "verdict trained",
+            id="the pooler verdict carries its evidence",
+        ),
+        pytest.param(
+            "token_coverage", COVERAGE,
+            "[UNK] past 10%, reported, not failed: Thai 100% (43/43), Han 52% (23/44); --bert-languages=th,zh would fail them; "
+            "1 script at or under 10% [UNK]",
+            DECLARED, "1 script at or under 10% [UNK] (declared: Han)",  # Han fails instead
+            id="scripts lost to [UNK] are reported unless declared",
+        ),
+    ],
+)  # fmt: skip
+def test_a_green_rows_finding_is_said_and_shown_without_v(
+    check: str, finding: dict[str, Any], said: str, quiet: dict[str, Any], quiet_said: str
+) -> None:
+    assert detail(_check(check, finding)) == said
+    assert notable(_check(check, finding))
+    assert detail(_check(check, quiet)).startswith(quiet_said)
+    assert not notable(_check(check, quiet))
 
 
 def test_a_failure_a_skip_and_a_report_say_their_own_first_line() -> None:

@@ -19,7 +19,7 @@ from pytest_bertprobe.checks.embedding import (
 from pytest_bertprobe.errors import EmbeddingConfigError, UnsupportedPoolingError
 from pytest_bertprobe.forward import cache as forward
 from pytest_bertprobe.sentences import SEED_SENTENCES
-from tests.helpers import junit_metrics, plant_at_load
+from tests.helpers import assert_one_failure, junit_metrics, plant_at_load
 
 TinyFactory = Callable[..., Path]
 AUDIT = ("-p", "no:cacheprovider", "-rfs", "-k", "sentence_embedding", "--junitxml=out.xml")
@@ -313,8 +313,7 @@ def test_audit_fails_mean_embedding_when_padding_leaks_in(
 ) -> None:
     plant_at_load(monkeypatch, lambda checkpoint: _ignore_attention_mask(checkpoint.model))
     result = pytester.runpytest(f"--bert-model={tiny_checkpoint('bert')}", "--bert-embedding=mean", *AUDIT)
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines([
+    assert_one_failure(result, [
         "E*mean embedding of a sentence alone == its row in the padded batch: tensors are not close!",
         "E*Greatest absolute difference: * (sentence *) (up to 0.0001 allowed)",
         "E*Hint: padding leaks into the mean*",

@@ -16,7 +16,7 @@ from pytest_bertprobe.checks.heads.replay import (
 )
 from pytest_bertprobe.errors import NoHeadError
 from pytest_bertprobe.sentences import SEED_SENTENCES
-from tests.helpers import junit_metrics, plant_at_load
+from tests.helpers import assert_one_failure, junit_metrics, plant_at_load
 
 TinyFactory = Callable[..., Path]
 AUDIT = ("-p", "no:cacheprovider", "-rs", "-k", "heads_read")
@@ -231,8 +231,7 @@ def test_audit_fails_a_ported_nsp_head_that_reads_the_cls_state(
     # The model code is wrong, the weights are fine: every BertForPreTraining it loads is affected.
     monkeypatch.setattr(modeling_bert.BertPreTrainingHeads, "forward", ported_forward)
     result = pytester.runpytest(f"--bert-model={tiny_checkpoint('bert', model_class='BertForPreTraining')}", *AUDIT)
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines([
+    assert_one_failure(result, [
         "E*seq_relationship_logits == cls.seq_relationship(pooler_output): tensors are not close!",
         "E*Greatest absolute difference: * at index (*) (sentence *) (up to 1e-06 allowed)",
         "E*Hint: the NSP head reads last_hidden_state[[]:, 0[]] (the [[]CLS[]] state), but pretraining fed it pooler_output*",
@@ -244,8 +243,7 @@ def test_audit_fails_an_mlm_head_fed_the_embeddings(
 ) -> None:
     plant_at_load(monkeypatch, lambda checkpoint: _mlm_reads_embeddings(checkpoint.head_model))
     result = pytester.runpytest(f"--bert-model={tiny_checkpoint('bert', model_class='BertForMaskedLM')}", *AUDIT)
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines([
+    assert_one_failure(result, [
         "E*logits == cls(last_hidden_state): tensors are not close!",
         "E*Hint: the MLM head reads hidden_states[[]0[]] (the embeddings), but pretraining fed it last_hidden_state*",
     ])

@@ -13,6 +13,7 @@ from hypothesis import find
 from pytest_bertprobe import strategies
 from pytest_bertprobe.audit.harness import EXPLICIT_BATCHES, KERNEL_BATCHES
 from pytest_bertprobe.testing import MASK_IGNORING_ARCHITECTURES
+from tests.helpers import assert_one_failure
 
 Factory = Callable[..., Path]
 PADDING_TEST = "test_each_sentence_alone_matches_its_padded_row"
@@ -27,8 +28,7 @@ def test_models_ignoring_the_attention_mask_fail_padding_with_a_shrunk_batch(
     pytester: pytest.Pytester, tiny_checkpoint: Factory, arch: str
 ) -> None:
     result = pytester.runpytest(f"--bert-model={tiny_checkpoint(arch)}", "-k", PADDING_TEST, "--bert-report-json=report.json")
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines([
+    assert_one_failure(result, [
         "*each sentence alone == its row of the padded batch*: tensors are not close!",
         "*Greatest absolute difference: * at index * (sentence *) (up to 0.0001 allowed)",
         "*Failing batch (2 sentences): [[]'', '*'[]]",
@@ -218,8 +218,7 @@ def test_a_failure_only_the_plain_loop_saw_is_reported_as_not_deterministic(
     monkeypatch.setenv("SEEN_FILE", str(pytester.path / "seen.json"))
     monkeypatch.setenv("FAIL_ONCE", "1")
     result, seen = _recorded_run(pytester)
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*the first generated batch fails, once*"])
+    assert_one_failure(result, ["*the first generated batch fails, once*"])
     if sys.version_info >= (3, 11):  # exceptions take notes from 3.11
         result.stdout.fnmatch_lines(["*Hypothesis' own run of these batches passed*"])
     # The plain loop stopped at its failure; Hypothesis then ran the explicit batches' followers, all ten.

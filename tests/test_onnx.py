@@ -13,7 +13,7 @@ import pytest
 from pytest_bertprobe.artefacts import onnx_export as onnx_audit
 from pytest_bertprobe.artefacts import onnx_quantized as onnx_behaviour
 from tests.exports import TRACED_SENTENCES, export_onnx, quantize_int8
-from tests.helpers import assert_usage_error
+from tests.helpers import assert_one_failure, assert_usage_error
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
@@ -115,8 +115,7 @@ def test_a_quantized_export_of_other_weights_fails_by_behaviour(
 ) -> None:
     quantized = tiny_with_exports / "onnx" / "model_quantized.onnx"  # of the seed-0 weights, audited against seed 1's
     result = pytester.runpytest(f"--bert-model={tiny_checkpoint('bert', seed=1)}", f"--bert-onnx={quantized}", *ONLY_ONNX)
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines([
+    assert_one_failure(result, [
         "E*quantized ONNX export model_quantized.onnx no longer behaves like the checkpoint: cosine_min * < 0.6*",
         "E*Spearman correlation of pairwise similarities: *; top-5 neighbour overlap: *",
         "E*Quantized: *MatMulInteger ops*",
@@ -233,8 +232,7 @@ def test_a_sentence_transformers_export_is_compared_with_the_declared_embedding(
     assert metrics["compared"] == ["token_embeddings", "sentence_embedding"] and metrics["max_abs"] < 1e-5
     (folder / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_cls_token": True}))  # now declares cls
     result = pytester.runpytest(f"--bert-model={folder}", *ONLY_ONNX)
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["E*ONNX export onnx/model.onnx vs the checkpoint, sentence_embedding: tensors are not close!"])
+    assert_one_failure(result, ["E*ONNX export onnx/model.onnx vs the checkpoint, sentence_embedding: tensors are not close!"])
 
 
 def test_ini_bert_onnx_is_read_relative_to_the_rootdir(pytester: pytest.Pytester, tiny_checkpoint: TinyFactory) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import assert_usage_error
+from tests.helpers import assert_one_failure, assert_usage_error
 
 
 def test_help_lists_every_option_with_its_default(pytester: pytest.Pytester) -> None:
@@ -50,8 +50,7 @@ def test_ini_tolerance_override_is_applied(pytester: pytest.Pytester, tiny_check
     bert = tiny_checkpoint("bert")  # type: ignore[operator]
     pytester.makeini("[pytest]\nbert_tolerances =\n    cls_differs_from_pooler = 100 0\n")
     result = pytester.runpytest(f"--bert-model={bert}", "-k", "cls_is_not_the_pooler")
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*Greatest absolute difference: * (more than 100 required)*"])
+    assert_one_failure(result, ["*Greatest absolute difference: * (more than 100 required)*"])
 
 
 def test_bad_tolerance_line_is_a_usage_error(pytester: pytest.Pytester) -> None:

@@ -21,7 +21,7 @@ from pytest_bertprobe.checks.snapshot import (
     write_snapshot,
 )
 from pytest_bertprobe.sentences import PROBE_SENTENCES
-from tests.helpers import assert_usage_error, plant_copy
+from tests.helpers import assert_one_failure, assert_usage_error, plant_copy
 
 TinyFactory = Callable[..., Path]
 QUERY_WEIGHT = "encoder.layer.0.attention.self.query.weight"
@@ -224,8 +224,7 @@ def test_audit_bf16_copy_passes_and_fails_with_float32_tolerances(pytester: pyte
     pytester.runpytest(*args).assert_outcomes(passed=1)
     pytester.makeini("[pytest]\nbert_tolerances =\n    reference_agreement = 1e-4 1e-4\n")
     result = pytester.runpytest(*args)
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*Compared at bfloat16 tolerances.*"])
+    assert_one_failure(result, ["*Compared at bfloat16 tolerances.*"])
 
 
 def test_snapshot_is_written_then_guards_the_checkpoint_in_place(pytester: pytest.Pytester, copies: dict[str, Path]) -> None:
@@ -241,8 +240,7 @@ def test_snapshot_is_written_then_guards_the_checkpoint_in_place(pytester: pytes
     shutil.rmtree(checkpoint)
     shutil.copytree(copies["transposed"], checkpoint)  # the checkpoint regresses in place
     result = pytester.runpytest(*args)
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*Checkpoint vs its snapshot, * embedding: tensors are not close!", f"*Weights changed: {QUERY_WEIGHT}"])
+    assert_one_failure(result, ["*Checkpoint vs its snapshot, * embedding: tensors are not close!", f"*Weights changed: {QUERY_WEIGHT}"])
 
 
 def test_no_reference_skips_with_the_reason(pytester: pytest.Pytester, copies: dict[str, Path]) -> None:

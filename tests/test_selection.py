@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from pytest_bertprobe.catalogue import NAMES
-from tests.helpers import assert_usage_error
 
 Factory = Callable[..., Path]
 
@@ -47,15 +46,3 @@ def test_bert_checks_and_skip_checks_choose_audit_tests_and_keep_yours(pytester:
     skipped = pytester.runpytest(model, "--collect-only", "-q")
     names = _collected(skipped)
     assert len(names) == len(NAMES) - 2 + 1 and "test_save_and_load_give_identical_outputs" not in names and "test_mine" in names
-
-
-@pytest.mark.parametrize(
-    ("option", "expected"),
-    [
-        ("--bert-checks=padding_invarience", "--bert-checks=padding_invarience: no check is named 'padding_invarience'; did you mean padding_invariance or *"),
-        ("--bert-skip-checks=pooler,speed", "--bert-skip-checks=pooler,speed: no check is named 'pooler'; did you mean pooler_range*"),
-        ("--bert-checks=xyzzy", "--bert-checks=xyzzy: no check is named 'xyzzy'; the checks are pooler_relation, *, golden_snapshot"),
-    ],
-)
-def test_an_unknown_check_name_is_one_usage_line(pytester: pytest.Pytester, option: str, expected: str) -> None:
-    assert_usage_error(pytester.runpytest(option), expected)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from pytest_bertprobe.artefacts import st_pipeline
-from tests.helpers import junit_metrics
+from tests.helpers import assert_one_failure, junit_metrics
 from tests.test_embedding import _copy, _sentence_transformers
 
 pytest.importorskip("sentence_transformers")
@@ -53,8 +53,7 @@ def test_a_tiny_sentence_transformers_folder_passes(pytester: pytest.Pytester, s
 def test_max_seq_length_past_the_positions_fails_by_name(pytester: pytest.Pytester, st_folder: Path) -> None:
     (st_folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 128, "do_lower_case": False}))
     result = pytester.runpytest(f"--bert-model={st_folder}", *AUDIT)
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines([
+    assert_one_failure(result, [
         "E*sentence-transformers max_seq_length 128 exceeds the model's 64 usable positions and the tokenizer's model_max_length 64.",
         "E*Hint: set \"max_seq_length\": 64 in sentence_bert_config.json",
         "FAILED *test_declared_sentence_embedding_is_sound[[]st-tiny[]]*",
@@ -66,8 +65,7 @@ def test_a_module_that_does_not_load_fails_naming_the_pipeline(pytester: pytest.
     modules.insert(2, {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
     (st_folder / "modules.json").write_text(json.dumps(modules))
     result = pytester.runpytest(f"--bert-model={st_folder}", *AUDIT)
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["E*sentence-transformers * could not load the pipeline */modules.json lists (.: Transformer, 1_Pooling: Pooling, 2_Dense: Dense, 2_Normalize: Normalize): *"])
+    assert_one_failure(result, ["E*sentence-transformers * could not load the pipeline */modules.json lists (.: Transformer, 1_Pooling: Pooling, 2_Dense: Dense, 2_Normalize: Normalize): *"])
 
 
 def test_query_and_document_prompts_are_reported_and_must_differ(pytester: pytest.Pytester, st_folder: Path) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import assert_usage_error
+from tests.helpers import assert_one_failure, assert_usage_error
 
 Factory = Callable[..., Path]
 
@@ -101,8 +101,7 @@ def test_a_snapshot_on_a_full_disk_fails_golden_snapshot_in_one_line(
 ) -> None:
     _disk_full(monkeypatch)
     result = pytester.runpytest(f"--bert-model={tiny_checkpoint('bert')}", "-k", "golden_snapshot", "--bert-snapshot-update")
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["E   SnapshotError: Snapshot *bert*.json cannot be written (OSError: No space left on device)"])
+    assert_one_failure(result, ["E   SnapshotError: Snapshot *bert*.json cannot be written (OSError: No space left on device)"])
     assert "Traceback" not in result.stdout.str()
 
 
@@ -217,6 +216,5 @@ def test_malformed_snapshot_is_a_named_failure(pytester: pytest.Pytester, tiny_c
     del snapshot["tensor_hashes"]
     path.write_text(json.dumps(snapshot), encoding="utf-8")
     result = pytester.runpytest(f"--bert-model={folder}", "-k", "golden_snapshot")
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines([f"E   *Snapshot {path} is malformed: 'tensor_hashes' is missing", "E   Hint: *--bert-snapshot-update"])
+    assert_one_failure(result, [f"E   *Snapshot {path} is malformed: 'tensor_hashes' is missing", "E   Hint: *--bert-snapshot-update"])
     assert "KeyError" not in result.stdout.str()

