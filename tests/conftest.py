@@ -66,7 +66,7 @@ def pytester(pytester: pytest.Pytester, request: pytest.FixtureRequest) -> pytes
     """
     if request.node.get_closest_marker("real_weights") is not None:
         return pytester
-    for name in ("runpytest_inprocess", "runpytest_subprocess"):  # runpytest hands on to one of these
+    for name in ("inline_run", "runpytest_inprocess", "runpytest_subprocess"):  # runpytest hands on to these
         setattr(pytester, name, _allowing_untrained(getattr(pytester, name)))
     return pytester
 
