@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +15,7 @@ from typing import Any
 import pytest
 
 Factory = Callable[..., Path]
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -25,26 +29,36 @@ def pooler_missing(tiny_checkpoint: Factory, tmp_path_factory: pytest.TempPathFa
     return folder
 
 
-def _run(pytester: pytest.Pytester, healthy: Path, faulty: Path, *extra: str) -> tuple[pytest.RunResult, dict[str, Any], ElementTree.Element]:
-    result = pytester.runpytest_subprocess(
-        f"--bert-model={healthy}", f"--bert-model={faulty}", "--bert-report-json=report.json",
-        "--bert-report-markdown=summary.md", "--junitxml=junit.xml", "-p", "no:cacheprovider", *extra,
-    )  # fmt: skip
-    report = json.loads((pytester.path / "report.json").read_text(encoding="utf-8"))
-    return result, report, ElementTree.parse(pytester.path / "junit.xml").getroot()
+def _run(folder: Path, healthy: Path, faulty: Path, *extra: str) -> tuple[pytest.LineMatcher, int, dict[str, Any], ElementTree.Element, str]:
+    """The audit of both checkpoints in a fresh process in `folder`: output, exit status, JSON, JUnit XML, Markdown."""
+    folder.mkdir(parents=True)
+    command = [
+        sys.executable, "-m", "pytest", f"--bert-model={healthy}", f"--bert-model={faulty}", "--bert-report-json=report.json",
+        "--bert-report-markdown=summary.md", "--junitxml=junit.xml", "-p", "no:cacheprovider", "--bert-allow-untrained", *extra,
+    ]  # fmt: skip
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run(command, cwd=folder, env=environment, capture_output=True, text=True, timeout=600)
+    report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+    junit = ElementTree.parse(folder / "junit.xml").getroot()
+    return pytest.LineMatcher(result.stdout.splitlines()), result.returncode, report, junit, (folder / "summary.md").read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_checkpoint: Factory, pooler_missing: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Any, ...]]:
+    """The same audit serial and under `-n 2`, each run once for every test here."""
+    folder = tmp_path_factory.mktemp("reports")
+    return {name: _run(folder / name, tiny_checkpoint("bert"), pooler_missing, *workers)
+            for name, workers in {"serial": (), "xdist": ("-n", "2")}.items()}  # fmt: skip
 
 
 def _outcomes(report: dict[str, Any]) -> dict[tuple[str, str], str]:
     return {(check["model"], check["nodeid"].split("::")[-1].split("[")[0]): check["outcome"] for check in report["checks"]}
 
 
-@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["serial", "xdist"])
-def test_json_junit_terminal_and_markdown_tell_the_two_apart(
-    pytester: pytest.Pytester, tiny_checkpoint: Factory, pooler_missing: Path, workers: tuple[str, ...]
-) -> None:
-    healthy = tiny_checkpoint("bert")
-    result, report, junit = _run(pytester, healthy, pooler_missing, *workers)
-    assert result.ret == pytest.ExitCode.TESTS_FAILED
+@pytest.mark.parametrize("run", ["serial", "xdist"])
+def test_json_junit_terminal_and_markdown_tell_the_two_apart(runs: dict[str, tuple[Any, ...]], run: str) -> None:
+    output, status, report, junit, markdown = runs[run]
+    assert status == pytest.ExitCode.TESTS_FAILED, output.str()
 
     models = {model["id"]: model for model in report["models"]}
     assert (models["bert"]["outcome"], models["bert"]["pooler"]["verdict"]) == ("passed", "trained")
@@ -62,20 +76,17 @@ def test_json_junit_terminal_and_markdown_tell_the_two_apart(
     assert {props["bertprobe.model"] for props in provenance.values()} == {"bert", "pooler-missing"}
     assert all("bertprobe.metrics" in props for props in provenance.values())
 
-    result.stdout.fnmatch_lines([
+    output.fnmatch_lines([
         "*= bertprobe =*",
         "bert *bert *standard/tanh *trained *[1-9]* 0 *",
         "pooler-missing *bert *standard/tanh *missing *[1-9]* 1 *",
         "pooler-missing: pooler_provenance: failed: pooler provenance is 'missing', expected 'trained' or 'untrained':",
     ])
-    result.stdout.fnmatch_lines(["bertprobe: JSON report written to */report.json", "bertprobe: Markdown summary written to */summary.md"])
-    markdown = (pytester.path / "summary.md").read_text(encoding="utf-8")
+    output.fnmatch_lines(["bertprobe: JSON report written to */report.json", "bertprobe: Markdown summary written to */summary.md"])
     assert "| pooler-missing | bert | BertModel | standard/tanh | missing |" in markdown and "### Failed checks" in markdown
 
 
-def test_xdist_outcomes_equal_the_serial_run(pytester: pytest.Pytester, tiny_checkpoint: Factory, pooler_missing: Path) -> None:
-    healthy = tiny_checkpoint("bert")
-    _, serial, _ = _run(pytester, healthy, pooler_missing)
-    _, parallel, _ = _run(pytester, healthy, pooler_missing, "-n", "2")
+def test_xdist_outcomes_equal_the_serial_run(runs: dict[str, tuple[Any, ...]]) -> None:
+    serial, parallel = runs["serial"][2], runs["xdist"][2]
     assert _outcomes(serial) == _outcomes(parallel)
     assert {m["id"]: m["pooler"]["verdict"] for m in serial["models"]} == {m["id"]: m["pooler"]["verdict"] for m in parallel["models"]}
