@@ -140,7 +140,7 @@ def test_the_memory_limit_is_a_size(pytester: pytest.Pytester, tiny_checkpoint: 
 
 
 def test_sizes_parse_and_memory_is_measured() -> None:
-    from pytest_bertprobe.options import parse_size
+    from pytest_bertprobe.options.values import parse_size
 
     assert [parse_size(text) for text in ("512M", "8G", "1.5GiB", "64k", "1000")] == [512 << 20, 8 << 30, 3 << 29, 64 << 10, 1000]
     for text in ("", "-1G", "0", "8X", "nan"):

@@ -121,6 +121,17 @@ def test_bad_shard_input_is_one_line_and_exit_4(
     assert_usage_error(pytester.runpytest(*models, *arguments), pattern)
 
 
+def test_a_models_file_that_is_no_regular_file_or_too_large_is_one_line_not_a_hang(pytester: pytest.Pytester) -> None:
+    import os
+
+    os.mkfifo(pytester.path / "pipe.txt")  # nothing ever writes to it: open() would wait forever
+    (pytester.path / "huge.txt").touch()
+    os.truncate(pytester.path / "huge.txt", 17 << 20)  # sparse: 17 MiB that take no disk
+    for name, pattern in {"pipe.txt": "not a regular file", "huge.txt": "17825792 bytes, more than 16777216 allowed"}.items():
+        result = pytester.runpytest_subprocess(f"--bert-models-from={name}", timeout=120)
+        assert_usage_error(result, f"--bert-models-from={name}: {pattern}; give a text file with one path or hub id per line")
+
+
 def test_ci_variables_without_checkpoints_change_nothing(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     """A GitLab `parallel:` job running other tests: the plugin does not shard what it does not audit."""
     monkeypatch.setenv("CI_NODE_INDEX", "2")
