@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import stat
 from pathlib import Path
 
 import pytest
@@ -17,8 +18,6 @@ from pytest_bertprobe.catalogue import NAMES as CHECK_NAMES
 CI_SHARD_VARIABLES = ("CI_NODE_INDEX", "CI_NODE_TOTAL")  # GitLab's `parallel:` (1-based), and other CIs that copy it
 MAX_MODELS_FILE = 16 << 20  # `--bert-models-from`: a zoo list of a million lines fits; a larger file is a mistake
 _SHARD_PATTERN = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
-
-
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
@@ -86,11 +85,12 @@ def read_models_file(name: str | None) -> list[str]:
     fix = "give a text file with one path or hub id per line"
     path = Path(name)
     try:
+        found = path.stat()
         # A named pipe or a device would block open() or never end: only a regular file of a sane size is read.
-        if path.exists() and not path.is_file():
+        if not stat.S_ISREG(found.st_mode):
             raise pytest.UsageError(f"--bert-models-from={name}: not a regular file; {fix}")
-        if path.is_file() and path.stat().st_size > MAX_MODELS_FILE:
-            raise pytest.UsageError(f"--bert-models-from={name}: {path.stat().st_size} bytes, more than {MAX_MODELS_FILE} allowed; {fix}")
+        if found.st_size > MAX_MODELS_FILE:
+            raise pytest.UsageError(f"--bert-models-from={name}: {found.st_size} bytes, more than {MAX_MODELS_FILE} allowed; {fix}")
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         reason = "no such file" if isinstance(error, FileNotFoundError) else getattr(error, "strerror", None) or str(error)
