@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import struct
+import subprocess
+import sys
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +15,15 @@ from typing import Any
 import pytest
 
 from pytest_bertprobe.checkpoint import loading
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_pytest(folder: Path, *arguments: str, environment: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`python -m pytest ARGUMENTS` in a fresh process run in `folder`, importing this checkout's plugin (PYTHONPATH)."""
+    variables = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]), **(environment or {})}
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *arguments]
+    return subprocess.run(command, cwd=folder, env=variables, capture_output=True, text=True, timeout=600, check=False)
 
 
 def assert_usage_error(result: pytest.RunResult, pattern: str) -> None:

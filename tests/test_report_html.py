@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
 from collections.abc import Callable
 from html.parser import HTMLParser
 from pathlib import Path
@@ -13,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import assert_usage_error, headless_chromium, plant_copy
+from tests.helpers import assert_usage_error, headless_chromium, plant_copy, run_pytest
 
 pytest.importorskip("matplotlib")
 
@@ -21,7 +19,6 @@ Factory = Callable[..., Path]
 LAST_QUERY = "encoder.layer.1.attention.self.query.weight"  # the tiny bert's second (last) layer
 PLOTS = ("pooler", "cosine", "unk", "layers", "padding")
 PLOT_BLUE, PLOT_RED = (0x3B, 0x7D, 0xD8), (0xD8, 0x3B, 0x3B)  # plots.py's colours
-ROOT = Path(__file__).resolve().parent.parent
 
 
 class _Page(HTMLParser):
@@ -82,13 +79,10 @@ def checkpoints(tiny_checkpoint: Factory, tmp_path_factory: pytest.TempPathFacto
 def _audit(folder: Path, checkpoints: dict[str, Path], *extra: str) -> subprocess.CompletedProcess[str]:
     """Audit both checkpoints against the healthy one in a fresh process, writing `report.html` in `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
-    command = [
-        sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
-        f"--bert-model={checkpoints['healthy']}", f"--bert-model={checkpoints['transposed']}",
+    return run_pytest(
+        folder, "-q", f"--bert-model={checkpoints['healthy']}", f"--bert-model={checkpoints['transposed']}",
         f"--bert-reference={checkpoints['healthy']}", "--bert-report-html=out/report.html", "--bert-allow-untrained", *extra,
-    ]  # fmt: skip
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run(command, cwd=folder, env=environment, capture_output=True, text=True, timeout=600)
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")

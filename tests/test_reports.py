@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable
 from pathlib import Path
@@ -14,8 +11,9 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import run_pytest
+
 Factory = Callable[..., Path]
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -32,12 +30,10 @@ def pooler_missing(tiny_checkpoint: Factory, tmp_path_factory: pytest.TempPathFa
 def _run(folder: Path, healthy: Path, faulty: Path, *extra: str) -> tuple[pytest.LineMatcher, int, dict[str, Any], ElementTree.Element, str]:
     """The audit of both checkpoints in a fresh process in `folder`: output, exit status, JSON, JUnit XML, Markdown."""
     folder.mkdir(parents=True)
-    command = [
-        sys.executable, "-m", "pytest", f"--bert-model={healthy}", f"--bert-model={faulty}", "--bert-report-json=report.json",
-        "--bert-report-markdown=summary.md", "--junitxml=junit.xml", "-p", "no:cacheprovider", "--bert-allow-untrained", *extra,
-    ]  # fmt: skip
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    result = subprocess.run(command, cwd=folder, env=environment, capture_output=True, text=True, timeout=600)
+    result = run_pytest(
+        folder, f"--bert-model={healthy}", f"--bert-model={faulty}", "--bert-report-json=report.json",
+        "--bert-report-markdown=summary.md", "--junitxml=junit.xml", "--bert-allow-untrained", *extra,
+    )  # fmt: skip
     report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
     junit = ElementTree.parse(folder / "junit.xml").getroot()
     return pytest.LineMatcher(result.stdout.splitlines()), result.returncode, report, junit, (folder / "summary.md").read_text(encoding="utf-8")

@@ -13,7 +13,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable
 from pathlib import Path
@@ -22,10 +21,9 @@ from typing import Any
 import pytest
 
 from pytest_bertprobe.report import cli
-from tests.helpers import headless_chromium, plant_copy
+from tests.helpers import headless_chromium, plant_copy, run_pytest
 
 Factory = Callable[..., Path]
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +36,7 @@ def zoo(tiny_checkpoint: Factory, tmp_path_factory: pytest.TempPathFactory) -> l
 
 
 def _audit(folder: Path, *arguments: str, environment: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--bert-audit-only", "--bert-allow-untrained", *arguments]
-    variables = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]), **(environment or {})}
-    return subprocess.run(command, cwd=folder, env=variables, capture_output=True, text=True, timeout=600)
+    return run_pytest(folder, "--bert-audit-only", "--bert-allow-untrained", *arguments, environment=environment)
 
 
 @pytest.fixture(scope="module")
