@@ -19,6 +19,11 @@ from pytest_bertprobe.checkpoint import loading
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def load_checkpoint(path: Path, dtype: str = "float32") -> loading.Checkpoint:
+    """The checkpoint at `path` loaded on the CPU as the audit loads it."""
+    return loading.load_checkpoint(loading.resolve_source(str(path)), path.name, device="cpu", dtype=dtype)
+
+
 def run_pytest(folder: Path, *arguments: str, environment: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """`python -m pytest ARGUMENTS` in a fresh process run in `folder`, importing this checkout's plugin (PYTHONPATH)."""
     variables = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]), **(environment or {})}
@@ -38,7 +43,7 @@ def assert_usage_error(result: pytest.RunResult, pattern: str) -> None:
 
 
 def assert_one_failure(result: pytest.RunResult, lines: list[str], **options: Any) -> None:
-    """Exactly one test failed (and nothing else but passes), and the output holds `lines` (fnmatch, in order)."""
+    """Exactly one test ran, and it failed; the output holds `lines` (fnmatch, in order)."""
     __tracebackhide__ = True
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(lines, **options)
@@ -46,7 +51,6 @@ def assert_one_failure(result: pytest.RunResult, lines: list[str], **options: An
 
 def headless_chromium(profile: Path) -> list[str]:
     """Debian's chromium, headless and offline, with its profile in `profile`; fails where CI is set and it is missing."""
-    import os
     import shutil
 
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -14,16 +14,12 @@ from pytest_bertprobe.checkpoint import loading
 from pytest_bertprobe.checkpoint.renames import find_renames
 from pytest_bertprobe.checks.weights import assert_weights_finite, assert_weights_loaded, inspect_weights
 from pytest_bertprobe.compare import NotApplicable
-from tests.helpers import assert_usage_error, junit_metrics, plant_copy
+from tests.helpers import assert_usage_error, junit_metrics, load_checkpoint, plant_copy
 
 TinyFactory = Callable[..., Path]
 KEY_BIAS = "encoder.layer.0.attention.self.key.bias"
 QUERY_WEIGHT = "encoder.layer.0.attention.self.query.weight"
 WEIGHT_CHECKS = "bertprobe_audit_weights or output_is_finite"
-
-
-def _load(path: Path, dtype: str = "float32") -> loading.Checkpoint:
-    return loading.load_checkpoint(loading.resolve_source(str(path)), path.name, device="cpu", dtype=dtype)
 
 
 def _audit(pytester: pytest.Pytester, path: Path, *args: str, select: str = WEIGHT_CHECKS) -> tuple[pytest.RunResult, dict[str, Any]]:
@@ -258,7 +254,7 @@ def test_healthy_variants_pass(pytester: pytest.Pytester, tiny_checkpoint: TinyF
 
 @pytest.mark.parametrize(("arch", "model_class"), [("bert", "BertForMaskedLM"), ("albert", "AlbertForMaskedLM"), ("bert", "BertForPreTraining")])
 def test_tied_decoders_are_accounted_for(tiny_checkpoint: TinyFactory, tmp_path: Path, arch: str, model_class: str) -> None:
-    checkpoint = _load(_resave(tiny_checkpoint(arch), tmp_path / model_class, model_class))
+    checkpoint = load_checkpoint(_resave(tiny_checkpoint(arch), tmp_path / model_class, model_class))
     assert checkpoint.loaded_class == model_class and checkpoint.skipped_head is None
     metrics = assert_weights_loaded(checkpoint)
     decoder = next(name for name in metrics["tied"] if name.endswith("decoder.weight"))
@@ -315,7 +311,7 @@ def test_freshly_initialised_classifier_is_weights_trained_s_to_judge(
 
 
 def test_helpers_on_a_bare_model_need_the_folder(tiny_checkpoint: TinyFactory, tmp_path: Path) -> None:
-    checkpoint = _load(tiny_checkpoint("bert"))
+    checkpoint = load_checkpoint(tiny_checkpoint("bert"))
     with pytest.raises(NotApplicable, match="no checkpoint folder given"):
         assert_weights_loaded(checkpoint.model)
     assert assert_weights_loaded(checkpoint.model, checkpoint_path=tiny_checkpoint("bert"))["loaded"] == 39
@@ -332,7 +328,7 @@ def test_pickle_weights_are_read_only_when_allowed(tiny_checkpoint: TinyFactory,
     folder = Path(shutil.copytree(tiny_checkpoint("bert"), tmp_path / "pickled"))
     torch.save(load_file(folder / "model.safetensors"), folder / "pytorch_model.bin")
     (folder / "model.safetensors").unlink()
-    model = _load(tiny_checkpoint("bert")).model
+    model = load_checkpoint(tiny_checkpoint("bert")).model
     with pytest.raises(FileNotFoundError, match="pickle weights are not read"):
         inspect_weights(model, checkpoint_path=folder)
     assert inspect_weights(model, checkpoint_path=folder, allow_pickle=True).accounted
@@ -349,10 +345,10 @@ def test_renames_found_one_to_one() -> None:
 
 
 def test_real_minilm_is_accounted_for_and_a_renamed_copy_is_a_random_encoder(minilm_path: Path, tmp_path: Path) -> None:
-    checkpoint = _load(minilm_path)
+    checkpoint = load_checkpoint(minilm_path)
     metrics = assert_weights_loaded(checkpoint)
     assert metrics["loaded"] == len(checkpoint.model.state_dict()) and metrics["differing"] == {}
     assert assert_weights_finite(checkpoint)["nonfinite"] == []
     renamed = plant_copy(minilm_path, tmp_path / "minilm-layers", weights=_rename_layers)
     with pytest.raises(AssertionError, match=r"(?s)96 of the \d+ parameters and buffers.*explains 96 of the 96 missing keys"):
-        assert_weights_loaded(_load(renamed))
+        assert_weights_loaded(load_checkpoint(renamed))

