@@ -15,14 +15,16 @@ from typing import Any
 
 import pytest
 
+from pytest_bertprobe.catalogue import CATALOGUE
 from pytest_bertprobe.checks.finiteness import nonfinite_parameters
 from pytest_bertprobe.checks.trained import assert_weights_trained
 from pytest_bertprobe.checks.vocabulary import assert_vocabulary_matches_rows
 from pytest_bertprobe.errors import CheckFailure, NotApplicable
 
 _WEIGHTS_CHECKS = ("weights_finite", "weights_loaded")
-BEHAVIOUR_CHECKS = ("embedding_behaviour", "masked_lm_behaviour", "classifier_behaviour")
 _TRAINING_CAUSES = ("weights_trained", "vocabulary_rows")
+# The behavioural checks: the other verdicts on training, which the two causes above explain.
+BEHAVIOUR_CHECKS = frozenset(check.name for check in CATALOGUE if check.training) - set(_TRAINING_CAUSES)
 _nonfinite_weights: weakref.WeakKeyDictionary[Any, list[str]] = weakref.WeakKeyDictionary()  # model -> its NaN/inf parameters
 _untrained: weakref.WeakKeyDictionary[Any, dict[str, str]] = weakref.WeakKeyDictionary()  # model -> each cause's finding, or ''
 
@@ -31,8 +33,8 @@ def explained_failure(request: pytest.FixtureRequest, check: str, *, read_nonfin
     """Why `check`'s failure is another check's finding (the skip reason), or '' when it is its own."""
     if read_nonfinite and check not in _WEIGHTS_CHECKS and any(_runs(request, owner) for owner in _WEIGHTS_CHECKS):
         model = _fixture(request, "bert_model")
-        if model is not None and nonfinite_weights(model):
-            return nonfinite_weights(model)
+        if model is not None and (reason := nonfinite_weights(model)):
+            return reason
     if check in BEHAVIOUR_CHECKS:
         checkpoint = _fixture(request, "bert_checkpoint")
         if checkpoint is not None:
@@ -51,7 +53,7 @@ def nonfinite_weights(model: Any) -> str:
     return f"weights hold NaN/inf ({', '.join(bad[:3])}): weights_finite reports them (weights_loaded, if the file is finite)"
 
 
-def untrained_weights(checkpoint: Any, model: Any, tokenizer: Any, owners: tuple[str, ...] = _TRAINING_CAUSES) -> str:
+def untrained_weights(checkpoint: Any, model: Any, tokenizer: Any, owners: tuple[str, ...]) -> str:
     """'' when the weights look trained and the vocabulary is theirs (as far as the checks `owners` judge); else why not,
     naming the check that reports it."""
     if model is None or tokenizer is None:

@@ -99,6 +99,6 @@ def _matrix_evidence(
     return signs
 
 
-def looks_untrained(evidence: dict[str, dict[str, Any]], *, besides: Collection[str] = ()) -> list[str]:
-    """The modules whose evidence says freshly initialised, leaving out `besides` and what lies under them."""
-    return [name for name, signs in evidence.items() if signs["looks_untrained"] and not _under(name, besides)]
+def looks_untrained(evidence: dict[str, dict[str, Any]]) -> list[str]:
+    """The modules whose evidence says freshly initialised."""
+    return [name for name, signs in evidence.items() if signs["looks_untrained"]]

@@ -15,13 +15,13 @@ One or two batched passes (the sentences sorted by length, split in two), throug
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pytest_bertprobe.checkpoint.limits import input_limit
 from pytest_bertprobe.checks.behaviour.probe_set import TRIPLETS, Triplet, triplet_sentences
-from pytest_bertprobe.checks.behaviour.reading import Reading, read_languages
+from pytest_bertprobe.checks.behaviour.reading import Reading, not_read, read_languages
 from pytest_bertprobe.compare import quote
 from pytest_bertprobe.errors import CheckFailure, NotApplicable
 from pytest_bertprobe.forward import cache
@@ -130,7 +130,7 @@ def assert_embedding_ranks_paraphrases(
     scores = probe_scores(model, tokenizer, triplets)
     metrics = _metrics(scores, kind, source, min_margin, pooling_ratio)
     if not scores.triplets:
-        raise NotApplicable(f"the tokenizer reads none of the probe languages ({_not_read(scores.readings)})")
+        raise NotApplicable(f"the tokenizer reads none of the probe languages ({not_read(scores.readings)})")
     if kind not in scores.margins:
         raise NotApplicable(f"{type(model).__name__} returns no pooler_output: embedding_contract reports it")
     declared, language = scores.score(kind)
@@ -206,12 +206,8 @@ def _context(scores: ProbeScores, kind: str, source: str) -> list[str]:
         f"Other poolings of the same hidden states, best language: {others}",
     ]
     if any(not reading.read for reading in scores.readings.values()):
-        lines.append(f"Not judged, the tokenizer does not read them: {_not_read(scores.readings)}")
+        lines.append(f"Not judged, the tokenizer does not read them: {not_read(scores.readings)}")
     return [*lines, f"Declared by: {source}"]
-
-
-def _not_read(readings: Mapping[str, Reading]) -> str:
-    return "; ".join(f"{language} ({reading.reason})" for language, reading in readings.items() if not reading.read)
 
 
 def _worst(scores: ProbeScores, kind: str, language: str) -> str:

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pytest_bertprobe.checks.behaviour.probe_set import MASKED_SENTENCES
-from pytest_bertprobe.checks.behaviour.reading import read_languages
+from pytest_bertprobe.checks.behaviour.reading import not_read, read_languages
 from pytest_bertprobe.errors import CheckFailure, NotApplicable
 from pytest_bertprobe.forward import cache
 
@@ -75,7 +75,7 @@ def assert_masked_tokens_recovered(
     readings = read_languages(tokenizer, sentences)
     judged = [language for language, reading in readings.items() if reading.read]
     if not judged:
-        raise NotApplicable("the tokenizer reads none of the probe languages: " + "; ".join(f"{k} ({r.reason})" for k, r in readings.items()))
+        raise NotApplicable("the tokenizer reads none of the probe languages: " + not_read(readings))
     texts = [(language, text) for language in judged for text in sentences[language]]
     rows, where = masked_rows(tokenizer, [text for _, text in texts])
     negative_log, ranks = _score(head_model, field, tokenizer, rows, where)
@@ -99,14 +99,14 @@ def assert_masked_tokens_recovered(
     score = per_language[best]
     if score["pseudo_perplexity"] > ceiling:
         described = ", ".join(f"{k} {v['pseudo_perplexity']:.4g} (top-{TOP_K} {v[f'top{TOP_K}']:.0%})" for k, v in per_language.items())
-        not_read = "; ".join(f"{k} ({r.reason})" for k, r in readings.items() if not r.read)
+        unread = not_read(readings)
         raise CheckFailure(
             f"The masked-LM head does not recover masked tokens: pseudo-perplexity {score['pseudo_perplexity']:.4g} in its best "
             f"language ({best}, top-{TOP_K} recovery {score[f'top{TOP_K}']:.1%}), at most {ceiling:.4g} allowed "
             f"(vocabulary {vocabulary} ** {max_exponent:g}; a uniform guess scores {vocabulary}, bert-base about 4 on clean English).",
             details=[
                 f"Per language, {len(rows)} tokens each masked alone in {len(texts)} sentences: {described}",
-                *([f"Not judged, the tokenizer does not read them: {not_read}"] if not_read else []),
+                *([f"Not judged, the tokenizer does not read them: {unread}"] if unread else []),
                 f"Read from {type(head_model).__name__}.{field}",
             ],
             hint="an encoder trained with this head predicts masked words from their context; this one guesses. The "

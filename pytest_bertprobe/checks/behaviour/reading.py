@@ -66,3 +66,8 @@ def _reading(tokenizer: PreTrainedTokenizerBase, language: str, sentences: Seque
 def _letters_of(word: str) -> str:
     """The word without punctuation around or inside it (quotes, question marks, the Spanish ¿)."""
     return "".join(character for character in word if character.isalpha())
+
+
+def not_read(readings: Mapping[str, Reading]) -> str:
+    """The languages a tokenizer does not read, each with why: `ru (spelled letter by letter); zh ([UNK] 60%)`."""
+    return "; ".join(f"{language} ({reading.reason})" for language, reading in readings.items() if not reading.read)
