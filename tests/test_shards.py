@@ -179,8 +179,11 @@ def _merge(tmp_path: Path, *reports: dict[str, Any] | None, extra: tuple[str, ..
         ((_report(index=1, models=("a",)), _report(index=2, total=3, models=("b",))), "*shard2.json is shard 2/3 but *shard1.json is shard 1/2*"),
         ((_report(models=("a",)), _report(models=("a",))), "checkpoint 'a' is in two reports, *shard1.json and *shard2.json*"),
         (({"version": 1, "plugin": "0.1.0"},), "*shard1.json: not a bertprobe JSON report (it lacks environment, models, checks)"),
+        (({**_report(models=("a",)), "models": [{"path": "/zoo/a"}]},),
+         "a shard report lacks what bertprobe writes (KeyError: 'id'); give the JSON reports the shards wrote (--bert-report-json)"),
     ],
-    ids=["missing-file", "plugin-versions", "missing-shard", "shard-twice", "unaudited", "other-split", "duplicate", "not-a-report"],
+    ids=["missing-file", "plugin-versions", "missing-shard", "shard-twice", "unaudited", "other-split", "duplicate", "not-a-report",
+         "model-without-id"],
 )
 def test_bad_merge_input_is_one_line_and_exit_4(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], reports: tuple[dict[str, Any] | None, ...], pattern: str
@@ -203,6 +206,17 @@ def test_merge_names_environment_differences_and_keeps_the_schema(tmp_path: Path
     assert merged["environment"]["torch"] == "2.9, 2.10" and merged["mismatches"] == ["torch: 2.9 in 2/2; 2.10 in 1/2"]
     assert "warning: the shards' environment differs: torch: 2.9 in 2/2; 2.10 in 1/2" in capsys.readouterr().out
     assert (tmp_path / "zoo.xml").read_text(encoding="utf-8").count("<testcase ") == 2
+
+
+def test_merged_page_and_table_show_the_shards_environment_and_the_users_tests(tmp_path: Path) -> None:
+    """What the shards recorded, not the merging machine's: their torch, and the user's own tests per checkpoint."""
+    first, second = _report(index=1, models=("a",), torch="2.9"), _report(index=2, models=("b",), torch="2.9")
+    first["models"][0]["tests"] = {"passed": 3}
+    page, table = tmp_path / "zoo.html", tmp_path / "zoo.md"
+    status, _ = _merge(tmp_path, first, second, extra=("--html", str(page), "--markdown", str(table)))
+    assert status == 0
+    assert "<tr><th>torch</th><td>2.9</td></tr>" in page.read_text(encoding="utf-8").split("<h2>Environment</h2>", 1)[1]
+    assert "| 3 passed |" in table.read_text(encoding="utf-8")
 
 
 def test_cli_usage_errors_are_one_line_and_exit_4(tmp_path: Path) -> None:

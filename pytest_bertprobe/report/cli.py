@@ -67,7 +67,7 @@ def _write(merged: dict, args: argparse.Namespace) -> None:
     write_text_atomic(Path(args.out), json.dumps(merged, indent=2, ensure_ascii=False, default=str) + "\n")
     session = merge.session_of(merged) if args.html or args.markdown else None
     if args.html and session is not None:
-        write_text_atomic(Path(args.html), html.build_html(session, merged["shards"], merged["mismatches"]))
+        write_text_atomic(Path(args.html), html.build_html(session, merged["shards"], merged["mismatches"], merged["environment"]))
     if args.markdown and session is not None:
         append_text_atomic(Path(args.markdown), files.build_markdown(session) + _markdown_shards(merged))
     if args.junit:

@@ -58,14 +58,18 @@ def require_matplotlib() -> None:
         raise pytest.UsageError(MISSING_MATPLOTLIB) from None
 
 
-def build_html(session: ProbeSession, shards: list[dict[str, Any]] | None = None, mismatches: Sequence[str] = ()) -> str:
+def build_html(
+    session: ProbeSession, shards: list[dict[str, Any]] | None = None, mismatches: Sequence[str] = (), environment: dict[str, Any] | None = None
+) -> str:
     """The page: the zoo overview, a verdict table per model, its failed checks and plots, then the environment and options.
 
-    `shards` (a merged report's): each shard's label, file, environment and checkpoints, shown in place of the options.
+    `shards` (a merged report's): each shard's label, file, environment and checkpoints, shown in place of the options;
+    `environment`: the merged report's (the shards'), where this run's is not the one that audited.
     """
-    from pytest_bertprobe.report.files import build_json  # the environment block, as the JSON report has it
+    if environment is None:
+        from pytest_bertprobe.report.files import build_json  # the environment block, as the JSON report has it
 
-    environment = build_json(session)["environment"]
+        environment = build_json(session)["environment"]
     records = [session.records[checkpoint_id] for checkpoint_id in session.ids if checkpoint_id in session.records]
     shard_of = {name: shard["shard"] or shard["file"] for shard in shards or [] for name in shard["models"]}
     tail = ["<h2>Shards</h2>", _shards(shards, mismatches)] if shards is not None else [

@@ -41,9 +41,19 @@ def read_report(path: Path) -> dict[str, Any]:
     return report
 
 
+_MALFORMED = "a shard report lacks what bertprobe writes ({}: {}); give the JSON reports the shards wrote (--bert-report-json)"
+
+
 def merge(paths: Sequence[Path]) -> dict[str, Any]:
     """One report of the zoo from the shards' reports at `paths` (each read, checked against the others)."""
     reports = [(path, read_report(path)) for path in paths]
+    try:
+        return _merged(reports)
+    except (KeyError, TypeError, AttributeError) as error:  # a field of the schema missing or of another type
+        raise ReportError(_MALFORMED.format(type(error).__name__, error)) from None
+
+
+def _merged(reports: list[tuple[Path, dict[str, Any]]]) -> dict[str, Any]:
     _same_plugin(reports)
     _complete(reports)
     owner: dict[str, Path] = {}
@@ -144,6 +154,13 @@ def _some(names: Sequence[str]) -> str:
 
 def session_of(report: dict[str, Any]) -> ProbeSession:
     """A session holding a (merged) report's records, for the HTML page and the Markdown table one run writes."""
+    try:
+        return _session_of(report)
+    except (KeyError, TypeError, AttributeError) as error:
+        raise ReportError(_MALFORMED.format(type(error).__name__, error)) from None
+
+
+def _session_of(report: dict[str, Any]) -> ProbeSession:
     environment = report["environment"]
     settings = Settings(models=tuple(model["path"] for model in report["models"]), device=str(environment.get("device")),
                         dtype=str(environment.get("dtype")), revision=None, audit=True)  # fmt: skip
@@ -158,6 +175,7 @@ def session_of(report: dict[str, Any]) -> ProbeSession:
         record.loads, record.load_seconds, record.seconds = model.get("loads", 0), model.get("load_seconds", 0.0), model.get("seconds", 0.0)
         record.forward_passes, record.budget = model.get("forward_passes", 0), model.get("budget") or {}
         record.processes = {f"{p.get('worker')}:{p.get('pid')}": p for p in model.get("processes") or []}
+        record.tests, record.overrides = dict(model.get("tests") or {}), list(model.get("overrides") or [])
         session.sources.append(record.source)
         session.ids.append(record.id)
     for check in report["checks"]:
