@@ -80,6 +80,22 @@ def test_stored_parameters_are_read_from_the_headers_alone(zoo: list[Path]) -> N
     assert stored_parameters(zoo[0].parent) is None  # no weights there
 
 
+def test_the_plan_reads_no_weights_outside_a_checkpoint_folder(zoo: list[Path], tmp_path: Path) -> None:
+    """A shard of an index, or the weights file itself, leading out of the folder is not opened to price the checkpoint."""
+    import json
+
+    from pytest_bertprobe.checkpoint.weight_files import stored_parameters
+
+    linked, indexed = tmp_path / "linked", tmp_path / "indexed"
+    for folder in (linked, indexed):
+        folder.mkdir()
+    (linked / "model.safetensors").symlink_to(zoo[0] / "model.safetensors")
+    index = {"metadata": {}, "weight_map": {"embeddings.word_embeddings.weight": str(zoo[0] / "model.safetensors")}}
+    (indexed / "model.safetensors.index.json").write_text(json.dumps(index), encoding="utf-8")
+    assert stored_parameters(zoo[0]) is not None  # the same file, read from inside its folder
+    assert stored_parameters(linked) is None and stored_parameters(indexed) is None
+
+
 def test_recorded_durations_price_the_checkpoints(zoo: list[Path], tmp_path: Path) -> None:
     recorded = {path.name: float(index + 1) for index, path in enumerate(zoo[:6])}
     report = tmp_path / "previous.json"

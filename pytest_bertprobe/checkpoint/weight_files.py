@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pytest_bertprobe.checkpoint.boundary import Boundary
 from pytest_bertprobe.checkpoint.json_file import MAX_JSON_DEPTH, json_depth, read_json
 
 if TYPE_CHECKING:
@@ -189,6 +190,9 @@ def stored_tensors(folder: Path) -> dict[str, tuple[list[int], int]] | None:
             return None
     else:
         return None
+    boundary = Boundary.of(folder)
+    if any(boundary.outside(path) is not None for path in files):
+        return None  # nothing outside the folder is read: preflight names the file when it audits this checkpoint
     found: dict[str, tuple[list[int], int]] = {}
     for path in files:
         header = read_header(path) if path.is_file() else Header({}, corrupt="absent")
